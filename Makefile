@@ -1,0 +1,29 @@
+# ksdiff — the two commands: `make demo` and `make test`.
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+EXTRAS    ?= all
+STAMP     := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: install demo test sysdeps clean
+
+# System libraries (EGL/Mesa for headless rendering). Only runs apt-get when something is missing.
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory sysdeps
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m ksdiff.demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

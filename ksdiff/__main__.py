@@ -1,0 +1,5 @@
+import sys
+
+from ksdiff.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""The ``ksdiff`` command line. Thin: parse, call the API, print.
+
+Each subcommand lives in its own module ``ksdiff/cli/cmd_<name>.py`` defining::
+
+    NAME = "dataset"                 # the subcommand
+    HELP = "one line for ksdiff --help"
+    def add_arguments(parser): ...   # argparse arguments (sub-subcommands allowed)
+    def run(args) -> int | None: ... # exit code (None = 0)
+
+Modules are discovered automatically, so adding a command never touches this file. A :class:`KsdiffError`
+is printed as one line ``ksdiff: <file>: <problem>`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from ksdiff import __version__
+from ksdiff.errors import KsdiffError
+
+
+def _command_modules() -> list:
+    mods = []
+    pkg = sys.modules[__name__]
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("cmd_"):
+            mods.append(importlib.import_module(f"{__name__}.{info.name}"))
+    return sorted(mods, key=lambda m: getattr(m, "ORDER", 50))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ksdiff",
+        description="Speech-driven 3D facial animation with KSDiff (keyframe-augmented dual-path diffusion).",
+    )
+    parser.add_argument("--version", action="version", version=f"ksdiff {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        code = args._run(args)
+    except KsdiffError as e:
+        print(f"ksdiff: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ksdiff: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

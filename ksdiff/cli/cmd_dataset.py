@@ -1,0 +1,46 @@
+"""ksdiff dataset check|info DIR"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "dataset"
+HELP = "check a dataset folder for every problem, or summarise it"
+ORDER = 20
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = sub.add_parser("check", help="report every problem in a dataset (exit 1 if any)")
+    c.add_argument("dir")
+    i = sub.add_parser("info", help="clips, hours, speakers, fps, per-channel ranges")
+    i.add_argument("dir")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ksdiff.data.dataset import check_dataset, dataset_info
+
+    if args.action == "check":
+        problems = check_dataset(args.dir)
+        for p in problems:
+            print(p)
+        if problems:
+            print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {args.dir}")
+            return 1
+        print(f"{args.dir}: ok")
+        return 0
+    info = dataset_info(args.dir)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"dataset  {info['name']}  ({info['root']})")
+    print(f"spec     {info['spec']}  at {info['fps']:g} fps")
+    print("clips    " + ", ".join(f"{k} {v}" for k, v in info["clips"].items()))
+    print(f"audio    {info['hours']:.3f} h ({info['seconds']:.1f} s), {info['frames']} motion frames")
+    print(f"speakers {len(info['speakers'])}: {', '.join(info['speakers'][:10])}")
+    print(f"{'channel':<22}{'min':>9}{'mean':>9}{'max':>9}")
+    for ch, r in info["channels"].items():
+        print(f"{ch:<22}{r['min']:>9.3f}{r['mean']:>9.3f}{r['max']:>9.3f}")
+    return 0
