@@ -1,0 +1,133 @@
+"""Metric tests: identities and hand computations (DESIGN.md section 7)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from ksdiff.audio.decode import load_audio
+from ksdiff.metrics import (beat_align, bilabial_closure, envelope_correlation, fdd, head_diversity, jitter,
+                            keyframe_prf, lve, lve_squared, motion_beats, sample_diversity, speech_beats)
+
+
+def test_identical_motion_gives_zero_lve_and_fdd(ict_path):
+    d = np.load(ict_path)
+    neutral = d["neutral"][:2000].astype(np.float64) * 10
+    rng = np.random.default_rng(0)
+    verts = neutral + rng.normal(0, 1, size=(7, 2000, 3))
+    lips = d["lip_vertices"][d["lip_vertices"] < 2000]
+    assert lve(verts, verts, lips) == 0.0
+    assert lve_squared(verts, verts, lips) == 0.0
+    assert fdd(verts, verts, neutral, np.arange(500)) == 0.0
+
+
+def test_lve_hand_example():
+    gt = np.zeros((2, 3, 3))
+    pred = gt.copy()
+    pred[0, 0] = [3, 4, 0]  # 5 mm at a lip vertex
+    pred[0, 1] = [1, 0, 0]  # 1 mm
+    pred[1, 1] = [0, 0, 2]  # 2 mm
+    pred[1, 2] = [9, 9, 9]  # not a lip vertex
+    lips = np.array([0, 1])
+    assert lve(pred, gt, lips) == pytest.approx((5 + 2) / 2)
+    assert lve_squared(pred, gt, lips) == pytest.approx((25 + 4) / 2)
+
+
+def test_fdd_hand_example():
+    neutral = np.zeros((2, 3))
+    # vertex 0 displaced 0,2,0,2 (std 1) in gt, constant in pred; vertex 1 never moves
+    gt = np.zeros((4, 2, 3))
+    gt[[1, 3], 0, 0] = 2.0
+    pred = np.zeros((4, 2, 3))
+    pred[:, 0, 0] = 1.0
+    assert fdd(pred, gt, neutral, np.array([0, 1])) == pytest.approx((1.0 + 0.0) / 2 - 0.0)
+
+
+def test_head_diversity_hand_example():
+    # yaw alternates 0°, 10° → std 5°; pitch and roll constant → mean over angles 5/3
+    yaw = np.radians([0, 10, 0, 10])
+    rv = np.stack([np.zeros(4), yaw, np.zeros(4)], axis=1)
+    assert head_diversity([rv]) == pytest.approx(5 / 3, rel=1e-6)
+    a, b = np.zeros((3, 2)), np.ones((3, 2))
+    assert sample_diversity([a, b]) == pytest.approx(math.sqrt(2))
+    assert sample_diversity([a, a]) == 0.0
+
+
+def test_keyframe_prf_hand_example():
+    true = np.zeros(30, int)
+    true[[5, 15, 25]] = 1
+    pred = np.zeros(30, int)
+    pred[[6, 14, 20]] = 1  # 6↔5, 14↔15 match; 20 is 5 frames from 15 and 25: no match
+    p, r, f = keyframe_prf(pred, true, tol=2)
+    assert (p, r) == pytest.approx((2 / 3, 2 / 3))
+    assert f == pytest.approx(2 / 3)
+    # one-to-one: two predictions near one true keyframe count once
+    pred2 = np.zeros(30, int)
+    pred2[[4, 6]] = 1
+    assert keyframe_prf(pred2, true, tol=2)[:2] == pytest.approx((0.5, 1 / 3))
+    assert keyframe_prf(np.zeros(5), np.zeros(5)) == (1.0, 1.0, 1.0)
+
+
+def test_beat_align_hand_example():
+    # speech beats at 10 and 30; motion beats at 10 and 36 → exp(0) and exp(-36/18)
+    assert beat_align(np.array([10, 36]), np.array([10, 30])) == pytest.approx((1 + math.exp(-2)) / 2)
+    assert beat_align(np.array([]), np.array([3])) == 0.0
+
+
+def test_motion_beats_find_pauses_of_a_nodding_head():
+    fps = 25
+    t = np.arange(200) / fps
+    pitch = 0.2 * np.sin(2 * np.pi * 0.5 * t)  # speed minima at the turning points, every 1 s
+    rv = np.stack([pitch, np.zeros_like(t), np.zeros_like(t)], axis=1)
+    beats = motion_beats(rv, fps)
+    turning = np.round((0.5 + np.arange(4)) * fps).astype(int)  # t = 0.5, 1.5, 2.5, 3.5 s
+    for tp in turning:
+        assert np.min(np.abs(beats - tp)) <= 1
+
+
+def test_speech_beats_on_real_speech(speech_dir):
+    wave = load_audio(speech_dir / "jfk.flac")
+    beats = speech_beats(wave, 25)
+    seconds = len(wave) / 16000
+    assert 1.0 <= len(beats) / seconds <= 6.0  # syllable-ish rate
+    assert np.all(np.diff(beats) >= 5)
+
+
+def test_jitter_hand_example():
+    x = (np.arange(6, dtype=float) ** 3)[:, None]  # third difference of t³ is 6
+    assert jitter(x, fps=2) == pytest.approx(6 * 8)
+    assert jitter(np.ones((10, 4)), fps=25) == 0.0
+
+
+def test_bilabial_closure_hand_example():
+    fps = 10
+    jaw = np.array([0.5, 0.02, 0.5, 0.08, 0.5, 0.3])
+    close = np.array([0, 0, 0, 0.5, 0, 0.9])
+    press = np.zeros(6)
+    phones = [("AA", 0.0, 0.1), ("M", 0.1, 0.2), ("B", 0.3, 0.4), ("P1", 0.5, 0.6), ("IY", 0.2, 0.3)]
+    # centres → frames 2 (M: jaw .5 open), 4 (B: jaw .5 open), 6→clamped 5 (P: jaw .3 open) ... recompute:
+    # M centre 0.15 s → frame round(1.5)=2; B 0.35 → round(3.5)=4; P 0.55 → round(5.5)=6 → clamped to 5
+    assert bilabial_closure(jaw, close, press, phones, fps) == pytest.approx(0.0)
+    phones2 = [("m", 0.05, 0.15), ("B", 0.25, 0.35)]  # frames 1 (jaw 0.02 → closed), 3 (jaw .08 + close .5)
+    assert bilabial_closure(jaw, close, press, phones2, fps) == pytest.approx(1.0)
+    assert math.isnan(bilabial_closure(jaw, close, press, [("AA", 0, 0.1)], fps))
+
+
+def test_envelope_correlation_real_speech(speech_dir):
+    from ksdiff.audio.envelope import speech_envelope
+
+    wave = load_audio(speech_dir / "arctic_a0007.wav")
+    env = speech_envelope(wave, 25)
+    assert envelope_correlation(env * 3 + 1, wave, 25) == pytest.approx(1.0, abs=1e-6)
+    assert envelope_correlation(-env, wave, 25) == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_head_speed_uses_geodesic_angle():
+    from ksdiff.metrics.beat import head_speed
+
+    r = Rotation.from_euler("y", [[0], [10], [30]], degrees=True).as_rotvec()
+    s = head_speed(r, fps=1)
+    assert np.degrees(s) == pytest.approx([10, 10, 20])
