@@ -22,6 +22,7 @@ from torch import Tensor
 from ksdiff.errors import KsdiffError
 
 SCHEDULE_KINDS = ("scaled_linear", "linear", "cosine")
+SPACINGS = ("logsnr", "linspace", "trailing", "leading")
 
 
 @dataclass
@@ -134,32 +135,40 @@ def x0_from_v(schedule: NoiseSchedule, x_t: Tensor, t: Tensor, v: Tensor) -> Ten
     return a * x_t - s * v
 
 
-def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "trailing") -> list[int]:
-    """A decreasing sub-sequence of ``steps`` timesteps of the schedule for a sampler (respacing).
+def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "logsnr") -> list[int]:
+    """A strictly decreasing sub-sequence of ``steps`` timesteps of the schedule for a sampler (respacing).
 
-    ``trailing`` (default; always starts at the noisiest step N-1, Lin et al. 2024), ``leading`` (DDIM's
-    ``range(0, N, N // steps)`` reversed) or ``linspace`` (rounded evenly spaced from N-1 to 0).
-    Returns e.g. ``[999, 949, ..., 49]`` for N = 1000, steps = 20, trailing.
+    Spacings:
+      ``logsnr`` (default): uniform in log-SNR λ from the noisiest step N-1 to step 0, as DPM-Solver recommends;
+          few-step solvers lose most of their accuracy to the big λ jumps that time-uniform spacing makes near t = 0
+          (measured in docs/GENERATION.md). ``steps`` = N gives every step.
+      ``linspace``: evenly spaced in t from N-1 to 0 (rounded).
+      ``trailing``: ``N-1, N-1-N/steps, ...`` (Lin et al. 2024; ends above 0).
+      ``leading``: DDIM's ``range(0, N, N // steps)`` reversed (never visits N-1).
+    Returns e.g. ``[999, 875, 724, 538, 330, 153, 52, 14, 3, 0]`` for N = 1000, steps = 10, logsnr.
     """
     n = schedule.num_steps
     if not 1 <= steps <= n:
         raise KsdiffError(f"sampler steps must be between 1 and {n}, got {steps}")
-    if spacing == "trailing":
+    if spacing == "logsnr":
+        lam = schedule.log_snr(torch.arange(n)).tolist()  # increasing as t decreases
+        targets = torch.linspace(lam[-1], lam[0], steps, dtype=torch.float64).tolist() if steps > 1 else [lam[-1]]
+        lam_t = torch.tensor(lam, dtype=torch.float64)
+        ts = [int((lam_t - v).abs().argmin()) for v in targets]
+    elif spacing == "linspace":
+        ts = [int(round(v)) for v in torch.linspace(n - 1, 0, steps, dtype=torch.float64).tolist()]
+    elif spacing == "trailing":
         ts = [int(round(n - 1 - i * n / steps)) for i in range(steps)]
     elif spacing == "leading":
         stride = n // steps
         ts = list(range(0, stride * steps, stride))[::-1]
-    elif spacing == "linspace":
-        ts = [int(round(v)) for v in torch.linspace(n - 1, 0, steps, dtype=torch.float64).tolist()]
     else:
-        raise KsdiffError(f"unknown timestep spacing {spacing!r} (known: trailing, leading, linspace)")
-    # strictly decreasing, unique, in range
-    out: list[int] = []
-    for t in ts:
-        t = min(max(t, 0), n - 1)
-        if not out or t < out[-1]:
-            out.append(t)
-    return out
+        raise KsdiffError(f"unknown timestep spacing {spacing!r} (known: {', '.join(SPACINGS)})")
+    # exactly `steps` strictly decreasing values in [0, N): leave room for the remaining steps, then push down
+    ts = [min(max(t, steps - 1 - i), n - 1) for i, t in enumerate(ts)]
+    for i in range(1, steps):
+        ts[i] = min(ts[i], ts[i - 1] - 1)
+    return ts
 
 
 def _gather(table: Tensor, t: Tensor | int) -> Tensor:
