@@ -1,0 +1,1 @@
+"""Exporters: motion into the formats animators use (Live Link Face CSV, ...)."""
