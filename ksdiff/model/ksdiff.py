@@ -1,0 +1,352 @@
+"""KSDiff: DPSE -> KEL -> two DiffSpeaker-style denoisers (paper Fig. 2; DESIGN.md section 3).
+
+    feats, prosody ──DPSE──> f_h, f_e (B, T, D)
+    tokens ──TextEncoder──> text memory (B, 1+L, D)  (a learned null token first; alone when there is no transcript)
+    f_h, text ──KEL_h──> k_h ;  f_e, text ──KEL_e──> k_e          (teacher-forced in training, autoregressive else)
+    x_t[head] , t, f_h, text, k_h ──Denoiser_h──> x0_hat[head]
+    x_t[expr] , t, f_e, text, k_e ──Denoiser_e──> x0_hat[expr]
+
+The model works on normalised motion (``normalize`` / ``denormalize`` with the ``motion_mean`` / ``motion_std``
+buffers). Interfaces used by the trainer, samplers and generate.py: ``training_loss``, ``encode_condition``,
+``denoise``, ``slice_condition``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ksdiff.diffusion.losses import diffusion_loss, mr_stft_loss, positive_weight, weighted_bce
+from ksdiff.diffusion.schedule import make_schedule, q_sample
+from ksdiff.errors import KsdiffError
+from ksdiff.face.specs import FaceSpec
+from ksdiff.model.config import ModelConfig, TextConfig
+from ksdiff.model.denoiser import MotionDenoiser
+from ksdiff.model.dpse import DPSE, frame_mask_from
+from ksdiff.model.keyframes import KeyframePredictor
+from ksdiff.model.layers import Attention, FeedForward, mask_to_bias, sinusoid
+
+PATHS = ("h", "e")  #: head path, expression path
+
+
+class TextLayer(nn.Module):
+    """Pre-norm Transformer encoder layer (self-attention with key padding, GELU FFN)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.n1, self.n2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.ffn = FeedForward(dim, 2 * dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
+        y = self.n1(x)
+        x = x + self.drop(self.attn(y, y, bias))
+        return x + self.drop(self.ffn(self.n2(x)))
+
+
+class TextEncoder(nn.Module):
+    """Token embeddings + sinusoidal positions through a small Transformer encoder, with a learned null token
+    prepended (so a clip without transcript still has one memory entry).
+
+    forward(tokens (B, L) long, 0 = padding) -> (memory (B, 1+L, D), mask (B, 1+L) bool).
+    """
+
+    def __init__(self, dim: int, cfg: TextConfig):
+        super().__init__()
+        self.dim, self.vocab = dim, cfg.vocab_size
+        self.emb = nn.Embedding(cfg.vocab_size, dim, padding_idx=0)
+        self.null = nn.Parameter(torch.randn(dim) * 0.02)
+        self.layers = nn.ModuleList(TextLayer(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: Tensor | None, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        if tokens is None or tokens.shape[-1] == 0:
+            tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
+        if tokens.numel() and (int(tokens.max()) >= self.vocab or int(tokens.min()) < 0):
+            raise KsdiffError(f"token id {int(tokens.max())} is outside the model's vocabulary of {self.vocab} "
+                              "(model.text.vocab_size must cover the tokenizer)")
+        mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), tokens > 0], dim=1)
+        L = tokens.shape[1]
+        x = self.emb(tokens) + sinusoid(torch.arange(1, L + 1, device=device), self.dim)[None]
+        x = torch.cat([self.null.expand(batch, 1, -1), x], dim=1)
+        bias = mask_to_bias(mask[:, None, None, :], None, x.dtype)
+        for layer in self.layers:
+            x = layer(x, bias)
+        return self.norm(x), mask
+
+
+class KSDiff(nn.Module):
+    """The KSDiff model.
+
+    Args:
+        cfg: model hyper-parameters and ablation switches.
+        spec: face spec: which channels are on the head path and which on the expression path.
+        feat_dim: size of the speech-encoder features (e.g. 384 for whisper-tiny).
+    """
+
+    def __init__(self, cfg: ModelConfig, spec: FaceSpec, feat_dim: int):
+        super().__init__()
+        self.cfg, self.spec, self.feat_dim = cfg, spec, int(feat_dim)
+        D = cfg.dim
+        C = spec.dim
+        self.register_buffer("motion_mean", torch.zeros(C))
+        self.register_buffer("motion_std", torch.ones(C))
+        self.dpse = DPSE(self.feat_dim, cfg)
+        self.text = TextEncoder(D, cfg.text) if cfg.transcript else None
+        self.null_text = None if cfg.transcript else nn.Parameter(torch.randn(D) * 0.02)
+        self.kel = nn.ModuleDict({p: KeyframePredictor(D, cfg.kel) for p in PATHS}) if cfg.keyframes else None
+        if cfg.dual_path:
+            self.path_idx = {"h": spec.head_idx, "e": spec.expression_idx}
+            kf = 1 if cfg.keyframes else 0
+            self.fuse = None
+        else:
+            self.path_idx = {"all": list(range(C))}
+            kf = 2 if cfg.keyframes else 0
+            self.fuse = nn.Linear(2 * D, D) if (cfg.split_speech and cfg.dpse) else None
+        self.denoisers = nn.ModuleDict({p: MotionDenoiser(len(idx), D, cfg.fps, cfg.denoiser, keyframe_streams=kf)
+                                        for p, idx in self.path_idx.items()})
+        s = cfg.schedule
+        self.schedule = make_schedule(s.kind, s.num_steps, s.beta_start, s.beta_end)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # normalisation
+    # ------------------------------------------------------------------------------------------------------------
+
+    def set_normalization(self, mean: Any, std: Any) -> None:
+        """Set the per-channel motion statistics (C,) used by normalize / denormalize (std floored at 1e-4)."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.numel() != self.spec.dim or std.numel() != self.spec.dim:
+            raise KsdiffError(f"normalisation statistics must have {self.spec.dim} channels, "
+                              f"got {mean.numel()} and {std.numel()}")
+        self.motion_mean.copy_(mean)
+        self.motion_std.copy_(std.clamp_min(1e-4))
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Raw motion (..., C) -> normalised."""
+        return (x - self.motion_mean) / self.motion_std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Normalised motion (..., C) -> raw."""
+        return x * self.motion_std + self.motion_mean
+
+    # ------------------------------------------------------------------------------------------------------------
+    # conditioning
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _text(self, batch: dict, B: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        if self.text is None:
+            return self.null_text.expand(B, 1, -1), torch.ones(B, 1, dtype=torch.bool, device=device)
+        tokens = batch.get("tokens")
+        if tokens is not None:
+            tokens = tokens.to(device).long()
+            tm = batch.get("token_mask")
+            if tm is not None:
+                tokens = tokens * tm.to(device).long()
+        return self.text(tokens, B, device)
+
+    def _path_features(self, f: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.cfg.dual_path:
+            return {"h": f["h"], "e": f["e"]}
+        if self.fuse is not None:
+            return {"all": self.fuse(torch.cat([f["h"], f["e"]], dim=-1))}
+        return {"all": f["e"]}
+
+    def _encode(self, batch: dict, num_frames: Tensor | int) -> dict[str, Any]:
+        feats = batch["feats"]
+        if feats.dim() != 3 or feats.shape[-1] != self.feat_dim:
+            raise KsdiffError(f"speech features must be (B, N', {self.feat_dim}) for this model, "
+                              f"got {tuple(feats.shape)} (was it trained with another encoder?)")
+        B, dev = feats.shape[0], feats.device
+        frame_mask, T = frame_mask_from(num_frames, B, dev)
+        f = self.dpse(feats, batch.get("prosody"), batch.get("feat_mask"), T)
+        text, text_mask = self._text(batch, B, dev)
+        return {"f": f, "speech": self._path_features(f), "text": text, "text_mask": text_mask,
+                "frame_mask": frame_mask, "num_frames": T}
+
+    @torch.no_grad()
+    def encode_condition(self, batch: dict, num_frames: Tensor | int, keyframes: Tensor | None = None,
+                         generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Everything the denoisers need, computed once per clip.
+
+        Args:
+            batch: feats (B, N', F), optional prosody (B, N', 2), feat_mask (B, N'), tokens (B, L) + token_mask,
+                style (B, S) + style_mask (B,), emotion (B, T, 2) or (B, 2) + emotion_mask (B,), keyframes (B, T, 2).
+            num_frames: T (int) or per-clip frame counts (B,).
+            keyframes: (B, T, 2) given keyframes; None (and none in ``batch``) = predict them autoregressively
+                with the KV cache (threshold or sampling per ``cfg.kel``; ``generator`` for sampling).
+
+        Returns:
+            cond: a dict (opaque to callers; see :meth:`slice_condition`), with "keyframes" (B, T, 2) when the
+            model uses keyframes and "frame_mask" (B, T).
+        """
+        cond = self._encode(batch, num_frames)
+        if keyframes is None:
+            keyframes = batch.get("keyframes")
+        if self.kel is not None:
+            if keyframes is None:
+                cols = []
+                for p in PATHS:
+                    bits, _ = self.kel[p].decode(cond["f"][p], cond["text"], cond["text_mask"], cond["frame_mask"],
+                                                 threshold=self.cfg.kel.threshold, sample=self.cfg.kel.sample,
+                                                 generator=generator)
+                    cols.append(bits)
+                keyframes = torch.stack(cols, dim=-1)
+            cond["keyframes"] = keyframes.to(cond["text"].dtype)
+        else:
+            cond["keyframes"] = None
+        for k in ("style", "style_mask", "emotion", "emotion_mask"):
+            cond[k] = batch.get(k)
+        del cond["f"]
+        return cond
+
+    @staticmethod
+    def slice_condition(cond: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+        """The condition of frames [start, stop) (for windowed generation of long audio); the transcript, style
+        and per-clip emotion stay whole."""
+        out = dict(cond)
+        out["speech"] = {p: f[:, start:stop] for p, f in cond["speech"].items()}
+        out["frame_mask"] = cond["frame_mask"][:, start:stop]
+        out["num_frames"] = out["frame_mask"].shape[1]
+        if cond.get("keyframes") is not None:
+            out["keyframes"] = cond["keyframes"][:, start:stop]
+        em = cond.get("emotion")
+        if em is not None and em.dim() == 3:
+            out["emotion"] = em[:, start:stop]
+        return out
+
+    # ------------------------------------------------------------------------------------------------------------
+    # denoising
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _denoise_paths(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], drop: Tensor | None,
+                       style_keep: Tensor | None = None, emotion_keep: Tensor | None = None) -> Tensor:
+        out = torch.zeros_like(x_t)
+        kf = cond.get("keyframes")
+        style_mask, emotion_mask = cond.get("style_mask"), cond.get("emotion_mask")
+        B = x_t.shape[0]
+        if cond.get("style") is not None:
+            style_mask = torch.ones(B, dtype=torch.bool, device=x_t.device) if style_mask is None else style_mask
+            style_mask = style_mask if style_keep is None else style_mask & style_keep
+        if cond.get("emotion") is not None:
+            emotion_mask = torch.ones(B, dtype=torch.bool, device=x_t.device) if emotion_mask is None else emotion_mask
+            emotion_mask = emotion_mask if emotion_keep is None else emotion_mask & emotion_keep
+        for p, idx in self.path_idx.items():
+            if kf is None:
+                k = None
+            elif p == "all":
+                k = kf
+            else:
+                k = kf[..., PATHS.index(p):PATHS.index(p) + 1]
+            out[..., idx] = self.denoisers[p](
+                x_t[..., idx], t, cond["speech"][p], cond["frame_mask"], cond["text"], cond["text_mask"],
+                keyframes=k, style=cond.get("style"), style_mask=style_mask, emotion=cond.get("emotion"),
+                emotion_mask=emotion_mask, drop=drop)
+        return out
+
+    def denoise(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], guidance: float = 1.0) -> Tensor:
+        """Predict clean motion.
+
+        Args:
+            x_t: (B, T, C) noisy normalised motion (T = the condition's frames).
+            t: (B,) long diffusion steps (or a scalar).
+            cond: from :meth:`encode_condition` (or :meth:`slice_condition`).
+            guidance: classifier-free guidance scale (1 = conditional model only; the unconditional model drops
+                speech, transcript and keyframes).
+
+        Returns:
+            x0_hat: (B, T, C) normalised.
+        """
+        B = x_t.shape[0]
+        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(B)
+        if x_t.shape[1] != cond["frame_mask"].shape[1]:
+            raise ValueError(f"x_t has {x_t.shape[1]} frames, the condition {cond['frame_mask'].shape[1]}")
+        x_c = self._denoise_paths(x_t, t, cond, None)
+        if guidance == 1.0:
+            return x_c
+        drop = torch.ones(B, dtype=torch.bool, device=x_t.device)
+        x_u = self._denoise_paths(x_t, t, cond, drop)
+        return x_u + guidance * (x_c - x_u)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # training
+    # ------------------------------------------------------------------------------------------------------------
+
+    def training_loss(self, batch: dict[str, Tensor], t: Tensor | None = None, noise: Tensor | None = None,
+                      generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The KSDiff loss of one batch (Eq. 4-7), summed over paths.
+
+        Args:
+            batch: see the module docstring of ksdiff.model.ksdiff / encode_condition, plus motion (B, T, C) raw,
+                motion_mask (B, T) bool and keyframes (B, T, 2) ground truth.
+            t, noise: optional fixed diffusion steps (B,) and noise (B, T, C) (random otherwise).
+
+        Returns:
+            dict with "loss" (scalar to minimise) and detached parts: diff_<p>, rec_<p>, vel_<p>, mr_<p> per
+            denoiser path p ("h", "e", or "all"), bce_h, bce_e, w1_h, w1_e (with keyframes).
+        """
+        motion = batch["motion"]
+        B, T, C = motion.shape
+        dev = motion.device
+        if C != self.spec.dim:
+            raise KsdiffError(f"motion has {C} channels, the model's face spec {self.spec.name!r} has {self.spec.dim}")
+        mask = batch.get("motion_mask")
+        mask = torch.ones(B, T, dtype=torch.bool, device=dev) if mask is None else mask.bool()
+        cond = self._encode(batch, T)
+        cond["frame_mask"] = mask
+        lc = self.cfg.loss
+        out: dict[str, Tensor] = {}
+        total = motion.new_zeros(())
+
+        kf_gt = batch.get("keyframes")
+        if self.kel is not None:
+            if kf_gt is None:
+                raise KsdiffError("the batch has no ground-truth 'keyframes' but the model uses keyframes")
+            kf_gt = kf_gt.to(motion.dtype)
+            for i, p in enumerate(PATHS):
+                logits = self.kel[p](cond["f"][p], kf_gt[..., i], cond["text"], cond["text_mask"])
+                c = self.cfg.kel
+                w1 = positive_weight(kf_gt[..., i], mask, c.pos_weight, c.pos_weight_min, c.pos_weight_max)
+                bce = weighted_bce(logits, kf_gt[..., i], mask, w1=w1)
+                total = total + lc.bce * bce
+                out[f"bce_{p}"], out[f"w1_{p}"] = bce.detach(), torch.tensor(w1)
+            cond["keyframes"] = kf_gt
+        else:
+            cond["keyframes"] = None
+        for k in ("style", "style_mask", "emotion", "emotion_mask"):
+            cond[k] = batch.get(k)
+
+        x0 = self.normalize(motion) * mask[..., None]
+        if t is None:
+            t = torch.randint(0, self.schedule.num_steps, (B,), device=dev, generator=generator)
+        if noise is None:
+            noise = torch.randn(x0.shape, device=dev, generator=generator, dtype=x0.dtype)
+        x_t = q_sample(self.schedule, x0, t, noise)
+        dc = self.cfg.denoiser
+        drop = style_keep = emotion_keep = None
+        if self.training:
+            u = torch.rand(3, B, device=dev, generator=generator)
+            drop, style_keep, emotion_keep = u[0] < dc.cond_drop_prob, u[1] >= dc.style_drop_prob, \
+                u[2] >= dc.emotion_drop_prob
+        x0_hat = self._denoise_paths(x_t, t, cond, drop, style_keep, emotion_keep)
+
+        for p, idx in self.path_idx.items():
+            l_diff, l_rec, l_vel = diffusion_loss(x0_hat[..., idx], x0[..., idx], mask, lc.rec, lc.vel)
+            l_mr = mr_stft_loss(x0_hat[..., idx], x0[..., idx], mask, lc.mr_fft_sizes, lc.mr_hop_div)
+            total = total + lc.diff * l_diff + lc.mr * l_mr
+            out[f"diff_{p}"], out[f"rec_{p}"], out[f"vel_{p}"], out[f"mr_{p}"] = (
+                l_diff.detach(), l_rec.detach(), l_vel.detach(), l_mr.detach())
+        out["loss"] = total
+        return out
+
+    def num_parameters(self) -> dict[str, int]:
+        """Trainable parameters per part and in total."""
+        parts = {"dpse": self.dpse, "text": self.text, "kel": self.kel, "denoisers": self.denoisers}
+        out = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
+        out["total"] = sum(p.numel() for p in self.parameters())
+        return out
