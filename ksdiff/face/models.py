@@ -1,0 +1,157 @@
+"""Face models: motion coefficients -> vertices, one interface for every model (DESIGN.md section 5).
+
+=============  ==========  ===========================================================================
+model          spec        what it is
+=============  ==========  ===========================================================================
+``ict``        ``arkit``   ICT-FaceKit head (MIT): neutral + Σ w_i·delta_i, then the rigid head pose
+``flame``      ``flame``   the user's own FLAME file (converted to ``.npz`` by ``ksdiff assets flame``), LBS
+``schematic``  both        a 2D face drawn from the coefficients; needs no asset, so a fresh install can show motion
+=============  ==========  ===========================================================================
+
+Every model gives ``vertices(motion) -> (T, V, 3)`` float32 in **millimetres**, ``triangles`` (F, 3),
+``neutral`` (V, 3), ``lip_vertices`` (for LVE) and ``upper_face_vertices`` (for FDD). Vertices are in the head
+frame of :mod:`ksdiff.face.specs` (x to the subject's left = image right, y up, z towards the camera).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ksdiff.data.motion import Motion
+from ksdiff.errors import KsdiffError
+from ksdiff.face.specs import FaceSpec
+
+FACE_NAMES = ("ict", "flame", "schematic")
+
+
+def user_data_dir() -> Path:
+    """Where ``ksdiff assets`` writes face assets: ``$XDG_DATA_HOME/ksdiff`` (default ``~/.local/share/ksdiff``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "ksdiff"
+
+
+class FaceModel(ABC):
+    """Maps per-frame motion coefficients to a face's vertices.
+
+    Attributes:
+        name: ``"ict"``, ``"flame"`` or ``"schematic"``.
+        spec: the face spec whose motion it reads (``"arkit"`` or ``"flame"``).
+        neutral: (V, 3) float32 rest vertices in mm.
+        triangles: (F, 3) int32 all triangles (empty for the schematic face).
+        render_triangles: (F', 3) int32 the triangles drawn by the rasterisers (interior parts that look
+            wrong from outside are left out).
+        cull_triangles: (F',) bool or None: render triangles of a closed outer surface whose back faces may be
+            culled (the rest is drawn two-sided).
+        frame_vertices: vertex indices the camera frames (None: all).
+        vertex_colors: (V, 3) float32 albedo in [0, 1] per vertex (skin, lips, teeth, eyes).
+        lip_vertices: (L,) int64 vertex indices of the lips (lip vertex error).
+        upper_face_vertices: (U,) int64 vertex indices of the upper face (FDD).
+        is_mesh: False for the 2D schematic face, which is drawn, not rasterised.
+    """
+
+    name: str = ""
+    spec: str = ""
+    units: str = "mm"
+    is_mesh: bool = True
+    cull_triangles: np.ndarray | None = None
+    frame_vertices: np.ndarray | None = None
+    neutral: np.ndarray
+    triangles: np.ndarray
+    render_triangles: np.ndarray
+    vertex_colors: np.ndarray
+    lip_vertices: np.ndarray
+    upper_face_vertices: np.ndarray
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.neutral.shape[0])
+
+    @abstractmethod
+    def vertices(self, motion: Motion, indices: np.ndarray | None = None) -> np.ndarray:
+        """Vertices of every frame of ``motion``.
+
+        Args:
+            motion: (T, C) coefficients in this model's spec (channels are matched by name; channels the
+                model does not know are ignored, missing ones count as 0).
+            indices: optional (K,) vertex indices: compute only those (cheap lip / upper-face subsets).
+
+        Returns:
+            (T, V, 3) float32 in mm, or (T, K, 3) with ``indices``.
+        """
+
+    def iter_vertices(self, motion: Motion, chunk: int = 128) -> Iterator[np.ndarray]:
+        """Yield (t, V, 3) float32 blocks of at most ``chunk`` frames (bounded memory for long motions)."""
+        for start in range(0, motion.num_frames, chunk):
+            sub = Motion(motion.coeffs[start:start + chunk], motion.channels, motion.fps, motion.spec)
+            yield self.vertices(sub)
+
+    def check_motion(self, motion: Motion) -> None:
+        """Raise :class:`KsdiffError` if ``motion`` cannot drive this model (wrong spec, no known channel)."""
+        if motion.spec and motion.spec != self.spec and not (self.name == "schematic"):
+            raise KsdiffError(f"the {self.name} face model reads {self.spec!r} motion, this motion is "
+                              f"{motion.spec!r} (use --face schematic, or a face model for {motion.spec!r})")
+
+
+def channel_matrix(motion: Motion, names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The columns ``names`` of ``motion`` as (T, len(names)) float32, zeros for channels it lacks."""
+    pos = {c: i for i, c in enumerate(motion.channels)}
+    out = np.zeros((motion.num_frames, len(names)), dtype=np.float32)
+    for j, n in enumerate(names):
+        i = pos.get(n)
+        if i is not None:
+            out[:, j] = motion.coeffs[:, i]
+    return out
+
+
+def get_face_model(spec: str | FaceSpec | Motion = "arkit", face: str = "auto",
+                   asset: str | os.PathLike | None = None,
+                   lip_vertices: str | os.PathLike | np.ndarray | None = None) -> FaceModel:
+    """The face model that renders motion of ``spec``.
+
+    Args:
+        spec: a face spec name, a :class:`FaceSpec`, or a :class:`Motion` (its spec is used).
+        face: ``"auto"``, ``"ict"``, ``"flame"`` or ``"schematic"``. ``auto`` picks the 3D model for the spec
+            (ICT-FaceKit for ``arkit``, FLAME for ``flame``) when its asset can be found, else the schematic face.
+        asset: the face model file (ICT ``ict_face.npz`` or FLAME ``flame.npz``); default: see
+            :func:`ksdiff.face.ict.find_ict_asset` / :func:`ksdiff.face.flame.find_flame_asset`.
+        lip_vertices: FLAME only: a vertex-index file (``.npy``/``.txt``) or array for the lip mask.
+    """
+    if isinstance(spec, Motion):
+        spec_name = spec.spec or "arkit"
+    elif isinstance(spec, FaceSpec):
+        spec_name = spec.name
+    else:
+        spec_name = str(spec)
+    if face not in ("auto",) + FACE_NAMES:
+        raise KsdiffError(f"unknown face model {face!r} (known: auto, {', '.join(FACE_NAMES)})")
+    if face == "auto":
+        if spec_name == "arkit":
+            from ksdiff.face.ict import find_ict_asset
+
+            face = "ict" if find_ict_asset(asset, required=False) is not None else "schematic"
+        elif spec_name == "flame":
+            from ksdiff.face.flame import find_flame_asset
+
+            face = "flame" if find_flame_asset(asset, required=False) is not None else "schematic"
+        else:
+            face = "schematic"
+    if face == "ict":
+        if spec_name != "arkit":
+            raise KsdiffError(f"the ICT-FaceKit head reads arkit motion, not {spec_name!r} (try --face schematic)")
+        from ksdiff.face.ict import ICTFaceModel
+
+        return ICTFaceModel(asset)
+    if face == "flame":
+        if spec_name != "flame":
+            raise KsdiffError(f"the FLAME head reads flame motion, not {spec_name!r} (try --face schematic)")
+        from ksdiff.face.flame import FLAMEFaceModel
+
+        return FLAMEFaceModel(asset, lip_vertices=lip_vertices)
+    from ksdiff.face.schematic import SchematicFace
+
+    return SchematicFace(spec_name if spec_name in ("arkit", "flame") else "arkit")

@@ -1,0 +1,137 @@
+"""A numpy z-buffer rasteriser: the fallback when no EGL / OpenGL context can be made.
+
+Triangles are binned by the size of their pixel bounding box (exact up to 8 × 8 pixels, then powers of two);
+each bin tests all its triangles' candidate pixels at once (vectorised edge functions), and the nearest fragment per pixel wins
+through ``np.minimum.at`` on a depth buffer. Vertices are shaded with the OpenGL backend's lights
+(:func:`ksdiff.render.camera.shade`, Gouraud: the meshes are dense, a few pixels a triangle) and winning pixels
+interpolate the colours with their barycentric weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ksdiff.render.camera import BACKGROUND, Camera, shade, vertex_normals
+
+_MAX_CANDIDATES = 1 << 22  # pixels tested per chunk (bounds memory: ~4M × a few arrays)
+
+
+class NumpyRasterizer:
+    """Renders one mesh (fixed topology) from a fixed camera.
+
+    Args:
+        camera: the :class:`Camera` (its width × height is the image size).
+        triangles: (F, 3) int vertex indices.
+        colors: (V, 3) float albedo in [0, 1].
+        cull: optional (F,) bool: triangles that may be skipped when they face away from the camera (the outer
+            skin); the others (mouth interior, eyes) are drawn from both sides.
+    """
+
+    backend = "numpy"
+
+    def __init__(self, camera: Camera, triangles: np.ndarray, colors: np.ndarray,
+                 cull: np.ndarray | None = None):
+        self.camera = camera
+        self.triangles = np.ascontiguousarray(triangles, dtype=np.int64)
+        self.cull = None if cull is None else np.asarray(cull, dtype=bool)
+        self.colors = np.asarray(colors, dtype=np.float32)
+        self.background = (np.asarray(BACKGROUND) * 255).round().astype(np.uint8)
+
+    def render(self, verts: np.ndarray) -> np.ndarray:
+        """Render (V, 3) vertices; returns (H, W, 3) uint8."""
+        cam = self.camera
+        W, H = cam.width, cam.height
+        verts = np.asarray(verts, dtype=np.float32)
+        tri = self.triangles
+        xy, z, w = cam.project(verts)
+        # Triangle setup: keep triangles in front of the camera and inside the image.
+        txy = xy[tri]  # (F, 3, 2)
+        ok = (w[tri] > 0).all(axis=1)
+        x0 = np.ceil(txy[..., 0].min(axis=1) - 0.5).astype(np.int64)
+        x1 = np.floor(txy[..., 0].max(axis=1) - 0.5).astype(np.int64)
+        y0 = np.ceil(txy[..., 1].min(axis=1) - 0.5).astype(np.int64)
+        y1 = np.floor(txy[..., 1].max(axis=1) - 0.5).astype(np.int64)
+        x0, y0 = np.maximum(x0, 0), np.maximum(y0, 0)
+        x1, y1 = np.minimum(x1, W - 1), np.minimum(y1, H - 1)
+        txy = txy.astype(np.float64)
+        ax, ay = txy[:, 0, 0], txy[:, 0, 1]
+        bx, by = txy[:, 1, 0], txy[:, 1, 1]
+        cx, cy = txy[:, 2, 0], txy[:, 2, 1]
+        area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+        ok &= (x1 >= x0) & (y1 >= y0) & (np.abs(area) > 1e-9)
+        if self.cull is not None:  # back faces of closed outer surfaces (negative area = front, y is down)
+            ok &= ~(self.cull & (area > 0))
+        ids = np.where(ok)[0]
+        inv = 1.0 / area[ids]
+        # Barycentric weight of vertex k as an affine function of the pixel centre: l_k = A_k x + B_k y + C_k.
+        A = np.stack([(by - cy)[ids], (cy - ay)[ids], (ay - by)[ids]], axis=1) * inv[:, None]
+        B = np.stack([(cx - bx)[ids], (ax - cx)[ids], (bx - ax)[ids]], axis=1) * inv[:, None]
+        C = np.stack([(bx * cy - cx * by)[ids], (cx * ay - ax * cy)[ids], (ax * by - bx * ay)[ids]],
+                     axis=1) * inv[:, None]
+        # Re-base C at each triangle's bounding-box corner so the per-pixel part stays small (float32-safe).
+        C = C + A * x0[ids, None] + B * y0[ids, None]
+        A32, B32, C32 = A.astype(np.float32), B.astype(np.float32), C.astype(np.float32)
+        tz = z[tri[ids]]  # (N, 3)
+        bw, bh = (x1 - x0 + 1)[ids], (y1 - y0 + 1)[ids]
+        # Bins: exact (width, height) up to 8 pixels, then powers of two; each bin is one vectorised test.
+        kw = np.where(bw <= 8, bw, 1 << np.ceil(np.log2(np.maximum(bw, 1))).astype(np.int64))
+        kh = np.where(bh <= 8, bh, 1 << np.ceil(np.log2(np.maximum(bh, 1))).astype(np.int64))
+        key = kw * 4096 + kh
+        order = np.argsort(key, kind="stable")
+        keys, starts = np.unique(key[order], return_index=True)
+        bounds = list(starts) + [len(order)]
+        frag_pix, frag_z, frag_t, frag_l = [], [], [], []
+        for b, k in enumerate(keys):
+            sw, sh = int(k // 4096), int(k % 4096)
+            per = sw * sh
+            oy, ox = np.divmod(np.arange(per, dtype=np.int64), sw)
+            fx, fy = (ox + 0.5).astype(np.float32), (oy + 0.5).astype(np.float32)
+            members = order[bounds[b]:bounds[b + 1]]
+            exact = sw <= 8 and sh <= 8
+            chunk = max(1, _MAX_CANDIDATES // per)
+            for c0 in range(0, len(members), chunk):
+                g = members[c0:c0 + chunk]
+                l0 = A32[g, 0, None] * fx + B32[g, 0, None] * fy + C32[g, 0, None]  # (n, per)
+                l1 = A32[g, 1, None] * fx + B32[g, 1, None] * fy + C32[g, 1, None]
+                l2 = 1.0 - l0 - l1
+                inside = (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6)
+                if not exact:
+                    inside &= (ox[None, :] < bw[g, None]) & (oy[None, :] < bh[g, None])
+                r, q = np.nonzero(inside)
+                if not len(r):
+                    continue
+                L0, L1, L2 = l0[r, q], l1[r, q], l2[r, q]
+                t = g[r]
+                frag_pix.append((y0[ids[t]] + oy[q]) * W + x0[ids[t]] + ox[q])
+                frag_z.append(L0 * tz[t, 0] + L1 * tz[t, 1] + L2 * tz[t, 2])
+                frag_t.append(t)
+                frag_l.append(np.stack([L0, L1], axis=1))
+        img = np.empty((H * W, 3), dtype=np.uint8)
+        img[:] = self.background
+        if not frag_pix:
+            return img.reshape(H, W, 3)
+        pix = np.concatenate(frag_pix)
+        fz = np.concatenate(frag_z).astype(np.float32)
+        ft = np.concatenate(frag_t)
+        fl = np.concatenate(frag_l)
+        zbuf = np.full(H * W, np.inf, dtype=np.float32)
+        np.minimum.at(zbuf, pix, fz)
+        win = np.where(fz <= zbuf[pix])[0]
+        owner = np.full(H * W, -1, dtype=np.int64)
+        owner[pix[win]] = win  # ties: any one of the nearest fragments
+        covered = np.where(owner >= 0)[0]
+        f = owner[covered]
+        corners = tri[ids[ft[f]]]  # (P, 3)
+        lam = np.empty((len(f), 3), dtype=np.float32)
+        lam[:, :2] = fl[f]
+        lam[:, 2] = 1.0 - lam[:, 0] - lam[:, 1]
+        # Shade the vertices (the mesh is dense: a few pixels a triangle), then interpolate the colours.
+        used = np.unique(tri[ids])
+        vrgb = np.zeros((len(verts), 3), dtype=np.float32)
+        vrgb[used] = shade(vertex_normals(verts, tri)[used], self.colors[used], verts[used], cam.eye)
+        rgb = np.einsum("pk,pkc->pc", lam, vrgb[corners])
+        img[covered] = (rgb * 255.0 + 0.5).astype(np.uint8)
+        return img.reshape(H, W, 3)
+
+    def close(self) -> None:
+        pass
