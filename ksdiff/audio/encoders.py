@@ -70,6 +70,10 @@ class SpeechEncoder:
         """wave: (N,) float32 at 16 kHz -> (round(N / 320), dim) float32."""
         raise NotImplementedError
 
+    def load(self) -> "SpeechEncoder":
+        """Load the weights now (they are otherwise loaded on the first :meth:`encode`)."""
+        return self
+
     def settings(self) -> dict:
         """Everything that changes the output (for cache keys)."""
         return {"name": self.name, "dim": self.dim, "rate": self.rate}
@@ -153,11 +157,16 @@ class WhisperEncoder(SpeechEncoder):
         self.batch_size = batch_size
         self.model_dir = whisper_model_dir()
         self.threads = threads
-        self._model = _ct2_whisper(str(self.model_dir), compute_type, threads)
-        from faster_whisper.feature_extractor import FeatureExtractor
+        self._fe = None
 
-        self._fe = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE, hop_length=WHISPER_MEL_HOP,
-                                    chunk_length=30, n_fft=400)
+    @property
+    def model(self):
+        """The CTranslate2 Whisper model (loaded on first use)."""
+        return _ct2_whisper(str(self.model_dir), self.compute_type, self.threads)
+
+    def load(self) -> "WhisperEncoder":
+        self.model
+        return self
 
     def settings(self) -> dict:
         return {**super().settings(), "compute_type": self.compute_type, "context": self.context,
@@ -165,6 +174,11 @@ class WhisperEncoder(SpeechEncoder):
 
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
         """wave (N,) -> Whisper log-mel (80, M) at 100 Hz, normalised over the whole input (as faster-whisper)."""
+        if self._fe is None:
+            from faster_whisper.feature_extractor import FeatureExtractor
+
+            self._fe = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE, hop_length=WHISPER_MEL_HOP,
+                                        chunk_length=30, n_fft=400)
         return self._fe(wave, padding=WHISPER_MEL_HOP)[:, :-1] if len(wave) else np.zeros((80, 0), np.float32)
 
     def encode(self, wave: np.ndarray) -> np.ndarray:
@@ -185,7 +199,7 @@ class WhisperEncoder(SpeechEncoder):
             for i, (start, _, _) in enumerate(part):
                 seg = mel[:, 2 * start: 2 * start + win_mel]
                 x[i, :, :seg.shape[1]] = seg
-            enc = np.asarray(self._model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))
+            enc = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))
             for i, (start, lo, hi) in enumerate(part):
                 out[lo:hi] = enc[i, lo - start: hi - start]
         return out
@@ -194,23 +208,31 @@ class WhisperEncoder(SpeechEncoder):
 # --------------------------------------------------------------------------------------------- hf:<dir>
 
 
-@functools.lru_cache(maxsize=2)
-def _hf_model(path: str):
-    import torch  # noqa: F401
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
-
+def _hf_config(path: str) -> dict:
     try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KsdiffError(f"hf encoder config.json is not readable JSON ({e})", path) from None
+    pre = Path(path) / "preprocessor_config.json"
+    try:
+        cfg["_preprocessor"] = json.loads(pre.read_text(encoding="utf-8")) if pre.is_file() else {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        cfg["_preprocessor"] = {}
+    return cfg
+
+
+@functools.lru_cache(maxsize=2)
+def _hf_model(path: str, device: str):
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
         model = AutoModel.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise KsdiffError(f"cannot load a transformers speech model from this folder ({str(e).splitlines()[0]})",
                           path) from None
-    model.eval()
-    try:
-        fe = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError):
-        fe = None
-    return config, model, fe
+    return model.eval().to(device)
 
 
 class HFEncoder(SpeechEncoder):
@@ -229,17 +251,19 @@ class HFEncoder(SpeechEncoder):
         if not (self.path / "config.json").is_file():
             raise KsdiffError("hf encoder folder has no config.json (give a local wav2vec2/HuBERT/WavLM folder)",
                               self.path)
-        self.config, self.model, fe = _hf_model(str(self.path.resolve()))
+        cfg = _hf_config(str(self.path))
         self.device = device
-        self.model.to(device)
         self.layer = int(layer)
         self.name = f"hf:{self.path}" + (f"@{self.layer}" if self.layer != -1 else "")
-        self.dim = int(getattr(self.config, "hidden_size", 0) or getattr(self.config, "d_model"))
+        dim = cfg.get("hidden_size") or cfg.get("d_model")
+        if not dim:
+            raise KsdiffError("hf encoder config.json names no hidden_size", self.path)
+        self.dim = int(dim)
         self.window = int(round(window_s * FRAME_RATE))
         self.context = int(round(context_s * FRAME_RATE))
-        self.do_normalize = bool(getattr(fe, "do_normalize", True)) if fe is not None else True
-        conv_k = list(getattr(self.config, "conv_kernel", [10, 3, 3, 3, 3, 2, 2]))
-        conv_s = list(getattr(self.config, "conv_stride", [5, 2, 2, 2, 2, 2, 2]))
+        self.do_normalize = bool(cfg["_preprocessor"].get("do_normalize", True))
+        conv_k = list(cfg.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2]))
+        conv_s = list(cfg.get("conv_stride", [5, 2, 2, 2, 2, 2, 2]))
         # Receptive field and stride of the conv stack: frame i covers samples [i·stride, i·stride + field).
         self.stride = int(np.prod(conv_s))
         field, jump = 1, 1
@@ -251,6 +275,15 @@ class HFEncoder(SpeechEncoder):
     def settings(self) -> dict:
         return {**super().settings(), "layer": self.layer, "window": self.window, "context": self.context,
                 "model": _dir_fingerprint(self.path, ("config.json", "preprocessor_config.json"))}
+
+    @property
+    def model(self):
+        """The transformers model (loaded on first use)."""
+        return _hf_model(str(self.path.resolve()), self.device)
+
+    def load(self) -> "HFEncoder":
+        self.model
+        return self
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """x: (n,) normalised wave -> (n_conv, dim) hidden states at the conv stack's rate."""
