@@ -41,12 +41,14 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: boo
                 raise KsdiffError("no audio stream in this file", path)
             stream = streams[0]
             src_rate = stream.codec_context.sample_rate or stream.rate
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=src_rate)
+            # Convert to planar float keeping the channels, then average them here: FFmpeg's own downmix of an
+            # unnamed 2-channel layout ("2 channels", common in wav) scales by sqrt(2) and clips.
+            resampler = av.AudioResampler(format="fltp", rate=src_rate)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(out.to_ndarray().mean(axis=0))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().mean(axis=0))
     except KsdiffError:
         raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as e:  # type: ignore[attr-defined]
