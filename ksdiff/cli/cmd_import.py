@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(clip) -> None:
         m = clip.motion
         print(f"  {clip.id}: {m.num_frames} frames ({m.duration:.2f} s) from {clip.source}", flush=True)
+        for note in clip.notes:
+            print(f"    note: {note}", flush=True)
 
     print(f"importing {args.kind} -> {args.out}", flush=True)
     ds = import_dataset(args.kind, args.src, args.out, fps=args.fps, force=args.force, name=args.name,

@@ -49,6 +49,7 @@ class ImportedClip:
         transcript: text or None.
         meta: ``meta.json`` content (speaker, source, ...).
         source: the file the motion came from (for error messages).
+        notes: things the user should know (e.g. motion much shorter than the audio), printed by the CLI.
     """
 
     id: str
@@ -57,6 +58,7 @@ class ImportedClip:
     transcript: str | None = None
     meta: dict = field(default_factory=dict)
     source: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def clip_id(name: str) -> str:
@@ -150,6 +152,15 @@ def check_finite(coeffs: np.ndarray, channels: Iterable[str], source=None) -> No
                           f"channels {', '.join(cols[:4])}{' ...' if len(cols) > 4 else ''})", source)
 
 
+def length_notes(motion_seconds: float, audio_seconds: float) -> list[str]:
+    """A note when the source motion and the audio differ in length by more than 0.5 s and 5 %."""
+    diff = motion_seconds - audio_seconds
+    if abs(diff) <= max(0.5, 0.05 * audio_seconds):
+        return []
+    how = "trimmed to the audio" if diff > 0 else "its last frame held to the end of the audio"
+    return [f"motion lasts {motion_seconds:.2f} s but the audio {audio_seconds:.2f} s ({how})"]
+
+
 def num_frames_for(wave: np.ndarray, fps: float) -> int:
     """T = round(audio seconds × fps) for 16 kHz ``wave`` (N,)."""
     from ksdiff.audio.decode import SAMPLE_RATE
@@ -193,6 +204,7 @@ def import_dataset(kind: str, srcs: list[str | os.PathLike], out: str | os.PathL
     iter_clips = get_importer(kind)
     if spec is not None:
         options["spec"] = spec
+    new_parents = [p for p in out.resolve().parents if not p.exists()]  # removed again if the import fails
     clips = iter_clips(srcs, fps=float(fps), **options)
     writer = None
     try:
@@ -210,10 +222,15 @@ def import_dataset(kind: str, srcs: list[str | os.PathLike], out: str | os.PathL
             if progress is not None:
                 clip.id = cid
                 progress(clip)
+        if writer is None:
+            raise KsdiffError("no clips found to import", srcs[0] if srcs else None)
+        return writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
+        for p in new_parents:  # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                break
         raise
-    if writer is None:
-        raise KsdiffError("no clips found to import", srcs[0] if srcs else None)
-    return writer.close()

@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from ksdiff.data.importers import (ImportedClip, clip_id, find_audio, find_transcript, fit_motion,
-                                   num_frames_for)
+                                   length_notes, num_frames_for)
 from ksdiff.errors import KsdiffError
 from ksdiff.face.specs import FLAME_EXP, get_spec
 
@@ -187,7 +187,7 @@ def codes_to_coeffs(codes: dict[str, np.ndarray]) -> np.ndarray:
 def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str] | None = None,
                src_fps: float = 25.0, speaker: str | None = None, **_ignored) -> Iterator[ImportedClip]:
     """Yield one ``flame`` clip per clip folder / npz (a folder of clip folders is expanded)."""
-    from ksdiff.audio.decode import load_audio
+    from ksdiff.audio.decode import SAMPLE_RATE, load_audio
 
     if not src_fps or src_fps <= 0:
         raise KsdiffError(f"--src-fps must be positive, got {src_fps}")
@@ -220,4 +220,5 @@ def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str
         if speaker:
             meta["speaker"] = speaker
         yield ImportedClip(id=clip_id(c.stem if c.is_file() else c.name), wave=wave, motion=motion,
-                           transcript=find_transcript(c), meta=meta, source=str(c))
+                           transcript=find_transcript(c), meta=meta, source=str(c),
+                           notes=length_notes(len(codes["exp"]) / src_fps, len(wave) / SAMPLE_RATE))

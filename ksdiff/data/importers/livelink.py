@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from ksdiff.data.importers import (ImportedClip, check_finite, clip_id, find_audio, find_transcript, fit_motion,
-                                   num_frames_for)
+                                   length_notes, num_frames_for)
 from ksdiff.errors import KsdiffError
 from ksdiff.export.livelink import (BLENDSHAPE_COLUMNS, EYE_COLUMNS, HEAD_COLUMNS, TIMECODE_COLUMN, euler_to_rotvec,
                                     parse_timecode, unwrap_times)
@@ -182,7 +182,7 @@ def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str
             take folder's only audio/video file).
         speaker: written to each clip's ``meta.json``.
     """
-    from ksdiff.audio.decode import load_audio
+    from ksdiff.audio.decode import SAMPLE_RATE, load_audio
 
     takes = [t for s in srcs for t in find_takes(s)]
     if audio and len(audio) != len(takes):
@@ -203,4 +203,5 @@ def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str
         if speaker:
             meta["speaker"] = speaker
         yield ImportedClip(id=clip_id(csv_path.stem), wave=wave, motion=motion,
-                           transcript=find_transcript(csv_path), meta=meta, source=str(csv_path))
+                           transcript=find_transcript(csv_path), meta=meta, source=str(csv_path),
+                           notes=length_notes(take.duration, len(wave) / SAMPLE_RATE))

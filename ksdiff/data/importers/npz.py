@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ksdiff.data.importers import (ImportedClip, check_finite, clip_id, find_audio, find_transcript, fit_motion,
-                                   num_frames_for)
+                                   length_notes, num_frames_for)
 from ksdiff.data.motion import load_motion
 from ksdiff.errors import KsdiffError
 from ksdiff.face.specs import SPEC_NAMES, get_spec
@@ -73,7 +73,7 @@ def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str
                spec: str | None = None, speaker: str | None = None, fill_missing: bool = False,
                **_ignored) -> Iterator[ImportedClip]:
     """Yield one clip per npz (a folder gives its ``*.npz``, or ``*/motion.npz`` as in a dataset)."""
-    from ksdiff.audio.decode import load_audio
+    from ksdiff.audio.decode import SAMPLE_RATE, load_audio
 
     if spec is not None and spec not in SPEC_NAMES:
         raise KsdiffError(f"unknown face spec {spec!r} (known: {', '.join(SPEC_NAMES)})")
@@ -112,4 +112,5 @@ def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str
         name = f.parent.name if f.stem == "motion" else f.stem
         transcript = find_transcript(f.parent if f.stem == "motion" else f)
         yield ImportedClip(id=clip_id(name), wave=wave, motion=motion, transcript=transcript,
-                           meta=meta, source=str(f))
+                           meta=meta, source=str(f),
+                           notes=length_notes(m.duration, len(wave) / SAMPLE_RATE))
