@@ -14,6 +14,7 @@ from ksdiff.audio.decode import SAMPLE_RATE, load_audio, write_wav
 from ksdiff.cli import main as cli_main
 from ksdiff.data.dataset import check_dataset, open_dataset
 from ksdiff.data.importers import import_dataset
+from ksdiff.data.importers.deca import codes_to_coeffs
 from ksdiff.data.importers.facegood import read_names
 from ksdiff.data.importers.livelink import read_livelink_csv
 from ksdiff.data.motion import Motion, load_motion
@@ -275,6 +276,20 @@ def test_deca_per_frame_files_and_folders(tmp_path: Path):
         assert m.num_frames == 20
         np.testing.assert_allclose(m.select(FLAME.channels[:50]), codes["exp"], atol=1e-6)
         np.testing.assert_allclose(m.select(("jawRotX", "jawRotY", "jawRotZ")), codes["pose"][:, 3:], atol=1e-6)
+
+
+def test_deca_export_imports_back(tmp_path: Path):
+    """ksdiff's own DECA export (one npz recording its fps) imports back bit-exactly, fps taken from the file."""
+    from ksdiff.export.deca import write_deca_npz
+
+    codes = _flame_codes(30, seed=4)
+    motion = Motion(codes_to_coeffs(codes), FLAME.channels, 30, "flame")
+    write_deca_npz(motion, tmp_path / "gen.npz")
+    write_wav(tmp_path / "gen.wav", tone(1.0))
+    ds = import_dataset("deca", [tmp_path / "gen.npz"], tmp_path / "ds", fps=30)
+    back = ds.clip("gen").motion()
+    assert back.fps == 30 and ds.clip("gen").meta()["source_fps"] == 30
+    np.testing.assert_array_equal(back.coeffs, motion.coeffs)
 
 
 def test_deca_never_unpickles(tmp_path: Path):

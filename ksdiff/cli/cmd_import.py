@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--audio", action="append", metavar="FILE",
                    help="audio (or video) for a source, once per clip in order (livelink, deca, npz)")
-    p.add_argument("--src-fps", type=float, default=25.0, help="deca: frame rate of the codes (default 25)")
+    p.add_argument("--src-fps", type=float, default=None,
+                   help="deca: frame rate of the codes (default: the npz's fps if it has one, else 25)")
     p.add_argument("--spec", choices=["arkit", "flame"], help="npz: face spec when the files do not say")
     p.add_argument("--fill-missing", action="store_true", help="npz: set channels the file lacks to 0")
     p.add_argument("--speaker", help="speaker name for meta.json (facegood default: facegood_shirley)")

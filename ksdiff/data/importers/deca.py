@@ -14,7 +14,8 @@ first 50 (FLAME's are ordered by variance); shorter ones are zero-padded. Files 
 ``allow_pickle=False`` only: per-frame ``.npy`` dicts (pickles) are refused with a hint to convert them.
 
 The audio is ``--audio``, a same-stem audio/video file beside the folder or npz, or ``audio.*`` / the only audio
-file inside the folder; the codes are at ``src_fps`` (default 25) and are resampled onto the dataset's frames.
+file inside the folder; the codes are at ``src_fps`` (default: the npz's own ``fps`` if it has one, else 25) and
+are resampled onto the dataset's frames.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "pose": ("pose", "posecode", "pose_params"),
     "cam": ("cam", "camera", "cam_params"),
 }
+DEFAULT_SRC_FPS = 25.0
 DIMS = {"exp": len(FLAME_EXP), "pose": 6, "cam": 3}
 
 
@@ -109,7 +111,8 @@ def _stack(frames: list[dict[str, np.ndarray]], sources: list[Path]) -> dict[str
 
 
 def read_codes(src: str | os.PathLike) -> dict[str, np.ndarray]:
-    """FLAME codes of one clip (a folder or an npz): ``exp`` (T, 50), ``pose`` (T, 6), ``cam`` (T, 3) float64."""
+    """FLAME codes of one clip (a folder or an npz): ``exp`` (T, 50), ``pose`` (T, 6), ``cam`` (T, 3) float64,
+    plus ``fps`` () when a sequence npz records its frame rate."""
     p = Path(src)
     if p.is_file():
         if p.suffix.lower() != ".npz":
@@ -157,7 +160,10 @@ def read_codes(src: str | os.PathLike) -> dict[str, np.ndarray]:
                               + ", ".join(f"{k} {v}" for k, v in lengths.items()) + ")", sources[0])
     else:
         codes = _stack(arrays, sources)
-    return {k: _fit_dim(v, k, p) for k, v in codes.items()}
+    out = {k: _fit_dim(v, k, p) for k, v in codes.items()}
+    if seq and "fps" in arrays[0] and np.asarray(arrays[0]["fps"]).size == 1:
+        out["fps"] = np.asarray(arrays[0]["fps"], dtype=np.float64).reshape(())  # as ksdiff's DECA export writes
+    return out
 
 
 def _has_frame_codes(d: Path) -> bool:
@@ -185,11 +191,15 @@ def codes_to_coeffs(codes: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str] | None = None,
-               src_fps: float = 25.0, speaker: str | None = None, **_ignored) -> Iterator[ImportedClip]:
-    """Yield one ``flame`` clip per clip folder / npz (a folder of clip folders is expanded)."""
+               src_fps: float | None = None, speaker: str | None = None,
+               **_ignored) -> Iterator[ImportedClip]:
+    """Yield one ``flame`` clip per clip folder / npz (a folder of clip folders is expanded).
+
+    ``src_fps``: frame rate of the codes; default: the npz's own ``fps`` when it has one, else 25.
+    """
     from ksdiff.audio.decode import SAMPLE_RATE, load_audio
 
-    if not src_fps or src_fps <= 0:
+    if src_fps is not None and (not np.isfinite(src_fps) or src_fps <= 0):
         raise KsdiffError(f"--src-fps must be positive, got {src_fps}")
     clips: list[Path] = []
     for s in srcs:
@@ -208,17 +218,21 @@ def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, audio: list[str
     spec = get_spec("flame")
     for i, c in enumerate(clips):
         codes = read_codes(c)
+        file_fps = codes.pop("fps", None)
+        rate = float(src_fps) if src_fps is not None else float(file_fps) if file_fps is not None else DEFAULT_SRC_FPS
+        if not np.isfinite(rate) or rate <= 0:
+            raise KsdiffError(f"fps in the file must be positive, got {rate}; give --src-fps", c)
         audio_path = Path(audio[i]) if audio else find_audio(c, folder=c if c.is_dir() else None)
         if audio_path is None:
             raise KsdiffError("no audio for this clip (a same-name .wav/.mp4 beside it, audio.* inside it, or "
                               "--audio)", c)
         wave = load_audio(audio_path)
         T = num_frames_for(wave, fps)
-        motion = fit_motion(codes_to_coeffs(codes), spec.channels, "flame", fps, T, src_fps=src_fps, source=c)
-        meta = {"source": "deca", "source_file": c.name, "audio_file": audio_path.name, "source_fps": src_fps,
-                "motion_seconds": round(len(codes["exp"]) / src_fps, 3)}
+        motion = fit_motion(codes_to_coeffs(codes), spec.channels, "flame", fps, T, src_fps=rate, source=c)
+        meta = {"source": "deca", "source_file": c.name, "audio_file": audio_path.name, "source_fps": rate,
+                "motion_seconds": round(len(codes["exp"]) / rate, 3)}
         if speaker:
             meta["speaker"] = speaker
         yield ImportedClip(id=clip_id(c.stem if c.is_file() else c.name), wave=wave, motion=motion,
                            transcript=find_transcript(c), meta=meta, source=str(c),
-                           notes=length_notes(len(codes["exp"]) / src_fps, len(wave) / SAMPLE_RATE))
+                           notes=length_notes(len(codes["exp"]) / rate, len(wave) / SAMPLE_RATE))
