@@ -545,7 +545,7 @@ def _sanitize(s: str) -> str:
 def clip_ids(videos: Sequence[str | os.PathLike]) -> list[str]:
     """Unique clip ids from the videos' paths below their common folder, without suffix, joined by ``_``
     (``pcavs/Input/00002.mp4`` -> ``pcavs_Input_00002``; a single video -> its stem)."""
-    paths = [Path(v).resolve() for v in videos]
+    paths = [Path(v).absolute() for v in videos]  # not resolve(): a symlink keeps its own name
     if not paths:
         return []
     root = Path(os.path.commonpath([p.parent for p in paths]))
