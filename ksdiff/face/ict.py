@@ -25,6 +25,7 @@ from ksdiff.data.motion import Motion
 from ksdiff.errors import KsdiffError
 from ksdiff.face.models import FaceModel, channel_matrix, user_data_dir
 from ksdiff.face.specs import ARKIT_HEAD, ARKIT_NAMES
+from ksdiff.utils.io import atomic_path
 
 CM_TO_MM = 10.0
 ICT_ASSET_NAME = "ict_face.npz"
@@ -263,3 +264,116 @@ def lip_region(neutral: np.ndarray, landmarks68: np.ndarray | None, candidates: 
     front = neutral[cand, 2] > neutral[lm, 2].min() - 0.2 * width
     inside = PolyPath(poly).contains_points(neutral[cand, :2])
     return cand[inside & front]
+
+
+# --------------------------------------------------------------------------------------------- building the asset
+
+def read_obj(path: str | os.PathLike, faces: bool = True) -> tuple[np.ndarray, list[list[int]]]:
+    """Vertices (V, 3) float32 and polygons (0-based vertex indices) of a Wavefront OBJ file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise KsdiffError(f"unreadable OBJ ({e})", path) from None
+    vs, polys = [], []
+    for line in text.splitlines():
+        if line.startswith("v "):
+            vs.append(line[2:])
+        elif faces and line.startswith("f "):
+            polys.append([int(tok.split("/")[0]) - 1 for tok in line[2:].split()])
+    if not vs:
+        raise KsdiffError("OBJ file has no vertices", path)
+    try:
+        verts = np.array(" ".join(vs).split(), dtype=np.float32).reshape(-1, 3)
+    except ValueError:
+        raise KsdiffError("OBJ vertex lines are not 'v x y z'", path) from None
+    return verts, polys
+
+
+def build_ict_asset(src: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Build the ICT asset ``.npz`` from an ICT-FaceKit checkout (atomically).
+
+    ``src`` is the checkout (holding ``FaceXModel/``) or the ``FaceXModel`` folder: ``generic_neutral_mesh.obj``,
+    one OBJ per expression (names from ``vertex_indices.json`` when present, else every other OBJ but
+    ``identityNNN.obj``) and ``identity000.obj`` ... (vertex order shared by all). With ICT's full topology the
+    asset keeps the first 24591 vertices (face, head, mouth, eyes: ICT_REGIONS) and the triangles among them;
+    polygons are split into triangle fans. Landmarks come from ``vertex_indices.json`` (``idx_to_landmark_verts``)
+    and the lip vertices are the face vertices inside the outer lip contour (:func:`lip_region`).
+
+    Returns: {"vertices", "triangles", "expressions", "identities", "path"}.
+    """
+    import json
+
+    src = Path(src)
+    folder = src / "FaceXModel" if (src / "FaceXModel").is_dir() else src
+    neutral_path = folder / "generic_neutral_mesh.obj"
+    if not neutral_path.is_file():
+        raise KsdiffError("not an ICT-FaceKit checkout (no FaceXModel/generic_neutral_mesh.obj)", src)
+    config = {}
+    cfg_path = folder / "vertex_indices.json"
+    if cfg_path.is_file():
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise KsdiffError(f"unreadable vertex_indices.json ({e})", cfg_path) from None
+    neutral, polys = read_obj(neutral_path)
+    V_all = len(neutral)
+    names = [str(n) for n in config.get("expressions", [])]
+    if not names:
+        names = sorted(p.stem for p in folder.glob("*.obj")
+                       if p.stem != "generic_neutral_mesh" and not (p.stem.startswith("identity") and p.stem[8:].isdigit()))
+    if not names:
+        raise KsdiffError("no expression OBJs beside generic_neutral_mesh.obj", folder)
+    ids = []
+    while (folder / f"identity{len(ids):03d}.obj").is_file():
+        ids.append(folder / f"identity{len(ids):03d}.obj")
+
+    full_ict = V_all >= ICT_REGIONS[-1][2]
+    V = ICT_REGIONS[-1][2] if full_ict else V_all
+    regions = ICT_REGIONS if full_ict else (("face", 0, V),)
+
+    def shape_deltas(paths: list[Path]) -> np.ndarray:
+        out = np.zeros((len(paths), V, 3), dtype=np.float16)
+        for i, p in enumerate(paths):
+            v, _ = read_obj(p, faces=False)
+            if len(v) != V_all:
+                raise KsdiffError(f"has {len(v)} vertices, generic_neutral_mesh.obj has {V_all}", p)
+            out[i] = (v[:V] - neutral[:V]).astype(np.float16)
+        return out
+
+    exp_paths = []
+    for n in names:
+        p = folder / f"{n}.obj"
+        if not p.is_file():
+            raise KsdiffError(f"expression {n!r} listed but {p.name} is missing", folder)
+        exp_paths.append(p)
+    tris = []
+    for poly in polys:
+        for k in range(1, len(poly) - 1):
+            tris.append((poly[0], poly[k], poly[k + 1]))
+    tri = np.array(tris, dtype=np.int64).reshape(-1, 3)
+    if tri.size and (tri.min() < 0 or tri.max() >= V_all):
+        raise KsdiffError("face indices outside the vertex list", neutral_path)
+    tri = tri[(tri < V).all(axis=1)].astype(np.int32)
+    vregion = np.zeros(V, dtype=np.int64)
+    for r, (_, a, b) in enumerate(regions):
+        vregion[a:b] = r
+    data = {
+        "neutral": neutral[:V].astype(np.float32),
+        "triangles": tri,
+        "triangle_region": vregion[tri[:, 0]].astype(np.int8) if len(tri) else np.zeros(0, np.int8),
+        "region_names": np.array([r[0] for r in regions]),
+        "region_ranges": np.array([[a, b] for _, a, b in regions], dtype=np.int32),
+        "expression_names": np.array(names),
+        "expression_deltas": shape_deltas(exp_paths),
+        "identity_deltas": shape_deltas(ids) if ids else np.zeros((0, V, 3), np.float16),
+    }
+    lms = config.get("idx_to_landmark_verts")
+    if lms is not None and len(lms) == 68 and max(lms) < V:
+        data["landmarks68"] = np.array(lms, dtype=np.int32)
+        data["lip_vertices"] = lip_region(data["neutral"], data["landmarks68"],
+                                          np.arange(regions[0][1], regions[0][2])).astype(np.int32)
+    with atomic_path(out, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **data)
+    return {"vertices": V, "triangles": int(len(tri)), "expressions": len(names), "identities": len(ids),
+            "path": str(out)}
