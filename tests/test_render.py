@@ -1,0 +1,144 @@
+"""Rendering: both rasterisers on the real ICT head, the schematic face, and mp4 muxing with real speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ksdiff.audio.decode import load_audio
+from ksdiff.audio.envelope import speech_envelope
+from ksdiff.data.motion import Motion
+from ksdiff.errors import KsdiffError
+from ksdiff.face.specs import get_spec
+
+ARKIT = get_spec("arkit")
+SIZE = 160
+
+
+def arkit_motion(T: int, fps: float = 25.0, **channels) -> Motion:
+    c = np.zeros((T, ARKIT.dim), np.float32)
+    for name, v in channels.items():
+        c[:, ARKIT.channels.index(name)] = v
+    return Motion(c, ARKIT.channels, fps, "arkit")
+
+
+@pytest.fixture(scope="module")
+def ict(ict_path):
+    from ksdiff.face.ict import ICTFaceModel
+
+    return ICTFaceModel(ict_path)
+
+
+@pytest.fixture(scope="module")
+def gl_available():
+    from ksdiff.render.raster_gl import create_context
+
+    try:
+        create_context().release()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _renders(ict, backend):
+    from ksdiff.render import make_renderer
+
+    r = make_renderer(ict, SIZE, backend)
+    try:
+        v = ict.vertices(arkit_motion(2, jawOpen=np.array([0.0, 0.6])))
+        return r.backend, [r.render(x) for x in v]
+    finally:
+        r.close()
+
+
+def _mouth_box(ict):
+    """Pixel box around the lips in the neutral render (projected lip vertices)."""
+    from ksdiff.render.camera import frame_camera
+
+    cam = frame_camera(ict.neutral[ict.frame_vertices], SIZE)
+    xy, _, _ = cam.project(ict.neutral[ict.lip_vertices])
+    x0, y0 = np.floor(xy.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(xy.max(axis=0)).astype(int)
+    return slice(y0, y1 + 8), slice(x0, x1)
+
+
+def test_numpy_and_gl_rasterisers_agree(ict, gl_available):
+    from ksdiff.render.camera import BACKGROUND
+
+    backend, (neutral, open_) = _renders(ict, "numpy")
+    assert backend == "numpy" and neutral.shape == (SIZE, SIZE, 3) and neutral.dtype == np.uint8
+    bg = np.round(np.asarray(BACKGROUND) * 255).astype(np.uint8)
+    head = (np.abs(neutral.astype(int) - bg).sum(axis=-1) > 6)
+    assert 0.25 < head.mean() < 0.8  # the head fills the frame without being cut off at the sides
+    assert not head[:, 0].any() and not head[:, -1].any()
+    ys, xs = _mouth_box(ict)
+    mouth_n, mouth_o = neutral[ys, xs].astype(float), open_[ys, xs].astype(float)
+    assert np.abs(mouth_o - mouth_n).mean() > 15  # the open mouth is visible...
+    assert mouth_o.mean() < mouth_n.mean() - 5  # ... and darker (the mouth interior)
+    far = np.abs(open_[: SIZE // 3].astype(int) - neutral[: SIZE // 3].astype(int))
+    assert far.mean() < 0.2 and far.max() <= 8  # the forehead (barely) moves with the jaw
+    if not gl_available:
+        pytest.skip("no OpenGL context here: numpy backend checked alone")
+    gl_backend, (gl_neutral, gl_open) = _renders(ict, "gl")
+    assert gl_backend == "gl"
+    gl_head = (np.abs(gl_neutral.astype(int) - bg).sum(axis=-1) > 6)
+    iou = (head & gl_head).sum() / (head | gl_head).sum()
+    assert iou > 0.97
+    assert np.abs(gl_neutral.astype(float) - neutral.astype(float)).mean() < 6
+    assert np.abs(gl_open.astype(float) - open_.astype(float)).mean() < 6
+
+
+def test_render_video_matches_audio_duration(tmp_path, speech_dir, ict_path):
+    from ksdiff.render import render_video
+    from ksdiff.render.video import stream_durations
+
+    wav = speech_dir / "arctic_a0009.wav"
+    w = load_audio(wav)
+    seconds = len(w) / 16000
+    env = speech_envelope(w, 25.0)
+    jaw = np.clip(env / np.quantile(env, 0.95), 0, 1) * 0.7
+    # Deliberately 9 frames short: the renderer pads to the audio's length.
+    pred = arkit_motion(len(jaw) - 9, jawOpen=jaw[:-9], headRotY=0.1 * np.sin(np.arange(len(jaw) - 9) / 10))
+    gt = arkit_motion(len(jaw) + 5, jawOpen=np.r_[jaw, np.zeros(5)])
+    out = tmp_path / "v.mp4"
+    info = render_video(pred, wav, out, face="ict", size=96, side_by_side=gt, asset=ict_path)
+    assert info["face"] == "ict" and out.is_file()
+    d = stream_durations(out)
+    assert abs(d["video"] - seconds) <= 0.1 and abs(d["audio"] - seconds) <= 0.1
+    assert d["frames"] == round(seconds * 25)
+    import av
+
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.name, v.width, v.height) == ("h264", 192, 96)
+        assert v.codec_context.pix_fmt == "yuv420p" and c.streams.audio[0].codec_context.name == "aac"
+        frame = next(c.decode(v)).to_ndarray(format="rgb24")
+    assert frame[: 96 // 14].mean() < frame[96 // 14: 40].mean()  # a dark label strip over the panels
+    # The schematic face at another fps, no ground truth; audio in another format (flac, 16 kHz).
+    flac = speech_dir / "jfk.flac"
+    secs = len(load_audio(flac)) / 16000
+    m = arkit_motion(int(secs * 30), fps=30.0, jawOpen=0.3)
+    info = render_video(m, flac, tmp_path / "s.mp4", face="schematic", size=64)
+    d = stream_durations(tmp_path / "s.mp4")
+    assert abs(d["video"] - secs) <= 0.1 and abs(d["audio"] - secs) <= 0.1 and d["fps"] == 30
+
+
+def test_render_cli_and_atomic_failure(tmp_path, speech_dir):
+    from ksdiff.cli import main
+
+    m = arkit_motion(10, jawOpen=np.linspace(0, 1, 10))
+    m.save(tmp_path / "m.npz")
+    out = tmp_path / "out.mp4"
+    assert main(["render", str(tmp_path / "m.npz"), "--out", str(out), "--face", "schematic", "--size", "48"]) == 0
+    assert out.is_file()
+    bad = tmp_path / "bad.mp4"
+    not_audio = tmp_path / "noise.wav"
+    not_audio.write_bytes(b"not a wav file at all")
+    assert main(["render", str(tmp_path / "m.npz"), "--audio", str(not_audio), "--out", str(bad)]) == 2
+    assert main(["render", str(tmp_path / "missing.npz"), "--out", str(bad)]) == 2
+    assert not bad.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bad")]
+    flame = Motion(np.zeros((3, get_spec("flame").dim), np.float32), get_spec("flame").channels, 25.0, "flame")
+    with pytest.raises(KsdiffError, match="arkit"):
+        from ksdiff.render import render_video
+
+        render_video(flame, None, bad, face="ict")
