@@ -1,0 +1,109 @@
+"""Checks of a synthetic corpus: is the ground truth what the generative model promises?
+
+``corpus_report(dataset)`` measures, over every clip of a dataset that has phone timings in ``meta.json``:
+
+bilabial_closure
+    share of /p b m/ phones whose centre frame shows a closed mouth, pooled over clips, as defined by
+    :func:`ksdiff.metrics.bilabial_closure` (jawOpen < 0.1 and mouthClose or mouthPress > 0.15, or jawOpen < 0.05).
+jaw_envelope_r
+    Pearson r of jawOpen with the speech envelope (:func:`ksdiff.audio.envelope.speech_envelope`, linear RMS)
+    of all clips' frames concatenated (``jaw_envelope_r_mean``: the mean of per-clip r).
+head_low_frac / mouth_high_frac
+    band energy shares. For each clip and each channel of a path, the channel's mean is removed and its power
+    spectrum |rfft|² taken; powers are summed over the path's channels and over clips.
+    ``head_low_frac`` = power below ``split_hz`` (2 Hz) / all power, over the head path
+    (headRotX/Y/Z in rad, headTx/Ty/Tz in cm); ``mouth_high_frac`` = power at or above 2 Hz / all power, over the
+    mouth channels (:data:`ksdiff.face.specs.ARKIT_MOUTH`: jaw*, mouth*, tongueOut, cheekPuff).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ksdiff.audio.envelope import pearson, speech_envelope
+from ksdiff.data.dataset import open_dataset
+from ksdiff.data.synth.corpus import load_phones
+from ksdiff.errors import KsdiffError
+from ksdiff.face.specs import ARKIT_HEAD, ARKIT_MOUTH
+from ksdiff.metrics import bilabial_closure
+from ksdiff.metrics.lipsync import BILABIALS
+
+
+def band_power(x: np.ndarray, fps: float, split_hz: float) -> tuple[float, float]:
+    """(power below split_hz, power at or above it) of (T, C) channels, each mean-removed, summed over channels.
+
+    The DC bin is excluded (it is zero after mean removal)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0, keepdims=True)
+    p = np.abs(np.fft.rfft(x, axis=0)) ** 2  # (F, C)
+    f = np.fft.rfftfreq(len(x), d=1.0 / fps)
+    low = float(p[(f > 0) & (f < split_hz)].sum())
+    high = float(p[f >= split_hz].sum())
+    return low, high
+
+
+def corpus_report(dataset: str | os.PathLike, split: str | None = None, split_hz: float = 2.0,
+                  max_clips: int | None = None) -> dict:
+    """The checks above over the clips of ``dataset`` (all splits by default).
+
+    Returns:
+        dict with clips, seconds, bilabials, bilabial_closure, jaw_envelope_r, jaw_envelope_r_mean,
+        head_low_frac, mouth_high_frac, blinks_per_min, accents_per_min (when phones.json is present).
+    """
+    ds = open_dataset(dataset)
+    if ds.spec != "arkit":
+        raise KsdiffError(f"corpus_report needs an arkit dataset, not {ds.spec!r}", ds.root)
+    n_bil = hits = 0.0
+    jaws, envs, rs = [], [], []
+    head_lo = head_hi = mouth_lo = mouth_hi = 0.0
+    seconds = 0.0
+    blinks = accents = 0
+    clips = 0
+    import json
+
+    for clip in ds.clips(split):
+        if max_clips is not None and clips >= max_clips:
+            break
+        phones = load_phones(clip.root)
+        m = clip.motion()
+        wave = clip.audio()
+        fps = m.fps
+        jaw, close, press = m.channel("jawOpen"), m.channel("mouthClose"), m.channel("mouthPressLeft")
+        nb = sum(1 for p, _, _ in phones if p.upper().rstrip("012") in BILABIALS)
+        if nb:
+            frac = bilabial_closure(jaw, close, press, phones, fps)
+            n_bil += nb
+            hits += frac * nb
+        env = speech_envelope(wave, fps, num_frames=m.num_frames)
+        jaws.append(jaw)
+        envs.append(env)
+        rs.append(pearson(jaw, env))
+        lo, hi = band_power(m.select(ARKIT_HEAD), fps, split_hz)
+        head_lo, head_hi = head_lo + lo, head_hi + hi
+        lo, hi = band_power(m.select(ARKIT_MOUTH), fps, split_hz)
+        mouth_lo, mouth_hi = mouth_lo + lo, mouth_hi + hi
+        seconds += len(wave) / 16000.0
+        gt = clip.root / "phones.json"
+        if gt.is_file():
+            d = json.loads(gt.read_text(encoding="utf-8"))
+            blinks += len(d.get("blinks", []))
+            accents += len(d.get("accents", []))
+        clips += 1
+    if not clips:
+        raise KsdiffError("dataset has no clips to check", ds.root)
+    minutes = seconds / 60.0
+    return {
+        "clips": clips,
+        "seconds": round(seconds, 3),
+        "bilabials": int(n_bil),
+        "bilabial_closure": hits / n_bil if n_bil else float("nan"),
+        "jaw_envelope_r": pearson(np.concatenate(jaws), np.concatenate(envs)),
+        "jaw_envelope_r_mean": float(np.mean(rs)),
+        "head_low_frac": head_lo / (head_lo + head_hi) if head_lo + head_hi > 0 else float("nan"),
+        "mouth_high_frac": mouth_hi / (mouth_lo + mouth_hi) if mouth_lo + mouth_hi > 0 else float("nan"),
+        "split_hz": split_hz,
+        "blinks_per_min": blinks / minutes if minutes else 0.0,
+        "accents_per_min": accents / minutes if minutes else 0.0,
+    }
