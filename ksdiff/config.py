@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 from ksdiff.errors import KsdiffError
 
 T = TypeVar("T")
+_SCI = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # 1e-4, 3.0E+2
 
 #: Folder of the configs shipped inside the package (``configs/`` of the repo is installed as ``ksdiff/configs``).
 PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -44,7 +46,7 @@ def load_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict:
     if path in _seen:
         raise KsdiffError("config include cycle", path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _numbers(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     except yaml.YAMLError as e:
         raise KsdiffError(f"invalid YAML ({str(e).splitlines()[0]})", path) from None
     if not isinstance(data, dict):
@@ -57,6 +59,17 @@ def load_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict:
         inc_path = (path.parent / inc) if not Path(inc).is_absolute() else Path(inc)
         merged = merge(merged, load_yaml(inc_path if inc_path.exists() else inc, _seen + (path,)))
     return merge(merged, data)
+
+
+def _numbers(obj: Any) -> Any:
+    """Strings that read as floats (``1e-4``) become floats, recursively."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    if isinstance(obj, str) and _SCI.match(obj.strip()):
+        return float(obj)
+    return obj
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -81,8 +94,13 @@ def parse_overrides(items: list[str] | None) -> dict:
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(val)
+        node[parts[-1]] = _scalar(val)
     return out
+
+
+def _scalar(text: str) -> Any:
+    """YAML-typed value, reading ``3e-4`` as a number too (YAML 1.1 wants ``3.0e-4``)."""
+    return _numbers(yaml.safe_load(text))
 
 
 def load_config_dict(paths: list[str | os.PathLike] | str | os.PathLike | None,

@@ -102,10 +102,13 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
     out["jitter_gt"] = M.jitter(G, fps)
     if face is not None:
         pm = Motion(P, gt.channels, fps, gt.spec)
-        vp, vg = face.vertices(pm), face.vertices(gt)
-        out["lve_mm"] = M.lve(vp, vg, face.lip_vertices)
-        out["lve_sq_mm2"] = M.lve_squared(vp, vg, face.lip_vertices)
-        out["fdd_mm"] = M.fdd(vp, vg, face.neutral, face.upper_face_vertices)
+        # only the vertices the metrics read (lips + upper face), not the whole mesh
+        idx = np.union1d(face.lip_vertices, face.upper_face_vertices)
+        lip, upper = np.searchsorted(idx, face.lip_vertices), np.searchsorted(idx, face.upper_face_vertices)
+        vp, vg = face.vertices(pm, indices=idx), face.vertices(gt, indices=idx)
+        out["lve_mm"] = M.lve(vp, vg, lip)
+        out["lve_sq_mm2"] = M.lve_squared(vp, vg, lip)
+        out["fdd_mm"] = M.fdd(vp, vg, np.asarray(face.neutral)[idx], upper)
     if samples:
         out["sample_div"] = M.sample_diversity([P] + [align_to(s, gt) for s in samples])
     return out
