@@ -62,7 +62,7 @@ def _face_model(spec: str):
     try:
         from ksdiff.face.models import get_face_model
 
-        return get_face_model(spec)
+        return get_face_model(spec, face="ict" if spec == "arkit" else "flame")  # never the 2D schematic
     except (ImportError, KsdiffError, FileNotFoundError):
         return None
 
