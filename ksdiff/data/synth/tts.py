@@ -257,7 +257,7 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 170, pitch: int = 50
     words = _words_from_events(events, text, src, phones)
     utt = Utterance(wave=wave, sample_rate=sr, phones=phones, words=words)
     if not any(not p.startswith("_") for p, _, _ in phones):
-        utt.phones = _align_fallback(wave, text, sr)
+        utt.phones, utt.words = align_phones(wave, text, sr)
         utt.source = "pocketsphinx-align"
     # clamp the last boundary to the resampled length (soxr may differ by a sample)
     utt.phones = [(p, min(s, duration), min(e, duration)) for p, s, e in utt.phones if min(s, duration) < duration]
@@ -295,6 +295,16 @@ def _words_from_events(events: list, text: str, src_rate: int, phones: list[tupl
             word = text[max(pos - 1, 0):max(pos - 1, 0) + length]
             starts.append((sample / float(src_rate), word.strip(" ,.?!;:")))
     del raw
+    # a word event can come a few ms before the word's first phone: snap to a phone start within 30 ms
+    phone_starts = np.array([s for _, s, _ in phones]) if phones else np.zeros(0)
+    snapped = []
+    for t, w in starts:
+        if len(phone_starts):
+            j = int(np.argmin(np.abs(phone_starts - t)))
+            if abs(phone_starts[j] - t) <= 0.03:
+                t = float(phone_starts[j])
+        snapped.append((t, w))
+    starts = snapped
     out = []
     for i, (t, w) in enumerate(starts):
         nxt = starts[i + 1][0] if i + 1 < len(starts) else (phones[-1][2] if phones else t)
@@ -308,11 +318,33 @@ def _words_from_events(events: list, text: str, src_rate: int, phones: list[tupl
     return out
 
 
-def _align_fallback(wave: np.ndarray, text: str, sr: int) -> list[tuple[str, float, float]]:
-    """Phone timings by pocketsphinx forced alignment (used only when espeak gives no phoneme events)."""
-    try:
-        from ksdiff.audio import align  # written by the audio engineer
-    except ImportError:
-        raise KsdiffError("espeak-ng gave no phoneme events and ksdiff.audio.align is not available") from None
-    result = align.align_phones(wave, text, sr=sr)  # list of (ARPAbet phone, start, end)
-    return [(str(p), float(s), float(e)) for p, s, e in result]
+#: ARPAbet -> a representative espeak-ng mnemonic (for timings that come from the pocketsphinx aligner)
+ARPABET_TO_ESPEAK: dict[str, str] = {
+    "P": "p", "B": "b", "M": "m", "F": "f", "V": "v", "TH": "T", "DH": "D", "T": "t", "D": "d", "N": "n", "L": "l",
+    "S": "s", "Z": "z", "SH": "S", "ZH": "Z", "CH": "tS", "JH": "dZ", "K": "k", "G": "g", "NG": "N", "HH": "h",
+    "R": "r", "W": "w", "Y": "j", "AA": "A:", "AE": "a", "AH": "V", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E",
+    "ER": "3:", "EY": "eI", "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U", "UW": "u:", "SIL": "_",
+}
+_ARPA_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
+
+
+def align_phones(wave: np.ndarray, text: str, sr: int = SAMPLE_RATE
+                 ) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+    """Phone and word timings by pocketsphinx forced alignment (:func:`ksdiff.audio.align.align`).
+
+    Used only when espeak-ng gives no phoneme events. ARPAbet labels are mapped to espeak mnemonics
+    (:data:`ARPABET_TO_ESPEAK`); the aligner knows no stress, so every vowel is marked as a candidate accent
+    (``'``) and the f0 test of :func:`ksdiff.data.synth.head.find_accents` decides.
+
+    Returns:
+        (phones [(mnemonic, start, end)], words [(word, start, end)]) in seconds.
+    """
+    from ksdiff.audio.align import align
+
+    al = align(np.asarray(wave, dtype=np.float32), text, sr=sr)
+    phones = []
+    for seg in al.phones:
+        m = ARPABET_TO_ESPEAK.get(seg.label, "_" if seg.label == "SIL" else seg.label.lower())
+        phones.append(("'" + m if seg.label in _ARPA_VOWELS else m, float(seg.start), float(seg.end)))
+    words = [(seg.label, float(seg.start), float(seg.end)) for seg in al.words]
+    return phones, words

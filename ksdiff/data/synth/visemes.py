@@ -90,26 +90,29 @@ class Dominance:
         theta_before: anticipatory rate (1/s): how fast dominance falls off before the segment.
         theta_after: carry-over rate (1/s): how fast it falls off after the segment.
         min_plateau: the dominance stays at α within at least this many seconds of the segment centre.
+        lip_rate: multiplies θ for the lips group only (< 1: the lip shape, e.g. a vowel's rounding, reaches
+            further into the neighbours than its jaw opening does).
     """
 
     alpha: tuple[float, float, float]
     theta_before: float
     theta_after: float
     min_plateau: float = 0.0
+    lip_rate: float = 1.0
 
 
-_VOWEL_DOM = Dominance((1.0, 1.0, 1.0), 70.0, 60.0)
+_VOWEL_DOM = Dominance((1.0, 1.0, 1.0), 70.0, 60.0, lip_rate=0.5)
 #: dominance per viseme class
 DOMINANCE: dict[str, Dominance] = {
     "SIL": Dominance((1.0, 1.0, 0.5), 40.0, 40.0),
-    "PBM": Dominance((6.0, 10.0, 1.0), 90.0, 90.0, 0.030),
-    "FV": Dominance((2.5, 7.0, 1.0), 90.0, 90.0, 0.025),
+    "PBM": Dominance((6.0, 10.0, 1.0), 120.0, 120.0, 0.020),
+    "FV": Dominance((2.5, 7.0, 1.0), 120.0, 120.0, 0.020),
     "TH": Dominance((1.5, 0.5, 5.0), 80.0, 80.0, 0.015),
-    "TD": Dominance((1.5, 0.5, 1.0), 80.0, 80.0),
-    "L": Dominance((1.0, 0.5, 1.0), 80.0, 80.0),
-    "SZ": Dominance((2.0, 0.8, 1.0), 80.0, 80.0),
+    "TD": Dominance((1.5, 0.2, 1.0), 80.0, 80.0),
+    "L": Dominance((1.0, 0.2, 1.0), 80.0, 80.0),
+    "SZ": Dominance((2.0, 0.2, 1.0), 80.0, 80.0),
     "SH": Dominance((1.5, 2.0, 1.0), 80.0, 80.0, 0.015),
-    "KG": Dominance((1.0, 0.4, 0.5), 80.0, 80.0),
+    "KG": Dominance((1.0, 0.15, 0.5), 80.0, 80.0),
     "R": Dominance((1.0, 1.2, 0.5), 70.0, 70.0),
     "W": Dominance((1.2, 4.0, 0.5), 80.0, 80.0, 0.015),
     "Y": Dominance((1.0, 0.8, 0.5), 80.0, 80.0),
@@ -234,16 +237,17 @@ def coarticulate(segments: list[Segment], times: np.ndarray, plateau_frac: float
     w = np.maximum(plateau_frac * h, np.array([s.dominance.min_plateau for s in segments]))
     th_b = theta_scale * np.array([s.dominance.theta_before for s in segments])
     th_a = theta_scale * np.array([s.dominance.theta_after for s in segments])
+    lip_rate = np.array([s.dominance.lip_rate for s in segments])
     alpha = np.array([s.dominance.alpha for s in segments])  # (S, 3)
     targets = np.stack([s.target for s in segments])  # (S, K)
     d = times[:, None] - c[None, :]  # (T, S)
-    tau = np.maximum(np.abs(d) - w[None, :], 0.0)
+    tau = np.maximum(np.abs(d) - w[None, :], 0.0) ** exponent
     theta = np.where(d < 0, th_b[None, :], th_a[None, :])
-    base = np.exp(-theta * tau ** exponent)  # (T, S)
     out = np.zeros((T, K))
     for g in range(len(GROUPS)):
         keys = [k for k, key in enumerate(TARGET_KEYS) if GROUP_OF[key] == g]
-        D = base * alpha[None, :, g]  # (T, S)
+        rate = theta * lip_rate[None, :] if GROUPS[g] == "lips" else theta
+        D = np.exp(-rate * tau) * alpha[None, :, g]  # (T, S)
         den = D.sum(1, keepdims=True) + 1e-12
         out[:, keys] = (D @ targets[:, keys]) / den
     return out
