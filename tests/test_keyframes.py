@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ksdiff.face.specs import get_spec
-from ksdiff.model.keyframes import keyframe_labels, motion_variation
+from ksdiff.model.config import KELConfig
+from ksdiff.model.keyframes import KeyframePredictor, keyframe_labels, motion_variation
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Step-by-step decoding runs many small ops: one intra-op thread is much faster on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _still_arkit(T: int, seed: int = 0) -> np.ndarray:
@@ -68,3 +79,57 @@ def test_still_and_tiny_sequences_have_no_keyframes():
     assert keyframe_labels(_still_arkit(50), spec).sum() == 0
     assert keyframe_labels(_still_arkit(2), spec).shape == (2, 2)
     assert keyframe_labels(np.zeros((0, spec.dim)), spec).shape == (0, 2)
+
+
+def test_real_facegood_clip_labels(shared):
+    """FACEGOOD's animator-made mouth motion: expression keyframes at a plausible rate, none on the still head."""
+    from ksdiff.data.importers.facegood import iter_clips
+
+    clip = next(iter_clips([shared / "data" / "facegood"], fps=25.0))
+    spec = get_spec("arkit")
+    lab = keyframe_labels(clip.motion.coeffs, spec)
+    T = len(lab)
+    assert lab[:, 0].sum() == 0
+    rate = lab[:, 1].sum() / T
+    assert 0.01 < rate < 0.2  # at least min_gap = 5 frames apart: at most 20 %
+    gaps = np.diff(np.flatnonzero(lab[:, 1]))
+    assert gaps.min() >= 5
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# predictors
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_keyframe_logits_ignore_padding_and_future():
+    torch.manual_seed(0)
+    pred = KeyframePredictor(32, KELConfig(layers=2, heads=2, dropout=0.0)).eval()
+    f, mem = torch.randn(1, 15, 32), torch.randn(1, 4, 32)
+    mm = torch.tensor([[True, True, True, False]])
+    k = (torch.rand(1, 15) < 0.3).float()
+    z = pred(f, k, mem, mm)
+    f2, k2, mem2 = f.clone(), k.clone(), mem.clone()
+    f2[:, 10:] += 5.0
+    k2[:, 10:] = 1 - k2[:, 10:]
+    mem2[:, 3] = 100.0  # a masked (padding) token
+    z2 = pred(f2, k2, mem2, mm)
+    torch.testing.assert_close(z2[:, :10], z[:, :10])  # causal: the future never changes the past
+    assert not torch.allclose(z2[:, 10:], z[:, 10:])
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_kv_cache_decoding_equals_uncached(sample):
+    torch.manual_seed(0)
+    pred = KeyframePredictor(32, KELConfig(layers=3, heads=4, dropout=0.0)).eval()
+    B, T = 2, 19
+    f, mem = torch.randn(B, T, 32), torch.randn(B, 5, 32)
+    mm = torch.ones(B, 5, dtype=torch.bool)
+    mm[1, 2:] = False
+    pred.head.bias.data -= pred(f, torch.zeros(B, T), mem, mm).median()  # p near 0.5: both bit values occur
+    bits, logits = pred.decode(f, mem, mm, sample=sample, generator=torch.Generator().manual_seed(7))
+    assert 0 < bits.sum() < B * T
+    # step by step without a cache: run the teacher-forced decoder on the bits chosen so far
+    for t in range(T):
+        z = pred(f[:, : t + 1], bits[:, : t + 1], mem, mm)[:, t]
+        torch.testing.assert_close(z, logits[:, t], atol=1e-5, rtol=1e-5)
+    if not sample:
+        assert torch.equal(bits, (logits > 0).float())

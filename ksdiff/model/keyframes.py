@@ -137,8 +137,12 @@ class KeyframeDecoderLayer(nn.Module):
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
         L, S = x.shape[1], k.shape[2]
-        causal = torch.arange(S, device=x.device)[None, :] <= (past + torch.arange(L, device=x.device))[:, None]
-        x = x + self.drop(self.self_attn.attend(y, k, v, mask_to_bias(causal, None, x.dtype)))
+        if L == 1:  # one new step sees every cached step: no mask needed
+            causal_bias = None
+        else:
+            causal = torch.arange(S, device=x.device)[None, :] <= (past + torch.arange(L, device=x.device))[:, None]
+            causal_bias = mask_to_bias(causal, None, x.dtype)
+        x = x + self.drop(self.self_attn.attend(y, k, v, causal_bias))
         x = x + self.drop(self.cross_attn.attend(self.n2(x), mem_k, mem_v, mem_bias))
         return x + self.drop(self.ffn(self.n3(x)))
 
