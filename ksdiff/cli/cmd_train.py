@@ -1,0 +1,85 @@
+"""ksdiff train --config C --data DATASET [--data DATASET2 ...] --out RUN [--steps N] [--resume] [key=value ...]"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "train"
+HELP = "train a KSDiff model on one or more datasets (single process or under torchrun)"
+DESCRIPTION = (
+    "Train KSDiff. The run folder gets config.yaml, model.safetensors (EMA weights, everything needed for "
+    "inference), last.safetensors + train_state.* (to --resume at the exact step), metrics.jsonl and tb/ "
+    "(TensorBoard). Several GPUs or CPU processes: torchrun --standalone --nproc_per_node N -m ksdiff train ...")
+ORDER = 40
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", default=None, metavar="C",
+                   help="config file or shipped name (default, paper, ablations/no_kel, ...); repeat to overlay")
+    p.add_argument("--data", action="append", default=None, metavar="DATASET",
+                   help="dataset folder (repeat for several datasets of the same face spec)")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder")
+    p.add_argument("--steps", type=int, default=None, help="total training steps (train.steps)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN at its last checkpoint (with RUN/config.yaml; key=value may change train.*)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=3e-4")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ksdiff.config import to_dict
+    from ksdiff.errors import KsdiffError
+    from ksdiff.train.config import load_run_config
+    from ksdiff.train.loop import load_run_config_for, train
+
+    overrides = list(args.overrides or [])
+    if args.steps is not None:
+        if args.steps < 1:
+            raise KsdiffError(f"--steps must be at least 1, got {args.steps}")
+        overrides.append(f"train.steps={args.steps}")
+    if args.data:
+        overrides.append("data.datasets=[" + ", ".join(_yaml_str(str(Path(d).resolve())) for d in args.data) + "]")
+    if args.resume:
+        saved = load_run_config_for(args.out)
+        cfg = load_run_config(None, overrides, base=saved)
+        if args.config:  # allowed when it agrees with the run outside train.*
+            fresh = load_run_config(args.config, overrides)
+            a, b = to_dict(fresh), to_dict(cfg)
+            diff = _first_difference({k: v for k, v in a.items() if k != "train"},
+                                     {k: v for k, v in b.items() if k != "train"},
+                                     ignore={"data.speakers", "model.denoiser.style_dim", "model.kel.pos_weight"})
+            if diff:
+                raise KsdiffError(f"--config sets {diff} differently from the run being resumed; resume without "
+                                  "--config (key=value overrides of train.* are allowed)", args.out)
+            cfg.train = fresh.train
+    else:
+        cfg = load_run_config(args.config or ["default"], overrides)
+    res = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        last = f"loss {res.losses[-1]:.4f}" if res.losses else "no steps run"
+        if res.interrupted:
+            print(f"stopped at step {res.step} ({last}); continue with: ksdiff train --out {args.out} --resume")
+        else:
+            print(f"trained to step {res.step} ({last}); model: {Path(args.out) / 'model.safetensors'}")
+    return 0
+
+
+def _yaml_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _first_difference(a, b, ignore: set[str], where: str = "") -> str | None:
+    if where in ignore:
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(k), b.get(k), ignore, f"{where}.{k}" if where else k)
+            if d:
+                return d
+        return None
+    return None if a == b else where

@@ -1,0 +1,1 @@
+"""Training: run config, data pipeline, loop, checkpoints (safetensors), EMA, DDP under torchrun."""

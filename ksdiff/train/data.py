@@ -1,0 +1,427 @@
+"""Training data: clips of one or more datasets as random crops of (speech features, motion, keyframes, tokens).
+
+Each item covers one time span in both streams: ``T`` motion frames at the config's ``fps`` and
+``N' = round(T × rate / fps)`` feature frames at the encoder's ``rate`` (50 Hz). Crop starts are restricted to
+frames where both grids meet exactly (every frame at 25 fps; every 3rd frame at 30 fps) when the two rates are
+integers. Clips shorter than a crop are padded and masked.
+
+Features come from each dataset's feature cache (``ksdiff.audio.features.load_clip_features``), computed and
+cached on first use; motion of any fps is resampled to the config fps; ground-truth keyframes (Eq. 3) are
+computed on the whole clip and cropped with it.
+
+The order of items is a pure function of (seed, step): :class:`StreamSampler` walks seeded epochs of a
+:class:`~torch.utils.data.DistributedSampler` and hands every item its own crop seed, so a resumed run sees
+exactly the batches the uninterrupted run would have seen, whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import DistributedSampler
+
+from ksdiff.data.dataset import Dataset, open_dataset
+from ksdiff.errors import KsdiffError
+from ksdiff.face.specs import FaceSpec, get_spec
+
+#: Standard deviations below this are raised to it (channels that never move would otherwise blow up).
+STD_FLOOR = 1e-3
+#: Clip range of the keyframe BCE positive-class weight w1 = negatives / positives.
+POS_WEIGHT_RANGE = (1.0, 100.0)
+
+
+@dataclass
+class ClipData:
+    """One clip, loaded.
+
+    Attributes:
+        key: ``<dataset name>/<clip id>``.
+        motion: (T, C) float32 at the config fps, in the spec's channel order.
+        keyframes: (T, 2) uint8 ground-truth keyframes (head, expression).
+        feats: (N', F) float32 speech features at ``rate`` Hz, or None when not preloaded.
+        prosody: (N', 2) float32 or None when not preloaded.
+        tokens: (L,) int64 transcript tokens of the whole clip (0 = padding).
+        words: (word, start_s, end_s) timings of the transcript, or [].
+        speaker: ``<dataset name>/<speaker>`` or None.
+        emotion: (T, 2) float32 valence/arousal, or None.
+    """
+
+    key: str
+    dataset_dir: Path
+    clip_id: str
+    motion: np.ndarray
+    keyframes: np.ndarray
+    feats: np.ndarray | None
+    prosody: np.ndarray | None
+    tokens: np.ndarray
+    words: list
+    speaker: str | None
+    emotion: np.ndarray | None
+    rate: float
+    feat_dim: int
+
+
+def open_datasets(paths: list[str | os.PathLike], jaw_path: str = "expression") -> tuple[list[Dataset], FaceSpec]:
+    """Open the datasets and check that they share one face spec."""
+    if not paths:
+        raise KsdiffError("no training data: give --data DATASET (or data.datasets in the config)")
+    dss = [open_dataset(p) for p in paths]
+    specs = {d.spec for d in dss}
+    if len(specs) > 1:
+        raise KsdiffError("datasets have different face specs (" +
+                          ", ".join(f"{d.root}: {d.spec}" for d in dss) + "); train on one spec at a time")
+    names = [d.name for d in dss]
+    if len(set(names)) != len(names):
+        raise KsdiffError(f"two datasets share the name {sorted(n for n in names if names.count(n) > 1)[0]!r}; "
+                          "rename one in its dataset.json (clip keys are <name>/<clip>)")
+    return dss, get_spec(dss[0].spec, jaw_path)
+
+
+def _features_module():
+    try:
+        from ksdiff.audio import features
+    except ImportError as e:  # pragma: no cover - only while the audio module is missing
+        raise KsdiffError(f"speech features are not available ({e})") from None
+    return features
+
+
+def load_features(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool):
+    """``load_clip_features`` (computing and caching when missing) with the options it accepts."""
+    feats = _features_module()
+    fn = feats.load_clip_features
+    kwargs = {"tokens": tokens}
+    if "transcribe" in inspect.signature(fn).parameters:
+        kwargs["transcribe"] = transcribe
+    return fn(ds_root, clip_id, encoder, **kwargs)
+
+
+def _emotion(meta: dict, T: int, src_fps: float, fps: float) -> np.ndarray | None:
+    emo = meta.get("emotion")
+    if not isinstance(emo, dict) or "valence" not in emo or "arousal" not in emo:
+        return None
+    v, a = emo["valence"], emo["arousal"]
+    if np.isscalar(v) and np.isscalar(a):
+        return np.tile(np.array([[float(v), float(a)]], dtype=np.float32), (T, 1))
+    va = np.stack([np.asarray(v, dtype=np.float64), np.asarray(a, dtype=np.float64)], axis=1)  # per frame
+    t_src = np.arange(len(va)) / src_fps
+    t = np.arange(T) / fps
+    return np.stack([np.interp(t, t_src, va[:, 0]), np.interp(t, t_src, va[:, 1])], axis=1).astype(np.float32)
+
+
+def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, encoder: str, tokens: str,
+               transcribe: bool = True, keyframe_sigma: float = 2.0, keyframe_kappa: float = 1.0,
+               keyframe_min_gap: int = 5, preload: bool = True, max_clips: int | None = None,
+               progress: bool = False) -> list[ClipData]:
+    """Load every clip of ``split`` (in every dataset that has that split), computing missing features.
+
+    Motion is resampled to ``fps`` (rotation-aware). Returns clips in a fixed order (dataset order, then the
+    split's order).
+    """
+    from ksdiff.model.keyframes import keyframe_labels
+
+    jobs = [(ds, cid) for ds in datasets if split in ds.splits for cid in ds.clip_ids(split)]
+    if max_clips is not None:
+        jobs = jobs[:max_clips]
+    it = jobs
+    if progress and jobs:
+        from tqdm import tqdm
+
+        it = tqdm(jobs, desc=f"{split} clips", unit="clip", leave=False)
+    out: list[ClipData] = []
+    for ds, cid in it:
+        clip = ds.clip(cid)
+        m = clip.motion()
+        if m.spec and m.spec != spec.name:
+            raise KsdiffError(f"motion is in spec {m.spec!r}, the dataset says {spec.name!r}", clip.motion_path)
+        if abs(m.fps - fps) > 1e-6:
+            m = m.resample(fps)
+        coeffs = np.ascontiguousarray(m.coeffs, dtype=np.float32)
+        if coeffs.shape[0] < 2:
+            continue
+        kf = keyframe_labels(coeffs, spec, sigma=keyframe_sigma, kappa=keyframe_kappa, min_gap=keyframe_min_gap)
+        sf = load_features(ds.root, cid, encoder, tokens, transcribe)
+        meta = clip.meta()
+        spk = meta.get("speaker")
+        out.append(ClipData(
+            key=f"{ds.name}/{cid}", dataset_dir=ds.root, clip_id=cid, motion=coeffs, keyframes=kf.astype(np.uint8),
+            feats=np.asarray(sf.feats, dtype=np.float32) if preload else None,
+            prosody=np.asarray(sf.prosody, dtype=np.float32) if preload else None,
+            tokens=np.asarray(sf.tokens, dtype=np.int64).reshape(-1), words=list(sf.words or []),
+            speaker=f"{ds.name}/{spk}" if spk else None, emotion=_emotion(meta, len(coeffs), ds.fps, fps),
+            rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1])))
+    return out
+
+
+@dataclass
+class DataStats:
+    """Statistics of the training split.
+
+    Attributes:
+        mean / std: (C,) per-channel motion normalisation (std floored at :data:`STD_FLOOR`).
+        keyframe_pos: (2,) fraction of keyframe frames per path (head, expression).
+        pos_weight: (2,) BCE weight of positives, negatives / positives clipped to :data:`POS_WEIGHT_RANGE`.
+        frames: number of motion frames they were computed over.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    keyframe_pos: np.ndarray
+    pos_weight: np.ndarray
+    frames: int
+
+    def to_dict(self) -> dict:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
+                "keyframe_pos": [float(v) for v in self.keyframe_pos],
+                "pos_weight": [float(v) for v in self.pos_weight], "frames": int(self.frames)}
+
+
+def compute_stats(clips: list[ClipData]) -> DataStats:
+    """Per-channel mean / std of the motion and keyframe rates over all frames of ``clips`` (float64 sums)."""
+    if not clips:
+        raise KsdiffError("the training split has no clips")
+    C = clips[0].motion.shape[1]
+    s1, s2, n = np.zeros(C), np.zeros(C), 0
+    kpos = np.zeros(2)
+    for c in clips:
+        x = c.motion.astype(np.float64)
+        s1 += x.sum(0)
+        s2 += (x * x).sum(0)
+        n += len(x)
+        kpos += c.keyframes.sum(0)
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean * mean, 0.0)
+    std = np.maximum(np.sqrt(var), STD_FLOOR)
+    pos = kpos / n
+    with np.errstate(divide="ignore"):
+        w = np.where(pos > 0, (1.0 - pos) / np.maximum(pos, 1e-12), POS_WEIGHT_RANGE[1])
+    w = np.clip(w, *POS_WEIGHT_RANGE)
+    return DataStats(mean.astype(np.float32), std.astype(np.float32), pos.astype(np.float32), w.astype(np.float32), n)
+
+
+def _crop_step(fps: float, rate: float) -> int:
+    """Smallest motion-frame step at which the motion and feature grids meet exactly (1 when they never do)."""
+    try:
+        f, r = Fraction(fps).limit_denominator(1000), Fraction(rate).limit_denominator(1000)
+    except (ValueError, OverflowError):
+        return 1
+    ratio = r / f  # feature frames per motion frame
+    return ratio.denominator if ratio.denominator <= 10 else 1
+
+
+class ClipCrops(TorchDataset):
+    """Crops of clips as dicts of numpy arrays (see :func:`collate`).
+
+    Index with ``(clip_index, crop_seed)`` (what :class:`StreamSampler` yields) for a random crop, or with a plain
+    int for the deterministic crop ``crop_seed = clip_index`` (validation).
+
+    Args:
+        clips: loaded clips.
+        fps: motion frame rate.
+        crop_frames: motion frames per crop (0 = whole clips).
+        speakers: the style vocabulary (one-hot); None = no style.
+        emotion: emit valence/arousal.
+        encoder / tokens / transcribe: to re-read features when clips were not preloaded.
+    """
+
+    def __init__(self, clips: list[ClipData], fps: float, crop_frames: int, speakers: list[str] | None = None,
+                 emotion: bool = False, encoder: str = "mel", tokens: str = "chars", transcribe: bool = False):
+        if not clips:
+            raise KsdiffError("no clips to train on")
+        self.clips = clips
+        self.fps = float(fps)
+        self.rate = clips[0].rate
+        self.feat_dim = clips[0].feat_dim
+        self.crop_frames = int(crop_frames)
+        self.speakers = list(speakers) if speakers is not None else None
+        self._spk_index = {s: i for i, s in enumerate(self.speakers or [])}
+        self.emotion = emotion
+        self.encoder, self.tokens_kind, self.transcribe = encoder, tokens, transcribe
+        self.step = _crop_step(self.fps, self.rate)
+        self._token_memo: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def feat_frames(self, motion_frames: int) -> int:
+        return int(round(motion_frames * self.rate / self.fps))
+
+    def _clip_features(self, c: ClipData) -> tuple[np.ndarray, np.ndarray]:
+        if c.feats is not None and c.prosody is not None:
+            return c.feats, c.prosody
+        sf = load_features(c.dataset_dir, c.clip_id, self.encoder, self.tokens_kind, self.transcribe)
+        return np.asarray(sf.feats, dtype=np.float32), np.asarray(sf.prosody, dtype=np.float32)
+
+    def _crop_tokens(self, i: int, c: ClipData, t0: int, n: int) -> np.ndarray:
+        """Tokens of the words spoken inside frames [t0, t0 + n) (the whole transcript for a whole clip or when
+        there are no word timings)."""
+        T = len(c.motion)
+        if (t0 == 0 and n >= T) or not c.words or self.tokens_kind == "none":
+            return c.tokens
+        a, b = t0 / self.fps, (t0 + n) / self.fps
+        idx = [j for j, (_, s, e) in enumerate(c.words) if a <= 0.5 * (float(s) + float(e)) < b]
+        if not idx:
+            return np.zeros(0, dtype=np.int64)
+        key = (i, idx[0], idx[-1])
+        if key not in self._token_memo:
+            from ksdiff.audio.tokens import text_to_tokens
+
+            text = " ".join(str(c.words[j][0]).strip() for j in range(idx[0], idx[-1] + 1))
+            self._token_memo[key] = np.asarray(text_to_tokens(text, self.tokens_kind), dtype=np.int64).reshape(-1)
+        return self._token_memo[key]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        if isinstance(key, (tuple, list)):
+            i, seed = int(key[0]), int(key[1])
+        else:
+            i, seed = int(key), int(key)
+        c = self.clips[i]
+        T = len(c.motion)
+        want = self.crop_frames if self.crop_frames > 0 else T
+        n = min(want, T)
+        t0 = 0
+        if T > n:
+            starts = (T - n) // self.step + 1
+            t0 = int(np.random.default_rng([seed, i]).integers(starts)) * self.step
+        feats, prosody = self._clip_features(c)
+        n0 = int(round(t0 * self.rate / self.fps))
+        nf = self.feat_frames(n)
+        f = _fit(feats[n0:n0 + nf], nf)
+        p = _fit(prosody[n0:n0 + nf], nf)
+        item = {
+            "key": c.key, "t0": t0, "pad_frames": want,
+            "feats": f, "prosody": p,
+            "motion": c.motion[t0:t0 + n], "keyframes": c.keyframes[t0:t0 + n],
+            "tokens": self._crop_tokens(i, c, t0, n),
+        }
+        if self.speakers is not None:
+            style = np.zeros(len(self.speakers), dtype=np.float32)
+            j = self._spk_index.get(c.speaker or "")
+            if j is not None:
+                style[j] = 1.0
+            item["style"], item["has_style"] = style, j is not None
+        if self.emotion:
+            if c.emotion is not None:
+                item["emotion"], item["has_emotion"] = c.emotion[t0:t0 + n], True
+            else:
+                item["emotion"], item["has_emotion"] = np.zeros((n, 2), np.float32), False
+        return item
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """Trim to n rows or pad by repeating the last row (a frame or two of encoder rounding)."""
+    if len(x) >= n:
+        return x[:n]
+    if len(x) == 0:
+        return np.zeros((n,) + x.shape[1:], dtype=x.dtype)
+    return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)], axis=0)
+
+
+def collate(items: list[dict], fps: float, rate: float) -> dict:
+    """Pad items into a batch (see ``KSDiff.training_loss``).
+
+    Returns a dict of tensors: feats (B, N', F), prosody (B, N', 2), feat_mask (B, N') bool, motion (B, T, C),
+    motion_mask (B, T) bool, keyframes (B, T, 2) float, tokens (B, L) long, token_mask (B, L) bool,
+    [style (B, S), style_mask (B,)], [emotion (B, T, 2), emotion_mask (B,)], and ``keys`` (list of clip keys).
+    N' = round(T × rate / fps): both streams span the same time.
+    """
+    B = len(items)
+    T = max(max(it["pad_frames"], len(it["motion"])) for it in items)
+    N = int(round(T * rate / fps))
+    L = max(1, max(len(it["tokens"]) for it in items))
+    F = items[0]["feats"].shape[1]
+    C = items[0]["motion"].shape[1]
+    feats = torch.zeros(B, N, F)
+    prosody = torch.zeros(B, N, 2)
+    feat_mask = torch.zeros(B, N, dtype=torch.bool)
+    motion = torch.zeros(B, T, C)
+    motion_mask = torch.zeros(B, T, dtype=torch.bool)
+    keyframes = torch.zeros(B, T, 2)
+    tokens = torch.zeros(B, L, dtype=torch.long)
+    token_mask = torch.zeros(B, L, dtype=torch.bool)
+    for b, it in enumerate(items):
+        n, nf, nt = len(it["motion"]), min(len(it["feats"]), N), len(it["tokens"])
+        feats[b, :nf] = torch.from_numpy(np.ascontiguousarray(it["feats"][:nf]))
+        prosody[b, :nf] = torch.from_numpy(np.ascontiguousarray(it["prosody"][:nf]))
+        feat_mask[b, :nf] = True
+        motion[b, :n] = torch.from_numpy(np.ascontiguousarray(it["motion"]))
+        motion_mask[b, :n] = True
+        keyframes[b, :n] = torch.from_numpy(it["keyframes"].astype(np.float32))
+        if nt:
+            tokens[b, :nt] = torch.from_numpy(it["tokens"])
+            token_mask[b, :nt] = True
+    batch: dict = {"feats": feats, "prosody": prosody, "feat_mask": feat_mask, "motion": motion,
+                   "motion_mask": motion_mask, "keyframes": keyframes, "tokens": tokens, "token_mask": token_mask,
+                   "keys": [it["key"] for it in items]}
+    if "style" in items[0]:
+        batch["style"] = torch.from_numpy(np.stack([it["style"] for it in items]))
+        batch["style_mask"] = torch.tensor([bool(it["has_style"]) for it in items])
+    if "emotion" in items[0]:
+        emo = torch.zeros(B, T, 2)
+        for b, it in enumerate(items):
+            emo[b, :len(it["emotion"])] = torch.from_numpy(it["emotion"])
+        batch["emotion"] = emo
+        batch["emotion_mask"] = torch.tensor([bool(it["has_emotion"]) for it in items])
+    return batch
+
+
+class Collate:
+    """Picklable collate function (for DataLoader workers)."""
+
+    def __init__(self, fps: float, rate: float):
+        self.fps, self.rate = fps, rate
+
+    def __call__(self, items: list[dict]) -> dict:
+        return collate(items, self.fps, self.rate)
+
+
+def batch_to(batch: dict, device: torch.device) -> dict:
+    """Move the tensors of a batch to ``device`` (other entries as they are)."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+
+
+class StreamSampler(DistributedSampler):
+    """An endless, resumable stream of ``(clip_index, crop_seed)`` for one rank.
+
+    Epoch e is :class:`DistributedSampler`'s shuffled shard for this rank at epoch e (seeded by ``seed``); epochs
+    follow each other without end. Item k of the stream (k = step × per-rank batch + position) gets the crop seed
+    ``hash(seed, rank, k)``. ``start`` skips the first items, so resuming at step s with ``start = s × batch``
+    yields exactly the items the uninterrupted run would have drawn.
+    """
+
+    def __init__(self, dataset: TorchDataset, num_replicas: int = 1, rank: int = 0, seed: int = 0, start: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.start = int(start)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        per_epoch = self.num_samples
+        k = self.start
+        while True:
+            epoch, pos = divmod(k, per_epoch)
+            self.set_epoch(epoch)
+            order = list(super().__iter__())
+            for p in range(pos, per_epoch):
+                yield order[p], _item_seed(self.seed, self.rank, k)
+                k += 1
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+
+def _item_seed(seed: int, rank: int, k: int) -> int:
+    """A 63-bit seed per (seed, rank, item) from numpy's SeedSequence."""
+    return int(np.random.SeedSequence([seed, rank, k]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def crop_frames(crop_seconds: float, fps: float) -> int:
+    """Motion frames of a crop (0 = whole clips)."""
+    return 0 if crop_seconds <= 0 else max(1, int(math.floor(crop_seconds * fps + 0.5)))
