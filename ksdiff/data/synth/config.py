@@ -79,7 +79,8 @@ class SynthConfig:
         voices: speakers, used round-robin by clip index [DEFAULT_VOICES].
         min_seconds / max_seconds: clip length bounds including the silent lead-in and tail [2, 12].
         min_phrases / max_phrases: phrases per clip (commas / full stops between them) [1, 4].
-        lead_silence / tail_silence: (low, high) seconds of silence before / after the speech, uniform [0.15–0.6].
+        lead_silence / tail_silence: (low, high) seconds of silence before / after the speech, uniform
+            [(0.15, 0.6), (0.2, 0.6)].
         noise_dbfs: level of a white noise floor added to the audio (dBFS; None = none) [-66].
         rate_jitter / pitch_jitter: per-clip uniform deviation from the voice's rate (wpm) / pitch [12, 5];
             the rate is then clipped to [rate_min, rate_max] = [130, 200], the pitch to [30, 70].
@@ -111,7 +112,7 @@ class SynthConfig:
     Brows
         brow_prob: probability that an accent also raises the brows [0.4] (always when strength > 0.8).
         brow_amp: browInnerUp of a strength-1 raise [0.45]; brow_outer: browOuterUp as a fraction of it [0.7].
-        brow_attack / brow_decay: rise and fall time constants (s) [0.10, 0.35].
+        brow_attack / brow_decay: raised-cosine rise time and Gaussian fall σ (s) [0.10, 0.35].
         brow_drift: std of a slow (brow_cutoff Hz) drift of browInnerUp [0.03, 0.3].
 
     Blinks

@@ -78,7 +78,7 @@ def find_accents(phones: list[tuple[str, float, float]], f0: np.ndarray, f0_time
 
 
 def _attack_decay(times: np.ndarray, t0: float, attack: float, decay: float) -> np.ndarray:
-    """Smooth bump peaking (at 1) at t0: (1 − cos) rise over ``attack`` s before, exponential-like fall after."""
+    """Smooth bump peaking (at 1) at t0: raised-cosine rise over ``attack`` s before, Gaussian fall (σ = decay) after."""
     d = times - t0
     up = np.where((d > -attack) & (d <= 0), 0.5 * (1 + np.cos(np.pi * d / attack)), 0.0)
     down = np.where(d > 0, np.exp(-0.5 * (d / decay) ** 2), 0.0)

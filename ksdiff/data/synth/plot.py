@@ -37,20 +37,31 @@ def plot_clip(dataset: str | os.PathLike, clip_id: str | None, path: str | os.Pa
     t_end = m.duration if seconds is None else min(seconds, m.duration)
     t = np.arange(m.num_frames) / m.fps
     sel = t <= t_end
-    fig, axes = plt.subplots(len(channels) + 1, 1, figsize=(14, 1.25 * (len(channels) + 1) + 0.6), sharex=True)
+    fig, axes = plt.subplots(len(channels) + 2, 1, figsize=(14, 1.2 * (len(channels) + 2) + 0.6), sharex=True,
+                             gridspec_kw={"height_ratios": [1.2, 0.6] + [1.0] * len(channels)})
     ta = np.arange(len(wave)) / 16000.0
     axes[0].plot(ta[ta <= t_end], wave[ta <= t_end], lw=0.4, color="0.3")
     axes[0].set_ylabel("audio", rotation=0, ha="right", va="center")
+    lab = axes[1]
+    lab.set_ylim(0, 1)
+    lab.set_yticks([])
+    lab.set_ylabel("phones", rotation=0, ha="right", va="center")
+    k = 0
     for ph in gt["phones"]:
         s, e = ph["start"], ph["end"]
-        if s >= t_end or ph["phone"] == "SIL":
+        if s >= t_end:
+            continue
+        lab.axvline(s, color="0.85", lw=0.5)
+        if ph["phone"] == "SIL":
             continue
         bil = ph["phone"] in ("P", "B", "M")
-        for ax in axes:
-            if bil:
+        if bil:
+            for ax in axes:
                 ax.axvspan(s, e, color="tab:red", alpha=0.12, lw=0)
-        axes[0].text(0.5 * (s + e), axes[0].get_ylim()[1] * 0.95, ph["espeak"].replace("'", "ˈ"), ha="center",
-                     va="top", fontsize=6.5, color="tab:red" if bil else "k")
+        lab.text(0.5 * (s + e), 0.7 if k % 2 == 0 else 0.25, ph["espeak"].replace("'", "ˈ"), ha="center",
+                 va="center", fontsize=7, color="tab:red" if bil else "k")
+        k += 1
+    axes = axes[1:]
     for ax, name in zip(axes[1:], channels):
         y = m.channel(name)
         ax.plot(t[sel], y[sel], ".-", lw=1.0, ms=2.5)

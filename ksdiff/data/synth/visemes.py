@@ -116,7 +116,7 @@ DOMINANCE: dict[str, Dominance] = {
     "R": Dominance((1.0, 1.2, 0.5), 70.0, 70.0),
     "W": Dominance((1.2, 4.0, 0.5), 80.0, 80.0, 0.015),
     "Y": Dominance((1.0, 0.8, 0.5), 80.0, 80.0),
-    **{v: _VOWEL_DOM for v in VOWELS},
+    **{v: _VOWEL_DOM for v in sorted(VOWELS)},
 }
 
 # espeak-ng English mnemonics (stress marks removed) -> (viseme class(es), ARPAbet)
