@@ -279,3 +279,24 @@ def test_overfit_a_real_clip(shared):
     assert losses[-1]["loss"] < 0.5 * losses[0]["loss"]
     for part in ("diff_e", "mr_e", "bce_e"):  # (this clip's head never moves: diff_h is ~0 throughout)
         assert losses[-1][part] < losses[0][part], part
+
+
+def test_dpse_long_input_chunked_attention_is_exact(monkeypatch):
+    from ksdiff.model.dpse import BranchAttention
+
+    torch.manual_seed(0)
+    dpse = DPSE(FEAT, tiny_cfg()).eval()
+    feats, pros = torch.randn(1, 301, FEAT), torch.randn(1, 301, 2)
+    full = dpse(feats, pros, None, 150)
+    monkeypatch.setattr(BranchAttention, "chunk", 7)
+    chunked = dpse(feats, pros, None, 150)
+    for p in ("h", "e"):
+        torch.testing.assert_close(chunked[p], full[p], atol=1e-5, rtol=1e-5)
+
+
+def test_config_round_trip_and_shipped_paper_config():
+    from ksdiff.config import from_dict, to_dict
+
+    paper = ModelConfig.paper()
+    assert from_dict(ModelConfig, to_dict(paper)) == paper
+    assert paper.dim == 512 and paper.kel.layers == 6 and paper.kel.heads == 8

@@ -8,6 +8,7 @@ frozen encoder features (B, N', C) --Linear--> (B, N', D) --MSDC--> h_s
 All (B, T, D) at the motion frame rate. Padding (``feat_mask``) never changes valid outputs: convolutions see zeros
 beyond the valid end (as an unpadded clip would), GroupNorm statistics and pooling averages use valid frames only,
 attention hides padded keys, and the number of pooled tokens of a clip depends on its own valid length.
+Masks are prefix masks (a clip's valid frames come first, padding after), as the batching writes them.
 
 Time convention: feature frame n covers [n, n+1) / feat_rate s (centre (n + 0.5) / feat_rate); motion frame i
 covers [i, i+1) / fps s. A pooled token is placed at the centre of its window; motion frames interpolate linearly
@@ -177,9 +178,19 @@ class BranchAttention(nn.Module):
         self.ffn = FeedForward(dim, ffn_mult * dim, dropout)
         self.drop = nn.Dropout(dropout)
 
+    #: queries per attention call: bounds memory to chunk x N' scores per head on long audio (same result)
+    chunk = 512
+
     def forward(self, c: Tensor, h: Tensor, key_mask: Tensor) -> Tensor:
         bias = mask_to_bias(key_mask[:, None, None, :], None, c.dtype)
-        c = c + self.drop(self.attn(self.norm_q(c), self.norm_kv(h), bias))
+        k, v = self.attn.project_kv(self.norm_kv(h))
+        q = self.norm_q(c)
+        if q.shape[1] <= self.chunk:
+            a = self.attn.attend(q, k, v, bias)
+        else:
+            a = torch.cat([self.attn.attend(q[:, i:i + self.chunk], k, v, bias)
+                           for i in range(0, q.shape[1], self.chunk)], dim=1)
+        c = c + self.drop(a)
         return c + self.drop(self.ffn(self.norm_ff(c)))
 
 

@@ -314,7 +314,7 @@ class KSDiff(nn.Module):
                 w1 = positive_weight(kf_gt[..., i], mask, c.pos_weight, c.pos_weight_min, c.pos_weight_max)
                 bce = weighted_bce(logits, kf_gt[..., i], mask, w1=w1)
                 total = total + lc.bce * bce
-                out[f"bce_{p}"], out[f"w1_{p}"] = bce.detach(), torch.tensor(w1)
+                out[f"bce_{p}"], out[f"w1_{p}"] = bce.detach(), torch.tensor(w1, device=dev)
             cond["keyframes"] = kf_gt
         else:
             cond["keyframes"] = None
