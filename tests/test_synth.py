@@ -15,7 +15,7 @@ from ksdiff.data.dataset import check_dataset, open_dataset  # noqa: E402
 from ksdiff.data.synth.checks import band_power, corpus_report  # noqa: E402
 from ksdiff.data.synth.config import DEFAULT_VOICES, SynthConfig  # noqa: E402
 from ksdiff.data.synth.corpus import synth_clip  # noqa: E402
-from ksdiff.data.synth.head import blink_times, find_accents  # noqa: E402
+from ksdiff.data.synth.head import blink_times, find_accents, head_and_face  # noqa: E402
 from ksdiff.data.synth.text import make_sentence, ranked_words  # noqa: E402
 from ksdiff.data.synth.tts import align_phones, synthesize  # noqa: E402
 from ksdiff.data.synth.visemes import DOMINANCE, TARGET_KEYS, Segment, classify, coarticulate, target_vector  # noqa: E402
@@ -70,6 +70,10 @@ def test_corpus_report_checks_hold(corpus):
     assert rep["head_low_frac"] > 0.8   # head: slow, prosody-driven
     assert rep["mouth_high_frac"] > 0.5  # mouth: fast, phone-driven
     assert 5 < rep["blinks_per_min"] < 40
+    # speaker styles show: gb_m3 (jaw gain 1.2, rounding 0.8) vs us_f3 (jaw 0.85, rounding 1.2)
+    spk = rep["speakers"]
+    assert spk["gb_m3"]["jaw_p95"] > 1.2 * spk["us_f3"]["jaw_p95"]
+    assert spk["us_f3"]["rounding_p95"] > 1.2 * spk["gb_m3"]["rounding_p95"]
 
 
 def test_cli_refuses_existing_output_and_bad_voice(corpus, tmp_path, capsys):
@@ -84,7 +88,7 @@ def test_cli_refuses_existing_output_and_bad_voice(corpus, tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "x"), "--minutes", "0.05", "--voices", "zz-nonexistent"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no voice" in err[0]
-    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x*"))  # nothing partial left behind
 
 
 def test_espeak_event_timings_are_exact_and_deterministic():
@@ -107,7 +111,13 @@ def test_espeak_event_timings_are_exact_and_deterministic():
     pause = [rms(s, e) for p, s, e in u.phones if p.startswith("_") and e - s > 0.05]
     vowel = [rms(s, e) for p, s, e in u.phones if classify(p)[0][0] in ("AA", "AE", "AH", "UW", "OW", "EH")]
     assert pause and max(pause) < 0.1 * np.median(vowel)
-    # faster rate -> shorter audio; another voice -> other audio
+    # to the millisecond: after a pause, sound resumes where espeak says the next phone starts
+    v = synthesize("Somebody was calling. Apples are sweet.", voice="en+f2", seed=0)
+    s, e = next((s, e) for p, s, e in v.phones if p.startswith("_") and e - s > 0.05 and s > 0.1)
+    loud = np.abs(v.wave) > 0.02 * np.abs(v.wave).max()
+    assert not loud[int(s * 16000) + 80:int(e * 16000) - 80].any()
+    assert abs(np.argmax(loud[int(e * 16000) - 800:]) - 800) / 16000 < 0.005
+    # faster rate -> shorter audio
     fast = synthesize(SENTENCE, voice="en-us", rate=200, seed=3)
     assert fast.duration < 0.9 * u.duration
 
@@ -153,12 +163,23 @@ def test_clip_motion_structure():
     assert m.channel("jawOpen")[0] < 0.05
     # blinks are ~150 ms, both eyes
     assert np.array_equal(m.channel("eyeBlinkLeft"), m.channel("eyeBlinkRight"))
-    # nods follow accents: headRotX rises around an accent relative to 0.5 s before
-    if c.accents:
-        gt = c.ground_truth()
-        assert gt["accents"][0][0] == round(c.accents[0][0], 6)
+    gt = c.ground_truth()
+    assert [a[0] for a in gt["accents"]] == [round(a[0], 6) for a in c.accents]
     other = synth_clip(2, SynthConfig(seed=6))
     assert other.text != c.text
+
+
+def test_nod_and_brow_follow_the_accent():
+    cfg = SynthConfig(drift_std=(0.0, 0.0, 0.0), trans_std=(0.0, 0.0, 0.0), brow_drift=0.0)
+    fps = 25.0
+    times = np.arange(100) / fps
+    ch, ev = head_and_face(np.random.default_rng(0), times, fps, [("_", 0.0, 4.0)], [(1.5, 1.0)],
+                           DEFAULT_VOICES[0], cfg)
+    rx = ch["headRotX"]
+    assert abs(times[np.argmax(rx)] - (1.5 + cfg.nod_lag)) <= 1 / fps
+    assert 0.7 * cfg.nod_amp <= rx.max() <= 1.3 * cfg.nod_amp and abs(rx[0]) < 1e-6  # chin down, then back
+    assert ev["brow_raises"] == [1.5] and abs(times[np.argmax(ch["browInnerUp"])] - 1.5) <= 1 / fps
+    assert np.abs(ch["headTy"]).max() > 0  # rotation about the neck pivot moves the head
 
 
 def test_find_accents_and_blinks():

@@ -14,6 +14,8 @@ head_low_frac / mouth_high_frac
     ``head_low_frac`` = power below ``split_hz`` (2 Hz) / all power, over the head path
     (headRotX/Y/Z in rad, headTx/Ty/Tz in cm); ``mouth_high_frac`` = power at or above 2 Hz / all power, over the
     mouth channels (:data:`ksdiff.face.specs.ARKIT_MOUTH`: jaw*, mouth*, tongueOut, cheekPuff).
+speakers
+    per speaker: 95th percentiles of jawOpen and of max(mouthPucker, mouthFunnel) (the articulation styles).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def corpus_report(dataset: str | os.PathLike, split: str | None = None, split_hz
 
     Returns:
         dict with clips, seconds, bilabials, bilabial_closure, jaw_envelope_r, jaw_envelope_r_mean,
-        head_low_frac, mouth_high_frac, blinks_per_min, accents_per_min (when phones.json is present).
+        head_low_frac, mouth_high_frac, blinks_per_min, accents_per_min (when phones.json is present), speakers.
     """
     ds = open_dataset(dataset)
     if ds.spec != "arkit":
@@ -61,6 +63,7 @@ def corpus_report(dataset: str | os.PathLike, split: str | None = None, split_hz
     seconds = 0.0
     blinks = accents = 0
     clips = 0
+    per_speaker: dict[str, dict[str, list]] = {}
     import json
 
     for clip in ds.clips(split):
@@ -84,6 +87,9 @@ def corpus_report(dataset: str | os.PathLike, split: str | None = None, split_hz
         head_lo, head_hi = head_lo + lo, head_hi + hi
         lo, hi = band_power(m.select(ARKIT_MOUTH), fps, split_hz)
         mouth_lo, mouth_hi = mouth_lo + lo, mouth_hi + hi
+        spk = per_speaker.setdefault(str(clip.meta().get("speaker", "?")), {"jaw": [], "round": []})
+        spk["jaw"].append(jaw)
+        spk["round"].append(np.maximum(m.channel("mouthPucker"), m.channel("mouthFunnel")))
         seconds += len(wave) / 16000.0
         gt = clip.root / "phones.json"
         if gt.is_file():
@@ -106,4 +112,7 @@ def corpus_report(dataset: str | os.PathLike, split: str | None = None, split_hz
         "split_hz": split_hz,
         "blinks_per_min": blinks / minutes if minutes else 0.0,
         "accents_per_min": accents / minutes if minutes else 0.0,
+        "speakers": {k: {"jaw_p95": float(np.percentile(np.concatenate(v["jaw"]), 95)),
+                         "rounding_p95": float(np.percentile(np.concatenate(v["round"]), 95))}
+                     for k, v in sorted(per_speaker.items())},
     }
