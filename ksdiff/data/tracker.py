@@ -506,6 +506,8 @@ def track_clip(video: str | os.PathLike, clip_id: str | None = None, fps: float 
         "tracked_frames": result.num_tracked,
         "missing_frames": result.num_missing,
         "missing_ranges_s": [[round(g.start_s, 3), round(g.end_s, 3)] for g in gaps],
+        # MediaPipe has no tongueOut: it is unknown, not zero
+        "observed_channels": [c for c in get_spec("arkit").channels if c != "tongueOut"],
     }
     if max_seconds is not None:
         meta["max_seconds"] = max_seconds

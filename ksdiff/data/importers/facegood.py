@@ -134,5 +134,7 @@ def iter_clips(srcs: list[str | os.PathLike], fps: float = 25.0, speaker: str | 
             motion = fit_motion(to_arkit(values, mapping), spec.channels, "arkit", fps, T, src_fps=FACEGOOD_FPS,
                                 source=f)
             meta = {"speaker": speaker or SPEAKER, "source": "facegood", "source_file": f.name,
-                    "source_fps": FACEGOOD_FPS, "language": "zh"}
+                    "source_fps": FACEGOOD_FPS, "language": "zh",
+                    # only mapped rig channels were animated: the rest (head, eyes, brows) is unknown, not still
+                    "observed_channels": [n for n in ARKIT_NAMES if mapping.get(n)]}
             yield ImportedClip(id=cid, wave=wave, motion=motion, meta=meta, source=str(f))
