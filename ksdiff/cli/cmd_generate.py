@@ -1,0 +1,194 @@
+"""ksdiff generate AUDIO... --out DIR: speech -> motion (.npz), optional Live Link CSV / DECA codes / mp4."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ksdiff.errors import KsdiffError
+
+NAME = "generate"
+HELP = "animate a face from speech: motion .npz per audio file (+ Live Link CSV, DECA codes, mp4)"
+DESCRIPTION = (
+    "Generate face motion for each AUDIO file (any format; long files are generated in overlapping windows) with a "
+    "trained checkpoint. Writes OUT/<stem>.npz (the motion), and on request OUT/<stem>.csv (Live Link Face, arkit "
+    "models), OUT/<stem>_deca.npz (DECA-style FLAME codes, flame models) and OUT/<stem>.mp4 (--render), plus "
+    "OUT/generate.json with the settings and per-stage timings. A transcript is taken from --text, else from a "
+    "same-stem .txt beside the audio, else transcribed automatically when the model uses text.")
+ORDER = 40
+
+EXPORTS = ("livelink", "flame", "npz")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("audio", nargs="+", metavar="AUDIO", help="speech files (wav, flac, mp3, m4a, a video, ...)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--checkpoint", metavar="C", default=None,
+                   help="model.safetensors of a training run (or the run folder); default: the packaged model")
+    p.add_argument("--text", action="append", metavar="T", default=None,
+                   help="transcript (or a .txt file); give it once per AUDIO, in order")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--sampler", choices=("dpmpp", "ddim", "ddpm"), default="dpmpp",
+                   help="dpmpp = DPM-Solver++(2M) (default), ddim, ddpm (ancestral)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same motion)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--emotion", metavar="V,A", default=None,
+                   help="valence,arousal for the whole clip (models trained with emotion)")
+    p.add_argument("--style", metavar="S", default=None,
+                   help="speaker name from the training set, or its index (models trained with style)")
+    p.add_argument("--window", type=float, default=None, metavar="SEC",
+                   help="long audio: seconds per denoising window (default 8; 0 = whole clip in one pass)")
+    p.add_argument("--overlap", type=float, default=None, metavar="SEC",
+                   help="long audio: seconds each window shares with the previous one (default 2)")
+    p.add_argument("--export", action="append", choices=EXPORTS, default=None,
+                   help="also write livelink (OUT/<stem>.csv, arkit) or flame (OUT/<stem>_deca.npz); "
+                        "npz is always written; repeatable")
+    p.add_argument("--render", action="store_true", help="also render OUT/<stem>.mp4 with the audio")
+    p.add_argument("--face", default="auto", help="face model for --render (default auto)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def _parse_emotion(s: str | None) -> tuple[float, float] | None:
+    if s is None:
+        return None
+    parts = s.replace(" ", "").split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise KsdiffError(f"--emotion must be two numbers 'valence,arousal', got {s!r}") from None
+
+
+def _texts(args: argparse.Namespace, audios: list[Path]) -> list[str | None]:
+    if args.text is not None:
+        if len(args.text) != len(audios):
+            raise KsdiffError(f"--text was given {len(args.text)} time(s) for {len(audios)} audio file(s); "
+                              "give one transcript per AUDIO")
+        out = []
+        for t in args.text:
+            p = Path(t)
+            if t.lower().endswith(".txt"):
+                if not p.is_file():
+                    raise KsdiffError("transcript file not found", p)
+                t = p.read_text(encoding="utf-8")
+            out.append(" ".join(t.split()) or None)
+        return out
+    out = []
+    for a in audios:
+        side = a.with_suffix(".txt")
+        out.append(" ".join(side.read_text(encoding="utf-8").split()) or None if side.is_file() else None)
+    return out
+
+
+def _style(s: str | None):
+    if s is None:
+        return None
+    return int(s) if s.isdigit() else s
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ksdiff.generate import load_model
+    from ksdiff.utils.io import write_json
+
+    audios = [Path(a) for a in args.audio]
+    for a in audios:
+        if not a.is_file():
+            raise KsdiffError("audio file not found", a)
+    stems = [a.stem for a in audios]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise KsdiffError(f"several inputs share the name {dup[0]!r}; outputs would overwrite each other")
+    if args.steps < 1:
+        raise KsdiffError(f"--steps must be at least 1, got {args.steps}")
+    texts = _texts(args, audios)
+    emotion = _parse_emotion(args.emotion)
+    exports = set(args.export or [])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    animator = load_model(args.checkpoint, device=args.device)
+    if "livelink" in exports and animator.spec.name != "arkit":
+        raise KsdiffError(f"--export livelink needs an arkit model; this one is {animator.spec.name!r} "
+                          "(use --export flame)", animator.path)
+    if "flame" in exports and animator.spec.name != "flame":
+        raise KsdiffError(f"--export flame needs a flame model; this one is {animator.spec.name!r} "
+                          "(use --export livelink)", animator.path)
+    render_video = None
+    if args.render:
+        try:
+            from ksdiff.render import render_video
+        except ImportError as e:
+            raise KsdiffError(f"rendering is not available in this install ({e})") from None
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
+                     "sampler": args.sampler, "steps": args.steps, "seed": args.seed, "guidance": args.guidance,
+                     "files": {}}
+    files_bar = tqdm(list(zip(audios, texts)), desc="generate", unit="file", disable=len(audios) < 2)
+    for audio, text in files_bar:
+        files_bar.set_postfix_str(audio.name)
+        step_bar = tqdm(total=0, desc=audio.name, unit="eval", leave=False)
+
+        def progress(done: int, total: int) -> None:
+            if step_bar.total != total:
+                step_bar.total = total
+                step_bar.refresh()
+            step_bar.update(done - step_bar.n)
+
+        try:
+            motion = animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                                      guidance=args.guidance, emotion=emotion, style=_style(args.style),
+                                      window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress)
+        finally:
+            step_bar.close()
+        info = animator.last_info
+        written = _write_outputs(out_dir, audio, motion, exports, render_video, args.face)
+        summary["files"][str(audio)] = {
+            "outputs": written, "frames": info["num_frames"], "seconds": round(info["audio_seconds"], 3),
+            "transcript": info["transcript"], "windows": len(info["windows"]),
+            "seams": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in info["seams"].items()},
+            "timings": {k: round(v, 3) for k, v in info["timings"].items()}, "rtf": round(info["rtf"], 3),
+        }
+        t = info["timings"]
+        tqdm.write(f"{audio.name}: {info['num_frames']} frames ({info['audio_seconds']:.1f} s) in {t['total']:.1f} s "
+                   f"(features {t['features']:.1f}, keyframes {t['keyframes']:.1f}, diffusion {t['diffusion']:.1f}) "
+                   f"-> {', '.join(written)}")
+    write_json(out_dir / "generate.json", summary)
+    return 0
+
+
+def _write_outputs(out_dir: Path, audio: Path, motion, exports: set[str], render_video, face: str) -> list[str]:
+    """Write every output of one file into a staging folder, then move them into ``out_dir`` together."""
+    stem = audio.stem
+    stage = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".tmp", dir=out_dir))
+    try:
+        names = [f"{stem}.npz"]
+        motion.save(stage / names[0])
+        if "livelink" in exports:
+            from ksdiff.export.livelink import write_livelink_csv
+
+            names.append(f"{stem}.csv")
+            write_livelink_csv(motion, stage / names[-1])
+        if "flame" in exports:
+            from ksdiff.export.deca import write_deca_npz
+
+            names.append(f"{stem}_deca.npz")
+            write_deca_npz(motion, stage / names[-1])
+        if render_video is not None:
+            names.append(f"{stem}.mp4")
+            render_video(motion, audio, stage / names[-1], face=face)
+        for n in names:
+            os.replace(stage / n, out_dir / n)
+        return names
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

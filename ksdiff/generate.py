@@ -1,0 +1,414 @@
+"""Generation: the one place where the stages meet at inference.
+
+    audio ──decode──> wave (16 kHz) ──features──> feats (N', F), prosody (N', 2), tokens, words
+          ──model.encode_condition (whole clip)──> keyframes (T, 2)
+          ──per window: encode_condition (window, keyframes given) ──sampler over model.denoise──> x0 (normalised)
+          ──model.denormalize, bounded channels clipped to [0, 1]──> Motion (T, C) at the checkpoint's fps
+
+``T = round(duration × fps)``. Audio longer than one window (default 8 s) is generated in overlapping windows
+(default 2 s overlap). Keyframes are predicted once for the whole clip, so they anchor both sides of every overlap;
+each window after the first is conditioned on the end of the previous one by inpainting the overlap at every
+denoising step (:mod:`ksdiff.diffusion.samplers`), and the initial noise is drawn once for the whole clip, so a frame's
+noise does not depend on the window plan. Each window sees its own speech features and the tokens of the words
+spoken inside it (as in training crops). Memory is bounded by one window plus O(T) per-frame arrays; time grows
+linearly with length (plus the autoregressive keyframe pass, whose cached attention grows with T).
+
+Usage::
+
+    from ksdiff.generate import load_model
+    animator = load_model("runs/x/model.safetensors")
+    motion = animator.animate("speech.flac", steps=20, sampler="dpmpp", seed=0)
+    motion.save("speech.npz"); print(animator.last_info["timings"])
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ksdiff.data.motion import Motion
+from ksdiff.diffusion.samplers import get_sampler, initial_noise
+from ksdiff.errors import KsdiffError
+from ksdiff.face.specs import FaceSpec, get_spec
+
+#: Where a packaged default model would live (ksdiff ships without one unless a release adds it).
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.safetensors"
+DEFAULT_WINDOW_S = 8.0  # seconds of motion per denoising window
+DEFAULT_OVERLAP_S = 2.0  # seconds each window shares with the previous one (inpainted)
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames [start, stop) of one denoising window; its first ``known`` frames come from the previous window."""
+
+    start: int
+    stop: int
+    known: int
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+def plan_windows(num_frames: int, window: int, overlap: int) -> list[Window]:
+    """Cover frames [0, num_frames) with windows of ``window`` frames, each overlapping the previous by >= ``overlap``.
+
+    One window when ``num_frames <= window + overlap`` (or ``window <= 0``: no windowing). Otherwise
+    n = ceil((num_frames - overlap) / (window - overlap)) windows of exactly ``window`` frames, spread evenly from
+    the first frame to the last, so the overlaps are equal (± 1 frame) and at least ``overlap``. Each window after
+    the first has ``known`` = the frames it shares with the previous one.
+    """
+    if num_frames <= 0:
+        raise KsdiffError("nothing to generate: the audio is shorter than one motion frame")
+    if window <= 0 or num_frames <= window + max(overlap, 0):
+        return [Window(0, num_frames, 0)]
+    if not 0 < overlap < window:
+        raise KsdiffError(f"window overlap must be between 0 and the window length ({window} frames), got {overlap}")
+    n = -(-(num_frames - overlap) // (window - overlap))  # ceil
+    n = max(n, 2)
+    starts = [int(round(i * (num_frames - window) / (n - 1))) for i in range(n)]
+    out = [Window(starts[0], starts[0] + window, 0)]
+    for s in starts[1:]:
+        out.append(Window(s, s + window, out[-1].stop - s))
+    return out
+
+
+def seam_jumps(coeffs: np.ndarray, windows: Sequence[Window], scale: np.ndarray | None = None) -> dict[str, float]:
+    """Mean absolute frame-to-frame change at window seams vs inside windows.
+
+    Args:
+        coeffs: (T, C) motion (raw; divided by ``scale`` (C,) per channel, e.g. the model's motion std, so that
+            channels of different units weigh alike).
+        windows: the window plan used to generate ``coeffs``.
+
+    Returns:
+        ``seam`` (mean over the first generated frame of each window after the first of mean_c |x_t - x_{t-1}|),
+        ``inside`` (the same over every other frame), ``ratio`` = seam / inside, ``num_seams``.
+    """
+    x = np.asarray(coeffs, dtype=np.float64)
+    if scale is not None:
+        x = x / np.asarray(scale, dtype=np.float64).reshape(1, -1)
+    if len(x) < 2:
+        return {"seam": float("nan"), "inside": float("nan"), "ratio": float("nan"), "num_seams": 0}
+    jump = np.abs(np.diff(x, axis=0)).mean(axis=1)  # jump[t-1] = |x_t - x_{t-1}|
+    seam_t = [w.start + w.known for w in windows[1:] if 0 < w.start + w.known < len(x)]
+    is_seam = np.zeros(len(jump), dtype=bool)
+    is_seam[[t - 1 for t in seam_t]] = True
+    seam = float(jump[is_seam].mean()) if is_seam.any() else float("nan")
+    inside = float(jump[~is_seam].mean()) if (~is_seam).any() else float("nan")
+    return {"seam": seam, "inside": inside, "ratio": seam / inside if inside > 0 else float("nan"),
+            "num_seams": int(is_seam.sum())}
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> "Animator":
+    """Load a KSDiff checkpoint (``model.safetensors`` of a run) for generation.
+
+    ``path`` None means the packaged default model (:data:`DEFAULT_CHECKPOINT`). The checkpoint's kind, format
+    version and face spec are checked (:func:`ksdiff.train.checkpoint.load_checkpoint`); its config supplies
+    everything else (spec, fps, speech encoder, token kind, normalisation).
+    """
+    from ksdiff.train.checkpoint import model_from_checkpoint
+
+    if path is None:
+        path = DEFAULT_CHECKPOINT
+        if not path.is_file():
+            raise KsdiffError("no default model is installed; train one with `ksdiff train` and pass its "
+                              "model.safetensors with --checkpoint", path)
+    path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").is_file():  # a run folder
+        path = path / "model.safetensors"
+    model, config = model_from_checkpoint(path, device=device)
+    return Animator(model, config, path=path)
+
+
+class Animator:
+    """A loaded model plus everything needed to turn speech into motion.
+
+    Attributes:
+        model: the :class:`ksdiff.model.ksdiff.KSDiff` (eval mode).
+        config: the checkpoint's resolved config.
+        spec: face spec of the output; fps: its frame rate.
+        encoder / tokens: speech encoder name and token kind the model was trained with.
+        window_s / overlap_s: long-audio window plan (seconds); ``window_s = 0`` generates in one pass.
+        last_info: after :meth:`animate`: ``timings`` (seconds per stage), ``windows``, ``seams``, ``num_frames``,
+            ``audio_seconds``, ``transcript`` and the sampling settings.
+    """
+
+    def __init__(self, model: Any, config: dict, path: str | os.PathLike | None = None,
+                 window_s: float = DEFAULT_WINDOW_S, overlap_s: float = DEFAULT_OVERLAP_S):
+        self.model = model.eval()
+        self.config = config
+        self.path = None if path is None else Path(path)
+        spec_d = config.get("spec") or {}
+        self.spec: FaceSpec = model.spec if hasattr(model, "spec") else get_spec(spec_d["name"],
+                                                                                 spec_d.get("jaw_path", "expression"))
+        self.fps = float(config.get("fps", model.cfg.fps))
+        feats = config.get("features") or {}
+        audio = config.get("audio") or {}
+        self.encoder = str(feats.get("encoder", audio.get("encoder", "whisper-tiny")))
+        self.feat_dim = int(feats.get("dim", model.feat_dim))
+        self.tokens = str(feats.get("tokens", audio.get("tokens", "phonemes")))
+        self.uses_text = bool(model.cfg.transcript) and self.tokens != "none"
+        self.transcribe = bool(audio.get("transcribe", True))
+        self.speakers = list((config.get("data") or {}).get("speakers") or [])
+        self.window_s, self.overlap_s = float(window_s), float(overlap_s)
+        self.last_info: dict = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------------------------------------ stages
+
+    def speech_features(self, wave: np.ndarray, text: str | None = None):
+        """The audio front-end with the checkpoint's settings: a :class:`ksdiff.audio.features.SpeechFeatures`.
+
+        wave: (N,) float32 mono 16 kHz. Transcribes automatically when the model uses text and ``text`` is None.
+        """
+        from ksdiff.audio.features import compute_features
+
+        kind = self.tokens if self.uses_text else "none"
+        sf = compute_features(wave, encoder=self.encoder, text=text if self.uses_text else None, tokens=kind,
+                              transcribe=self.uses_text and self.transcribe)
+        if sf.dim != self.feat_dim:
+            raise KsdiffError(f"the speech encoder {self.encoder!r} gives {sf.dim}-d features but the model expects "
+                              f"{self.feat_dim}-d")
+        return sf
+
+    def _tokens_for(self, sf, start_s: float, stop_s: float, whole: bool) -> np.ndarray:
+        """Tokens of the words spoken in [start_s, stop_s) (all tokens for the whole clip or without word times)."""
+        ids = np.asarray(sf.tokens, dtype=np.int64).reshape(-1)
+        if whole or not self.uses_text or not sf.words:
+            return ids
+        words = [w for (w, s, e) in sf.words if start_s <= 0.5 * (float(s) + float(e)) < stop_s]
+        if not words:
+            return np.zeros(0, dtype=np.int64)
+        from ksdiff.audio.tokens import text_to_tokens
+
+        return np.asarray(text_to_tokens(" ".join(str(w).strip() for w in words), self.tokens),
+                          dtype=np.int64).reshape(-1)
+
+    def _batch(self, sf, start: int, stop: int, total: int, emotion: np.ndarray | None,
+               style: np.ndarray | None) -> dict[str, Tensor]:
+        """Model inputs for motion frames [start, stop) (feature frames on the same time span)."""
+        dev = self.device
+        rate = float(sf.rate)
+        n0, n1 = int(round(start * rate / self.fps)), int(round(stop * rate / self.fps))
+        feats = _fit_rows(np.asarray(sf.feats, dtype=np.float32)[n0:n1], n1 - n0)
+        pros = _fit_rows(np.asarray(sf.prosody, dtype=np.float32)[n0:n1], n1 - n0)
+        toks = self._tokens_for(sf, start / self.fps, stop / self.fps, whole=(start == 0 and stop >= total))
+        L = max(1, len(toks))
+        tokens = torch.zeros(1, L, dtype=torch.long)
+        tokens[0, :len(toks)] = torch.from_numpy(toks)
+        batch: dict[str, Tensor] = {
+            "feats": torch.from_numpy(feats)[None].to(dev),
+            "prosody": torch.from_numpy(pros)[None].to(dev),
+            "feat_mask": torch.ones(1, n1 - n0, dtype=torch.bool, device=dev),
+            "tokens": tokens.to(dev),
+            "token_mask": (tokens > 0).to(dev),
+        }
+        if emotion is not None:
+            batch["emotion"] = torch.from_numpy(emotion[start:stop])[None].to(dev)
+            batch["emotion_mask"] = torch.ones(1, dtype=torch.bool, device=dev)
+        if style is not None:
+            batch["style"] = torch.from_numpy(style)[None].to(dev)
+            batch["style_mask"] = torch.ones(1, dtype=torch.bool, device=dev)
+        return batch
+
+    def _emotion(self, emotion: Any, T: int) -> np.ndarray | None:
+        if emotion is None:
+            return None
+        if not self.model.cfg.denoiser.emotion:
+            raise KsdiffError("this model was trained without emotion conditioning; leave out --emotion", self.path)
+        e = np.asarray(emotion, dtype=np.float32)
+        if e.shape == (2,):
+            e = np.tile(e[None], (T, 1))
+        if e.ndim != 2 or e.shape[1] != 2:
+            raise KsdiffError(f"emotion must be (valence, arousal) or (T, 2) per frame, got shape {e.shape}")
+        e = _fit_rows(e, T)
+        if not np.isfinite(e).all():
+            raise KsdiffError("emotion values must be finite numbers")
+        return np.ascontiguousarray(e)
+
+    def _style(self, style: Any) -> np.ndarray | None:
+        if style is None:
+            return None
+        S = int(self.model.cfg.denoiser.style_dim)
+        if S <= 0:
+            raise KsdiffError("this model was trained without style conditioning; leave out --style", self.path)
+        if isinstance(style, str):
+            if style in self.speakers:
+                out = np.zeros(S, dtype=np.float32)
+                out[self.speakers.index(style)] = 1.0
+                return out
+            hint = f" (known: {', '.join(self.speakers[:8])}{' ...' if len(self.speakers) > 8 else ''})" \
+                if self.speakers else ""
+            raise KsdiffError(f"unknown style / speaker {style!r}{hint}", self.path)
+        if isinstance(style, (int, np.integer)):
+            if not 0 <= int(style) < S:
+                raise KsdiffError(f"style index {style} is outside 0..{S - 1}", self.path)
+            out = np.zeros(S, dtype=np.float32)
+            out[int(style)] = 1.0
+            return out
+        out = np.asarray(style, dtype=np.float32).reshape(-1)
+        if out.shape != (S,):
+            raise KsdiffError(f"style vector must have {S} values, got {out.size}", self.path)
+        return out
+
+    # ------------------------------------------------------------------------------------------------ animate
+
+    @torch.no_grad()
+    def animate(self, audio: str | os.PathLike | np.ndarray, text: str | None = None, steps: int = 20,
+                sampler: str = "dpmpp", seed: int = 0, guidance: float = 1.0, emotion: Any = None, style: Any = None,
+                num_frames: int | None = None, window_s: float | None = None, overlap_s: float | None = None,
+                eta: float = 0.0, progress: Callable[[int, int], None] | None = None) -> Motion:
+        """Speech -> motion in the checkpoint's face spec at its fps.
+
+        Args:
+            audio: a file path (any format PyAV reads) or a wave (N,) float32 mono at 16 kHz.
+            text: the transcript (None: automatic when the model uses text).
+            steps: denoising steps of the sampler; sampler: ``dpmpp`` | ``ddim`` | ``ddpm``; eta: DDIM's η.
+            seed: seeds the initial noise and every random choice: same seed, same output (bit-identical on the
+                same machine and device).
+            guidance: classifier-free guidance scale (1 = off).
+            emotion: (valence, arousal) for the whole clip or (T, 2) per frame; needs an emotion-trained model.
+            style: speaker name (from the training set), index, or a (S,) vector; needs a style-trained model.
+            num_frames: force the output length (default round(duration × fps)).
+            window_s / overlap_s: override the long-audio window plan (seconds; window 0 = one pass).
+            progress: called as progress(done, total) after each denoiser evaluation.
+
+        Returns:
+            Motion with coeffs (T, C) float32.
+        """
+        timings: dict[str, float] = {}
+        t_all = time.perf_counter()
+        t0 = time.perf_counter()
+        if isinstance(audio, (str, os.PathLike)):
+            from ksdiff.audio.decode import load_audio
+
+            wave = load_audio(audio)
+        else:
+            wave = np.asarray(audio, dtype=np.float32).reshape(-1)
+            if wave.size == 0 or not np.isfinite(wave).all():
+                raise KsdiffError("the audio wave is empty or holds NaN/inf samples")
+        timings["decode"] = time.perf_counter() - t0
+        seconds = len(wave) / SAMPLE_RATE
+        T = int(num_frames) if num_frames is not None else int(round(seconds * self.fps))
+        if T < 1:
+            raise KsdiffError(f"the audio is too short ({seconds:.3f} s) for one motion frame at {self.fps:g} fps")
+        sample_fn = get_sampler(sampler)
+        if not 1 <= int(steps) <= self.model.schedule.num_steps:
+            raise KsdiffError(f"steps must be between 1 and {self.model.schedule.num_steps}, got {steps}")
+        emo = self._emotion(emotion, T)
+        sty = self._style(style)
+
+        t0 = time.perf_counter()
+        sf = self.speech_features(wave, text)
+        timings["features"] = time.perf_counter() - t0
+
+        W = int(round((self.window_s if window_s is None else window_s) * self.fps))
+        O = int(round((self.overlap_s if overlap_s is None else overlap_s) * self.fps))
+        windows = plan_windows(T, W, O)
+
+        # keyframes for the whole clip: one autoregressive pass (the condition of a single window is reused)
+        t0 = time.perf_counter()
+        whole = self._batch(sf, 0, T, T, emo, sty)
+        g_kf = torch.Generator().manual_seed(_derive_seed(seed, "keyframes"))
+        cond_whole = self.model.encode_condition(whole, T, generator=g_kf)
+        keyframes = cond_whole.get("keyframes")
+        timings["keyframes"] = time.perf_counter() - t0
+
+        C = self.spec.dim
+        x_T = initial_noise((1, T, C), torch.Generator().manual_seed(_derive_seed(seed, "noise")),
+                            device=self.device)
+        out = torch.zeros(1, T, C, device=self.device)  # normalised motion
+        total_evals = len(windows) * int(steps)
+        done = [0]
+        timings["condition"] = 0.0
+        timings["diffusion"] = 0.0
+        for k, w in enumerate(windows):
+            t0 = time.perf_counter()
+            if len(windows) == 1:
+                cond = cond_whole
+            else:
+                batch = self._batch(sf, w.start, w.stop, T, emo, sty)
+                kf = None if keyframes is None else keyframes[:, w.start:w.stop]
+                cond = self.model.encode_condition(batch, w.length, keyframes=kf)
+            timings["condition"] += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            inpaint = None
+            if w.known > 0:
+                mask = torch.zeros(1, w.length, C, dtype=torch.bool, device=self.device)
+                mask[:, :w.known] = True
+                known = torch.zeros(1, w.length, C, device=self.device)
+                known[:, :w.known] = out[:, w.start:w.start + w.known]
+                inpaint = (known, mask)
+
+            def denoise(x_t: Tensor, t: Tensor, cond=cond) -> Tensor:
+                return self.model.denoise(x_t, t, cond, guidance=guidance)
+
+            def callback(_info: dict) -> None:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], total_evals)
+
+            g = torch.Generator().manual_seed(_derive_seed(seed, "window", k))
+            x0 = sample_fn(denoise, x_T[:, w.start:w.stop], self.model.schedule, int(steps), eta=eta, generator=g,
+                           callback=callback, inpaint=inpaint)
+            out[:, w.start + w.known:w.stop] = x0[:, w.known:]
+            timings["diffusion"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        raw = self.model.denormalize(out)[0].float().cpu().numpy()
+        bounded = self.spec.index(self.spec.bounded) if self.spec.bounded else []
+        if bounded:
+            raw[:, bounded] = np.clip(raw[:, bounded], 0.0, 1.0)
+        motion = Motion(raw, self.spec.channels, self.fps, self.spec.name)
+        timings["output"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_all
+        std = self.model.motion_std.detach().float().cpu().numpy()
+        self.last_info = {
+            "audio_seconds": seconds, "num_frames": T, "fps": self.fps, "spec": self.spec.name,
+            "steps": int(steps), "sampler": sampler, "seed": int(seed), "guidance": float(guidance),
+            "transcript": getattr(sf, "text", ""), "timings": timings,
+            "rtf": timings["total"] / max(seconds, 1e-9),
+            "windows": [(w.start, w.stop, w.known) for w in windows],
+            "seams": seam_jumps(raw, windows, scale=std),
+            "keyframes": None if keyframes is None else keyframes[0].cpu().numpy().astype(np.uint8),
+        }
+        return motion
+
+
+def _fit_rows(x: np.ndarray, n: int) -> np.ndarray:
+    """Trim (N, ...) to n rows or pad by repeating the last row (encoder rounding is a frame or two)."""
+    if len(x) >= n:
+        return np.ascontiguousarray(x[:n])
+    if len(x) == 0:
+        return np.zeros((n,) + x.shape[1:], dtype=x.dtype)
+    return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)], axis=0)
+
+
+def _derive_seed(seed: int, tag: str, index: int = 0) -> int:
+    """An independent 63-bit seed for one use (``tag``: noise, keyframes, window ``index``) of the user's seed."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, _hash_str(tag), int(index)])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _hash_str(s: str) -> int:
+    """A stable (process-independent) 32-bit FNV-1a hash of a short string."""
+    h = 2166136261
+    for ch in s.encode("utf-8"):
+        h = ((h ^ ch) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+__all__ = ["load_model", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT"]

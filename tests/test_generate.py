@@ -1,0 +1,213 @@
+"""Generation end to end with a tiny randomly initialised KSDiff saved as a checkpoint: real clips of mixed formats
+and rates, determinism, long audio in windows (seams measured), exports and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ksdiff.audio.decode import SAMPLE_RATE, load_audio
+from ksdiff.config import to_dict
+from ksdiff.errors import KsdiffError
+from ksdiff.face.specs import get_spec
+from ksdiff.generate import Window, load_model, plan_windows, seam_jumps
+from ksdiff.model.config import DenoiserConfig, DPSEConfig, KELConfig, ModelConfig, TextConfig
+from ksdiff.model.ksdiff import KSDiff
+from ksdiff.train.checkpoint import save_checkpoint
+
+# (file, transcript): 16 kHz mono, 44.1 kHz mono, 44.1 kHz stereo wav, 44.1 kHz stereo flac
+CLIPS = [("arctic_a0009.wav", "He turned sharply, and faced Gregson across the table."),
+         ("one_two_three.wav", "one two three"),
+         ("videoretalking_1.wav", None),
+         ("jfk.flac", "And so, my fellow Americans, ask not what your country can do for you.")]
+
+
+def make_checkpoint(path: Path, spec_name: str = "arkit", emotion: bool = False, style_dim: int = 0) -> Path:
+    """A tiny KSDiff (D = 32, one layer per block) on the weight-free ``mel`` encoder with character tokens.
+
+    A fresh model's zero-initialised output layers would predict x0 = 0 whatever the input, so every all-zero
+    parameter is given small random values: the output then depends on noise, speech and keyframes.
+    """
+    torch.manual_seed(0)
+    cfg = ModelConfig(dim=32, dpse_cfg=DPSEConfig(groups=4, heads=2, ffn_mult=1),
+                      kel=KELConfig(layers=1, heads=2, ffn_mult=1), text=TextConfig(vocab_size=64, layers=1, heads=2),
+                      denoiser=DenoiserConfig(layers=1, heads=4, ffn_dim=64, emotion=emotion, style_dim=style_dim))
+    spec = get_spec(spec_name)
+    model = KSDiff(cfg, spec, 80)
+    with torch.no_grad():
+        for p in model.parameters():
+            if torch.count_nonzero(p) == 0:
+                p.normal_(std=0.05)
+    rng = np.random.default_rng(0)
+    mean = rng.uniform(0.0, 0.3, spec.dim)
+    model.set_normalization(mean, np.full(spec.dim, 0.1))
+    config = {"model": to_dict(cfg), "spec": spec.to_dict(), "fps": cfg.fps,
+              "features": {"encoder": "mel", "dim": 80, "rate": 50.0, "tokens": "chars"},
+              "audio": {"encoder": "mel", "tokens": "chars", "transcribe": True},
+              "data": {"speakers": [f"spk{i}" for i in range(style_dim)]}}
+    save_checkpoint(path, model, config, {"step": 0, "weights": "ema"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def animator(ckpt):
+    return load_model(ckpt)
+
+
+@pytest.mark.parametrize("name,text", CLIPS)
+def test_real_clips_have_the_right_length_and_no_nan(animator, speech_dir, name, text):
+    path = speech_dir / name
+    seconds = len(load_audio(path)) / SAMPLE_RATE
+    m = animator.animate(path, text=text if text else "hello", steps=4, seed=0)
+    assert m.spec == "arkit" and m.fps == 25.0 and m.channels == get_spec("arkit").channels
+    assert abs(m.num_frames - round(seconds * 25)) <= 1
+    assert np.isfinite(m.coeffs).all()
+    b = get_spec("arkit").index(get_spec("arkit").bounded)
+    assert m.coeffs[:, b].min() >= 0.0 and m.coeffs[:, b].max() <= 1.0
+    assert m.coeffs.std(axis=0).max() > 0  # it moves
+    info = animator.last_info
+    assert set(info["timings"]) >= {"decode", "features", "keyframes", "diffusion", "total"}
+    assert all(v >= 0 for v in info["timings"].values())
+    kf = info["keyframes"]
+    assert kf.shape == (m.num_frames, 2) and set(np.unique(kf)) <= {0, 1}
+
+
+def test_same_seed_same_motion_other_seed_other_motion(animator, speech_dir):
+    wave = load_audio(speech_dir / "arctic_a0007.wav")[:2 * SAMPLE_RATE]
+    a = animator.animate(wave, text="and you always", steps=5, seed=3)
+    b = animator.animate(wave, text="and you always", steps=5, seed=3)
+    c = animator.animate(wave, text="and you always", steps=5, seed=4)
+    assert np.array_equal(a.coeffs, b.coeffs)
+    assert not np.allclose(a.coeffs, c.coeffs)
+    x = animator.animate(wave, text="x", steps=3, seed=1, sampler="ddpm")
+    y = animator.animate(wave, text="x", steps=3, seed=1, sampler="ddpm")
+    assert np.array_equal(x.coeffs, y.coeffs)
+
+
+def test_automatic_transcript_when_none_is_given(animator, speech_dir):
+    m = animator.animate(speech_dir / "harvard_birch_canoe.wav", steps=2)
+    words = animator.last_info["transcript"].lower()
+    assert "canoe" in words or "birch" in words
+    assert np.isfinite(m.coeffs).all()
+
+
+def test_long_audio_in_windows(animator, speech_dir):
+    """~40 s of concatenated real speech: windows of 8 s overlapping by 2 s; the same length as one pass."""
+    names = ["jfk.flac", "faceformer_demo.wav", "codetalker_man.wav", "German1.wav", "vosk_digits.wav"]
+    wave = np.concatenate([load_audio(speech_dir / n) for n in names])
+    seconds = len(wave) / SAMPLE_RATE
+    assert 38 < seconds < 60
+    T = int(round(seconds * 25))
+    m = animator.animate(wave, text=None, steps=4, seed=0, window_s=8.0, overlap_s=2.0)
+    info = animator.last_info
+    assert m.num_frames == T and np.isfinite(m.coeffs).all()
+    wins = [Window(*w) for w in info["windows"]]
+    assert len(wins) >= 5 and wins[0].start == 0 and wins[-1].stop == T
+    assert all(w.length == 200 and w.known >= 50 for w in wins[1:])
+    s = info["seams"]
+    assert s["num_seams"] == len(wins) - 1 and np.isfinite(s["seam"]) and np.isfinite(s["inside"])
+    # a window's known frames are exactly the previous window's output: the first generated frame after each
+    # overlap continues from them, so the seam jump is of the order of the jumps inside windows
+    assert s["ratio"] < 5.0
+
+
+def test_plan_windows_cover_everything_once():
+    for T in (1, 199, 250, 251, 999, 15000):
+        wins = plan_windows(T, 200, 50)
+        covered = np.zeros(T, dtype=int)
+        for k, w in enumerate(wins):
+            assert w.start >= 0 and w.stop <= T
+            covered[w.start + w.known:w.stop] += 1  # generated frames
+            if k:
+                assert w.known == wins[k - 1].stop - w.start >= 50
+        assert (covered == 1).all()
+    assert plan_windows(15000, 0, 0) == [Window(0, 15000, 0)]
+
+
+def test_seam_jumps_finds_a_step():
+    x = np.zeros((100, 3))
+    x[60:] = 1.0
+    r = seam_jumps(x, [Window(0, 70, 0), Window(40, 100, 20)])
+    assert r["num_seams"] == 1 and r["seam"] == pytest.approx(1.0) and r["inside"] == 0.0
+
+
+def test_emotion_and_style_condition_the_motion(tmp_path, speech_dir):
+    a = load_model(make_checkpoint(tmp_path / "m.safetensors", emotion=True, style_dim=3))
+    wave = load_audio(speech_dir / "arctic_a0009.wav")
+    base = a.animate(wave, text="hi", steps=3, seed=0)
+    happy = a.animate(wave, text="hi", steps=3, seed=0, emotion=(0.8, 0.6))
+    styled = a.animate(wave, text="hi", steps=3, seed=0, style="spk2")
+    assert not np.allclose(base.coeffs, happy.coeffs)
+    assert not np.allclose(base.coeffs, styled.coeffs)
+    with pytest.raises(KsdiffError):
+        a.animate(wave, text="hi", steps=3, style="nobody")
+    with pytest.raises(KsdiffError):
+        load_model(make_checkpoint(tmp_path / "plain.safetensors")).animate(wave, text="hi", steps=2, emotion=(0, 0))
+
+
+def test_bad_checkpoints_are_user_errors(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(KsdiffError):
+        load_model(bad)
+    with pytest.raises(KsdiffError):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_cli_writes_motion_livelink_and_summary(ckpt, speech_dir, tmp_path):
+    from ksdiff.cli import main
+    from ksdiff.data.importers.livelink import read_livelink_csv
+    from ksdiff.data.motion import load_motion
+
+    out = tmp_path / "out"
+    rc = main(["generate", str(speech_dir / "arctic_a0009.wav"), str(speech_dir / "one_two_three.wav"),
+               "--checkpoint", str(ckpt), "--out", str(out), "--steps", "3", "--export", "livelink",
+               "--text", "he turned sharply", "--text", "one two three"])
+    assert rc == 0
+    m = load_motion(out / "arctic_a0009.npz", spec="arkit")
+    assert abs(m.num_frames - round(3.095 * 25)) <= 1
+    take = read_livelink_csv(out / "arctic_a0009.csv")
+    assert len(take.times) == m.num_frames
+    np.testing.assert_allclose(take.blendshapes, m.coeffs[:, :52], atol=1e-6)
+    summary = json.loads((out / "generate.json").read_text())
+    assert len(summary["files"]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["arctic_a0009.csv", "arctic_a0009.npz", "generate.json",
+                                                     "one_two_three.csv", "one_two_three.npz"]
+
+
+def test_cli_user_errors_exit_2(ckpt, speech_dir, tmp_path, capsys):
+    from ksdiff.cli import main
+
+    wav = str(speech_dir / "arctic_a0009.wav")
+    out = tmp_path / "o"
+    assert main(["generate", wav, "--checkpoint", str(ckpt), "--out", str(out), "--export", "flame"]) == 2
+    assert main(["generate", wav, "--checkpoint", str(tmp_path / "nope.safetensors"), "--out", str(out)]) == 2
+    assert main(["generate", wav, "--checkpoint", str(ckpt), "--out", str(out), "--emotion", "happy"]) == 2
+    assert main(["generate", str(tmp_path / "none.wav"), "--checkpoint", str(ckpt), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("ksdiff:") == 4
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_flame_model_exports_deca_codes(tmp_path, speech_dir):
+    from ksdiff.cli import main
+    from ksdiff.data.importers.deca import read_codes
+    from ksdiff.data.motion import load_motion
+
+    ck = make_checkpoint(tmp_path / "flame.safetensors", spec_name="flame")
+    out = tmp_path / "out"
+    assert main(["generate", str(speech_dir / "one_two_three.wav"), "--checkpoint", str(ck), "--out", str(out),
+                 "--steps", "2", "--export", "flame", "--text", "one two three"]) == 0
+    m = load_motion(out / "one_two_three.npz", spec="flame")
+    codes = read_codes(out / "one_two_three_deca.npz")
+    assert codes["exp"].shape == (m.num_frames, 50) and codes["pose"].shape == (m.num_frames, 6)
+    np.testing.assert_allclose(codes["pose"][:, 3:], m.select(("jawRotX", "jawRotY", "jawRotZ")), atol=1e-6)
