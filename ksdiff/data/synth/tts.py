@@ -8,8 +8,10 @@ has gone through the callback, together with the events. ``espeakEVENT_PHONEME``
 mnemonic (``p``, ``aI``, ``_:`` ...) and its start as a sample index of the 22 050 Hz output, so the phone
 boundaries are exact ground truth rather than an alignment. ``espeakEVENT_WORD`` events give word boundaries.
 
-Some voice variants add breath noise drawn from the C library's ``rand()``; :func:`synthesize` reseeds it with
-``srand`` before each utterance so that the same call gives the same samples in any process, in any order.
+Reproducibility: espeak-ng keeps waveform state in static variables that carry over between utterances, and some
+variants add breath noise from a random generator. Every utterance therefore runs in a freshly loaded private copy
+of the library, with ``espeak_ng_SetRandSeed`` and libc ``srand`` seeded first, so the same call gives the same
+samples in any process and in any order.
 """
 
 from __future__ import annotations
@@ -287,14 +289,12 @@ def _phones_from_events(events: list, src_rate: int, total: float) -> list[tuple
 def _words_from_events(events: list, text: str, src_rate: int, phones: list[tuple[str, float, float]]
                        ) -> list[tuple[str, float, float]]:
     """(word, start, end) from word events: a word ends at the start of the first pause or next word after it."""
-    raw = text.encode("utf-8")
     starts = []
     for typ, sample, pos, length, _ in events:
         if typ == _EV_WORD:
             # text_position is 1-based, in characters
             word = text[max(pos - 1, 0):max(pos - 1, 0) + length]
             starts.append((sample / float(src_rate), word.strip(" ,.?!;:")))
-    del raw
     # a word event can come a few ms before the word's first phone: snap to a phone start within 30 ms
     phone_starts = np.array([s for _, s, _ in phones]) if phones else np.zeros(0)
     snapped = []
