@@ -31,7 +31,7 @@ Predictor = Callable[[Clip, int], Motion]
 TABLE_METRICS: list[tuple[str, str]] = [
     ("lve_mm", "↓"), ("lve_sq_mm2", "↓"), ("fdd_mm", "→0"), ("mouth_rmse", "↓"), ("jaw_r", "↑"),
     ("env_r", "↑"), ("head_div_deg", "→gt"), ("beat_align", "↑"), ("kf_f1_head", "↑"), ("kf_f1_expr", "↑"),
-    ("jitter", "→gt"), ("sample_div", "↑"),
+    ("bilabial_closure", "↑"), ("jitter", "→gt"), ("sample_div", "↑"),
 ]
 
 
@@ -68,8 +68,9 @@ def _face_model(spec: str):
 
 
 def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: list[Motion] | None = None,
-               kf_cfg: dict | None = None) -> dict[str, float]:
-    """Every metric of one clip. ``samples``: further predictions with other seeds (for sample diversity)."""
+               kf_cfg: dict | None = None, phones: list | None = None) -> dict[str, float]:
+    """Every metric of one clip. ``samples``: further predictions with other seeds (for sample diversity);
+    ``phones``: (ARPAbet, start s, end s) timings, for mouth closure at bilabials."""
     from ksdiff import metrics as M
     from ksdiff.model.keyframes import keyframe_labels
 
@@ -109,6 +110,10 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
         out["lve_mm"] = M.lve(vp, vg, lip)
         out["lve_sq_mm2"] = M.lve_squared(vp, vg, lip)
         out["fdd_mm"] = M.fdd(vp, vg, np.asarray(face.neutral)[idx], upper)
+    if phones and gt.spec == "arkit":
+        cols = [gt.channels.index(c) for c in ("jawOpen", "mouthClose", "mouthPressLeft")]
+        out["bilabial_closure"] = M.bilabial_closure(*(P[:, c] for c in cols), phones, fps)
+        out["bilabial_closure_gt"] = M.bilabial_closure(*(G[:, c] for c in cols), phones, fps)
     if samples:
         out["sample_div"] = M.sample_diversity([P] + [align_to(s, gt) for s in samples])
     return out
@@ -138,7 +143,7 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
         for p in preds:
             if not np.isfinite(p.coeffs).all():
                 raise KsdiffError(f"prediction for clip {clip.id} has NaN/inf values")
-        per_clip[clip.id] = score_clip(preds[0], gt, wave, face, samples=preds[1:])
+        per_clip[clip.id] = score_clip(preds[0], gt, wave, face, samples=preds[1:], phones=clip.meta().get("phones"))
         if plots and len(examples) < 3:
             examples.append((clip.id, preds[0], gt))
     keys = sorted({k for d in per_clip.values() for k in d})
