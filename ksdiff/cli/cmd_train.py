@@ -25,6 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=3e-4")
+    _allow_intermixed(p)
+
+
+def _allow_intermixed(p: argparse.ArgumentParser) -> None:
+    """Let ``key=value`` overrides appear anywhere among the options (``--out R lr=.. --steps 5 x=..``):
+    this subcommand's parser parses with ``parse_known_intermixed_args``."""
+    plain = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # noqa: ANN001, ANN202
+        p.parse_known_args = plain  # parse_known_intermixed_args calls parse_known_args itself
+        try:
+            return p.parse_known_intermixed_args(args, namespace)
+        finally:
+            p.parse_known_args = parse_known_args
+
+    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:

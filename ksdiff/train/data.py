@@ -69,6 +69,7 @@ class ClipData:
     emotion: np.ndarray | None
     rate: float
     feat_dim: int
+    feature_path: Path | None = None
 
 
 def open_datasets(paths: list[str | os.PathLike], jaw_path: str = "expression") -> tuple[list[Dataset], FaceSpec]:
@@ -103,6 +104,16 @@ def load_features(ds_root: Path, clip_id: str, encoder: str, tokens: str, transc
     if "transcribe" in inspect.signature(fn).parameters:
         kwargs["transcribe"] = transcribe
     return fn(ds_root, clip_id, encoder, **kwargs)
+
+
+def _cache_path(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool) -> Path | None:
+    """The feature-cache file ``load_clip_features`` just wrote for a clip (None if the module has no such API)."""
+    feats = _features_module()
+    try:
+        p = feats.cache_dir(ds_root, feats.cache_key(encoder, tokens, transcribe)) / f"{clip_id}.npz"
+    except (AttributeError, TypeError):
+        return None
+    return p if p.is_file() else None
 
 
 def _emotion(meta: dict, T: int, src_fps: float, fps: float) -> np.ndarray | None:
@@ -158,7 +169,8 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
             prosody=np.asarray(sf.prosody, dtype=np.float32) if preload else None,
             tokens=np.asarray(sf.tokens, dtype=np.int64).reshape(-1), words=list(sf.words or []),
             speaker=f"{ds.name}/{spk}" if spk else None, emotion=_emotion(meta, len(coeffs), ds.fps, fps),
-            rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1])))
+            rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1]),
+            feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe)))
     return out
 
 
@@ -258,7 +270,10 @@ class ClipCrops(TorchDataset):
     def _clip_features(self, c: ClipData) -> tuple[np.ndarray, np.ndarray]:
         if c.feats is not None and c.prosody is not None:
             return c.feats, c.prosody
-        sf = load_features(c.dataset_dir, c.clip_id, self.encoder, self.tokens_kind, self.transcribe)
+        if c.feature_path is not None:  # read the cache file directly (no re-validation per item)
+            sf = _features_module().load_features(c.feature_path)
+        else:
+            sf = load_features(c.dataset_dir, c.clip_id, self.encoder, self.tokens_kind, self.transcribe)
         return np.asarray(sf.feats, dtype=np.float32), np.asarray(sf.prosody, dtype=np.float32)
 
     def _crop_tokens(self, i: int, c: ClipData, t0: int, n: int) -> np.ndarray:

@@ -253,7 +253,7 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
             batch = batch_to(collate(items, val_set.fps, val_set.rate), device)
             losses = model.training_loss(batch)
             for k, v in losses.items():
-                if isinstance(v, Tensor) and v.numel() == 1:
+                if isinstance(v, Tensor) and v.numel() == 1 and not k.startswith("w1_"):
                     sums[k] = sums.get(k, 0.0) + float(v) * len(items)
             n_items += len(items)
             if cfg.model.keyframes:
@@ -411,9 +411,11 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, devi
     """
     run_dir = Path(run_dir)
     info = init_distributed(device)
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, run_dir, resume, info, progress)
     finally:
+        torch.set_num_threads(threads)
         cleanup(info)
 
 
@@ -441,9 +443,10 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress
         raise KsdiffError("run folder already holds a training run; use --resume to continue it or choose "
                           "another --out", run_dir)
 
+    if resumed_cfg is not None:  # a checkpoint of another face spec: say so before loading any data
+        _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
+        ckpt.check_spec(resumed_cfg, run_dir / ckpt.LAST_FILE, spec.name, spec.jaw_path)
     p = prepare(cfg, info, progress=progress and info.is_main, resumed_config=resumed_cfg)
-    if resumed_cfg is not None:
-        ckpt.check_spec(resumed_cfg, run_dir / ckpt.LAST_FILE, p.spec.name, p.spec.jaw_path)
     # stop_after belongs to this invocation, not to the run: a resumed run goes on to train.steps.
     recorded = copy.deepcopy(cfg)
     recorded.train.stop_after = None

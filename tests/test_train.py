@@ -1,0 +1,302 @@
+"""Training: data pipeline, schedule, loss falling, exact resume, torchrun with 2 CPU processes, CLI errors.
+
+Data: two small datasets built from real recordings in ../shared: real speech clips with motion derived from their
+speech envelope (jaw/mouth follow the envelope, head nods with the smoothed envelope plus slow drift, blinks), at
+25 fps; and two FACEGOOD clips (real animator-made mouth motion) imported at 30 fps, cut to 12 s. Everything uses the
+``mel`` encoder, character tokens and a tiny model so that training steps take ~0.1 s on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ksdiff.cli import main as cli
+from ksdiff.config import load_yaml
+from ksdiff.data.dataset import DatasetWriter
+from ksdiff.data.motion import Motion
+from ksdiff.face.specs import get_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = ["model.dim=32", "model.dpse_cfg.dilations=[1,2]", "model.dpse_cfg.groups=4", "model.dpse_cfg.heads=2",
+        "model.kel.layers=1", "model.kel.heads=2", "model.text.layers=1", "model.text.heads=2",
+        "model.denoiser.layers=1", "model.denoiser.heads=2", "model.denoiser.ffn_dim=64",
+        "audio.encoder=mel", "audio.tokens=chars", "audio.transcribe=false",
+        "data.crop_seconds=2", "train.batch_size=4", "train.threads=1", "train.tensorboard=false"]
+
+SPEECH_CLIPS = ["arctic_a0007.wav", "arctic_a0009.wav", "harvard_birch_canoe.wav", "one_two_three.wav",
+                "noisy_audio_narrative.wav", "jfk.flac", "German1.wav", "vosk_digits.wav"]
+
+
+def _speech_motion(wave: np.ndarray, fps: float, seed: int) -> Motion:
+    from scipy.ndimage import gaussian_filter1d
+
+    from ksdiff.audio.envelope import speech_envelope
+
+    spec = get_spec("arkit")
+    T = int(round(len(wave) / 16000 * fps))
+    env = speech_envelope(wave, fps, T)
+    env = env / (env.max() + 1e-8)
+    ix = {n: i for i, n in enumerate(spec.channels)}
+    rng = np.random.default_rng(seed)
+    x = np.zeros((T, spec.dim), np.float32)
+    x[:, ix["jawOpen"]] = 0.6 * env
+    x[:, ix["mouthClose"]] = 0.2 * (1.0 - env)
+    x[:, ix["mouthFunnel"]] = np.clip(np.gradient(env) * 1.5, 0.0, 1.0)
+    for k in range(0, T, int(fps * 3)):
+        b = k + int(rng.integers(0, fps))
+        x[b:b + 3, ix["eyeBlinkLeft"]] = x[b:b + 3, ix["eyeBlinkRight"]] = 0.9
+    t = np.arange(T) / fps
+    nod = gaussian_filter1d(env, 4)
+    x[:, ix["headRotX"]] = 0.08 * (nod - nod.mean()) + 0.02 * np.sin(2 * np.pi * 0.3 * t)
+    x[:, ix["headRotY"]] = 0.05 * np.sin(2 * np.pi * 0.17 * t + rng.uniform(0, 6))
+    x[:, ix["headTz"]] = 0.5 * np.sin(2 * np.pi * 0.07 * t)
+    return Motion(x, spec.channels, fps, "arkit")
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory, speech_dir: Path, shared: Path) -> tuple[Path, Path]:
+    from ksdiff.audio.decode import load_audio
+    from ksdiff.data.importers import get_importer
+
+    root = tmp_path_factory.mktemp("train_data")
+    texts = {}
+    for line in (speech_dir / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        f, t, *_ = line.split("\t")
+        texts[f] = t
+    speech = root / "speech"
+    files = [f for f in SPEECH_CLIPS if (speech_dir / f).is_file()]
+    assert len(files) >= 6
+    with DatasetWriter(speech, "arkit", 25.0, name="speech") as w:
+        for i, f in enumerate(files):
+            wave = load_audio(speech_dir / f)[: 16000 * 8]
+            w.add_clip(Path(f).stem, wave, _speech_motion(wave, 25.0, i), transcript=texts.get(f) or None,
+                       meta={"speaker": f"spk{i % 3}", "emotion": {"valence": 0.2 * (i % 3) - 0.2, "arousal": 0.1}})
+        ids = [Path(f).stem for f in files]
+        w.set_splits({"train": ids[:-2], "val": ids[-2:], "test": []})
+    fg = root / "facegood"
+    clips = get_importer("facegood")([shared / "data" / "facegood"], fps=30.0)
+    with DatasetWriter(fg, "arkit", 30.0, name="facegood") as w:
+        for _, clip in zip(range(2), clips):
+            m = Motion(clip.motion.coeffs[:360], clip.motion.channels, 30.0, "arkit")  # 12 s at 30 fps
+            w.add_clip(clip.id, clip.wave[:16000 * 12], m, meta=clip.meta)
+        w.set_splits({"train": list(w.ids), "val": [], "test": []})
+    return speech, fg
+
+
+def _losses(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r["kind"] == "train"]
+
+
+def _train(out: Path, data: list[Path], *extra: str) -> int:
+    args = ["train", "--out", str(out), "--quiet"]
+    for d in data:
+        args += ["--data", str(d)]
+    return cli(args + TINY + list(extra))
+
+
+# ------------------------------------------------------------------------------------------------ data pipeline
+
+
+def test_crops_align_features_and_motion_across_fps(datasets):
+    from ksdiff.train.data import ClipCrops, StreamSampler, collate, compute_stats, load_clips, open_datasets
+
+    dss, spec = open_datasets(list(datasets))
+    clips = load_clips(dss, "train", spec, 25.0, "mel", "chars", transcribe=False)
+    assert {c.key.split("/")[0] for c in clips} == {"speech", "facegood"}
+    fg = [c for c in clips if c.key.startswith("facegood/")][0]
+    assert len(fg.motion) == 300  # 12 s of 30 fps motion resampled to 25 fps
+    # the FACEGOOD jaw moves (real motion) and its keyframes were computed on the resampled motion
+    assert fg.motion[:, spec.channels.index("jawOpen")].std() > 0.01 and fg.keyframes[:, 1].sum() > 3
+    ds = ClipCrops(clips, 25.0, crop_frames=50)
+    for i in range(len(ds)):
+        it = ds[(i, 123)]
+        T = len(it["motion"])
+        assert len(it["feats"]) == 2 * T and it["feats"].shape[1] == 80  # 50 Hz features, same span
+        c = clips[i]
+        t0 = it["t0"]
+        assert np.array_equal(it["motion"], c.motion[t0:t0 + T])
+        assert np.array_equal(it["feats"], c.feats[2 * t0:2 * t0 + 2 * T])
+    assert ds[(0, 1)]["t0"] == ds[(0, 1)]["t0"]  # a crop is a function of its seed
+    assert len({ds[(0, s)]["t0"] for s in range(20)}) > 3
+    # whole clips (no crop) of different lengths are padded and masked
+    whole = ClipCrops(clips[:3], 25.0, crop_frames=0)
+    batch = collate([whole[i] for i in range(3)], 25.0, 50.0)
+    lens = [len(c.motion) for c in clips[:3]]
+    assert batch["motion"].shape[1] == max(lens) and batch["feats"].shape[1] == 2 * max(lens)
+    assert batch["motion_mask"].sum(1).tolist() == lens
+    assert batch["feat_mask"].sum(1).tolist() == [2 * n for n in lens]
+    assert batch["token_mask"].any(1).tolist() == [bool(len(c.tokens)) for c in clips[:3]]
+    assert batch["keyframes"].shape == (3, max(lens), 2)
+    # statistics over the training split: real per-channel spread, floored where a channel never moves
+    st = compute_stats(clips)
+    assert st.mean.shape == (spec.dim,) and (st.std >= 1e-3).all()
+    assert st.std[spec.channels.index("jawOpen")] > 0.05 and 0 < st.keyframe_pos.min() < 0.2
+    # the stream: each epoch is a permutation split disjointly between ranks, resumable at any item
+    r0 = StreamSampler(ds, num_replicas=2, rank=0, seed=3)
+    r1 = StreamSampler(ds, num_replicas=2, rank=1, seed=3)
+    it0, it1 = iter(r0), iter(r1)
+    a = [next(it0) for _ in range(len(ds) // 2)]
+    b = [next(it1) for _ in range(len(ds) // 2)]
+    assert not {i for i, _ in a} & {i for i, _ in b} and len({i for i, _ in a + b}) == 2 * (len(ds) // 2)
+    full = iter(StreamSampler(ds, seed=3))
+    seq = [next(full) for _ in range(3 * len(ds))]
+    later = iter(StreamSampler(ds, seed=3, start=len(ds) + 2))
+    assert [next(later) for _ in range(5)] == seq[len(ds) + 2:len(ds) + 7]
+
+
+def test_style_and_emotion_from_meta(datasets):
+    from ksdiff.train.data import ClipCrops, collate, load_clips, open_datasets
+
+    dss, spec = open_datasets([datasets[0], datasets[1]])
+    clips = load_clips(dss, "train", spec, 25.0, "mel", "chars", transcribe=False)
+    speakers = sorted({c.speaker for c in clips if c.speaker})
+    assert "speech/spk0" in speakers and "facegood/" + clips[-1].speaker.split("/")[1] in speakers
+    ds = ClipCrops(clips, 25.0, 50, speakers=speakers[:-1], emotion=True)  # last speaker unknown -> masked
+    batch = collate([ds[i] for i in range(len(ds))], 25.0, 50.0)
+    known = [c.speaker in speakers[:-1] for c in clips]
+    assert batch["style_mask"].tolist() == known
+    assert torch.equal(batch["style"].sum(1), torch.tensor([1.0 if k else 0.0 for k in known]))
+    has_emo = [c.emotion is not None for c in clips]
+    assert batch["emotion_mask"].tolist() == has_emo and any(has_emo) and not all(has_emo)
+    i = has_emo.index(True)
+    assert torch.allclose(batch["emotion"][i, 0], torch.from_numpy(clips[i].emotion[0]))
+
+
+def test_lr_schedule_warmup_then_cosine():
+    from ksdiff.train.config import TrainConfig
+    from ksdiff.train.loop import lr_at
+
+    c = TrainConfig(steps=1000, lr=1e-3, warmup_steps=100, min_lr_ratio=0.1)
+    assert lr_at(0, c) == pytest.approx(1e-5) and lr_at(99, c) == pytest.approx(1e-3)
+    assert lr_at(550, c) == pytest.approx(0.55e-3)  # half-way through the cosine: the mean of peak and floor
+    assert lr_at(1000, c) == pytest.approx(1e-4)
+    lrs = [lr_at(s, c) for s in range(100, 1000)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+# ------------------------------------------------------------------------------------------------ training runs
+
+
+def test_loss_falls_and_run_folder_is_complete(datasets, tmp_path):
+    from ksdiff.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    run = tmp_path / "run"
+    assert _train(run, list(datasets), "--steps", "150", "train.lr=3e-3", "train.warmup_steps=10",
+                  "train.val_every=75", "train.val_clips=2", "train.val_motion_clips=1", "train.save_every=50",
+                  "train.tensorboard=true") == 0
+    losses = _losses(run)
+    assert len(losses) == 150 and all(np.isfinite(losses))
+    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
+    assert last < 0.85 * first, (first, last)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["kind"] == "val"]
+    assert [r["step"] for r in val] == [75, 150]
+    for key in ("loss", "loss/rec_e", "kf_head/f1", "kf_expr/f1", "motion_err"):
+        assert np.isfinite(val[-1][key]), key
+    assert 0.0 <= val[-1]["kf_expr/f1"] <= 1.0 and val[-1]["motion_err"] > 0
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    saved = load_yaml(run / "config.yaml")
+    assert saved["train"]["steps"] == 150 and saved["model"]["dim"] == 32
+    assert [Path(d).name for d in saved["data"]["datasets"]] == ["speech", "facegood"]
+    # the shipped model: EMA weights with everything needed to rebuild it
+    sd, cfg, meta = load_checkpoint(run / "model.safetensors", expect_spec="arkit")
+    assert meta["weights"] == "ema" and int(meta["step"]) == 150
+    assert cfg["spec"]["name"] == "arkit" and cfg["features"] == {"encoder": "mel", "dim": 80, "rate": 50.0,
+                                                                   "tokens": "chars"}
+    assert len(cfg["normalization"]["std"]) == 58 and cfg["model"]["kel"]["pos_weight"] > 1.0
+    model, _ = model_from_checkpoint(run / "model.safetensors")
+    assert torch.allclose(model.motion_std, torch.tensor(cfg["normalization"]["std"]))
+    raw, _, raw_meta = load_checkpoint(run / "last.safetensors")
+    assert raw_meta["weights"] == "raw"
+    assert any(not torch.equal(sd[k], raw[k]) for k in sd if sd[k].dtype.is_floating_point)
+
+
+def test_resume_continues_the_same_loss_curve(datasets, tmp_path):
+    from safetensors.torch import load_file
+
+    data = [datasets[0], datasets[1]]
+    common = ["--steps", "20", "train.warmup_steps=4", "train.val_every=0", "train.save_every=0"]
+    assert _train(tmp_path / "straight", data, *common) == 0
+    assert _train(tmp_path / "split", data, *common, "train.stop_after=10") == 0  # as if killed after step 10
+    state = json.loads((tmp_path / "split" / "train_state.json").read_text())
+    assert state["step"] == 10 and len(_losses(tmp_path / "split")) == 10
+    assert cli(["train", "--out", str(tmp_path / "split"), "--resume", "--quiet"]) == 0
+    a, b = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
+    assert len(a) == len(b) == 20
+    assert a == b  # bit-identical: same batches, crops, timesteps, noise and dropout after the resume
+    for name in ("model.safetensors", "last.safetensors"):
+        wa, wb = load_file(tmp_path / "straight" / name), load_file(tmp_path / "split" / name)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_torchrun_two_cpu_processes(datasets, tmp_path):
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun) if torchrun.exists() else sys.executable, *([] if torchrun.exists() else
+           ["-m", "torch.distributed.run"]), "--standalone", "--nproc_per_node", "2", "-m", "ksdiff", "train",
+           "--data", str(datasets[0]), "--out", str(run), "--steps", "4", "--quiet", "--device", "cpu", *TINY,
+           "train.val_every=4", "train.val_clips=1", "train.val_motion_clips=1", "train.warmup_steps=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("trained to step 4") == 1  # only rank 0 reports (and writes)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert any(r["kind"] == "val" for r in rows)
+    assert json.loads((run / "train_state.json").read_text())["step"] == 4
+    assert not list(run.glob(".*.tmp*"))  # no temporary leftovers from a second writer
+
+
+# ------------------------------------------------------------------------------------------------ errors and configs
+
+
+def test_user_errors_are_one_line(datasets, tmp_path, capsys):
+    assert _train(tmp_path / "bad", [datasets[0]], "train.nonsense=1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown config key train.nonsense" in err
+    assert cli(["train", "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert _train(tmp_path / "nodata", [tmp_path / "missing"]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert _train(run, [datasets[0]], "--steps", "2", "train.val_every=0") == 0
+    capsys.readouterr()
+    assert _train(run, [datasets[0]], "--steps", "2", "train.val_every=0") == 2  # exists: needs --resume
+    assert "use --resume" in capsys.readouterr().err
+    # a flame dataset cannot continue an arkit run: one line, before any data is loaded
+    flame = tmp_path / "flame"
+    spec = get_spec("flame")
+    wave = np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32)
+    with DatasetWriter(flame, "flame", 25.0) as w:
+        w.add_clip("a", wave, Motion(np.zeros((50, spec.dim)), spec.channels, 25.0, "flame"))
+    assert cli(["train", "--out", str(run), "--resume", "--quiet", f"data.datasets=[{flame}]", "--steps", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "face spec 'arkit'" in err and "'flame'" in err
+
+
+def test_shipped_configs_resolve():
+    from ksdiff.train.config import load_run_config
+
+    d = load_run_config(["default"])
+    p = load_run_config(["paper"])
+    assert d.audio.encoder == "whisper-tiny" and d.train.batch_size == 8 and d.data.crop_seconds == 4.0
+    assert (p.model.dim, p.model.kel.layers, p.model.kel.heads) == (512, 6, 8)
+    assert (p.train.lr, p.train.warmup_steps, p.train.batch_size, p.train.steps) == (1e-4, 5000, 32, 100000)
+    flags = {"no_split": ("split_speech", False), "no_dual": ("dual_path", False), "no_kel": ("keyframes", False),
+             "no_prosody": ("prosody", False), "no_text": ("transcript", False), "enc_only": ("dpse", False)}
+    for name, (flag, value) in flags.items():
+        c = load_run_config([f"ablations/{name}"])
+        assert getattr(c.model, flag) is value, name
+        assert c.model.dim == d.model.dim
+    assert load_run_config(["ablations/jaw_head"]).data.jaw_path == "head"
+    assert load_run_config(["ablations/no_text"]).audio.tokens == "none"
