@@ -1,17 +1,18 @@
 """Generation: the one place where the stages meet at inference.
 
     audio ──decode──> wave (16 kHz) ──features──> feats (N', F), prosody (N', 2), tokens, words
-          ──model.encode_condition (whole clip)──> keyframes (T, 2)
-          ──per window: encode_condition (window, keyframes given) ──sampler over model.denoise──> x0 (normalised)
+          ──per window: model.encode_condition──> speech condition + keyframes (T, 2), for the whole clip first
+          ──per window: sampler over model.denoise, overlap inpainted──> x0 (normalised)
           ──model.denormalize, bounded channels clipped to [0, 1]──> Motion (T, C) at the checkpoint's fps
 
-``T = round(duration × fps)``. Audio longer than one window (default 8 s) is generated in overlapping windows
-(default 2 s overlap). Keyframes are predicted once for the whole clip, so they anchor both sides of every overlap;
-each window after the first is conditioned on the end of the previous one by inpainting the overlap at every
-denoising step (:mod:`ksdiff.diffusion.samplers`), and the initial noise is drawn once for the whole clip, so a frame's
-noise does not depend on the window plan. Each window sees its own speech features and the tokens of the words
-spoken inside it (as in training crops). Memory is bounded by one window plus O(T) per-frame arrays; time grows
-linearly with length (plus the autoregressive keyframe pass, whose cached attention grows with T).
+``T = round(duration × fps)``. Audio longer than a window plus its overlap (default 8 s + 2 s) is generated in
+overlapping windows (:func:`plan_windows`). Keyframes are predicted for the whole clip before any diffusion
+(window by window, each decode warming up over the overlap and keeping the previous window's keyframes there), so
+the same keyframes anchor both sides of every overlap; each window after the first is conditioned on the end of
+the previous one by inpainting the overlap at every denoising step (:mod:`ksdiff.diffusion.samplers`). The
+initial noise is drawn once for the whole clip, so a frame's noise does not depend on the window plan. Each
+window sees its own speech features and the tokens of the words spoken inside it, as the training crops do.
+Memory is one window plus O(T) per-frame arrays, and time is linear in length.
 
 Usage::
 
@@ -318,33 +319,38 @@ class Animator:
         O = int(round((self.overlap_s if overlap_s is None else overlap_s) * self.fps))
         windows = plan_windows(T, W, O)
 
-        # keyframes for the whole clip: one autoregressive pass (the condition of a single window is reused)
+        # pass 1, keyframes for the whole clip before any diffusion: each window's condition (its speech features,
+        # its words' tokens) with keyframes decoded autoregressively from the window start; the frames a window shares
+        # with the previous one keep the previous window's keyframes (its own decode there is only a warm-up), so
+        # both windows of an overlap are anchored by the same keyframes. Linear in length, and every decode sees
+        # positions of the length it was trained on (one long decode would be quadratic, with positions never seen).
         t0 = time.perf_counter()
-        whole = self._batch(sf, 0, T, T, emo, sty)
-        g_kf = torch.Generator().manual_seed(_derive_seed(seed, "keyframes"))
-        cond_whole = self.model.encode_condition(whole, T, generator=g_kf)
-        keyframes = cond_whole.get("keyframes")
-        timings["keyframes"] = time.perf_counter() - t0
+        conds = []
+        keyframes: Tensor | None = None
+        for k, w in enumerate(windows):
+            batch = self._batch(sf, w.start, w.stop, T, emo, sty)
+            g_kf = torch.Generator().manual_seed(_derive_seed(seed, "keyframes", k))
+            cond = self.model.encode_condition(batch, w.length, generator=g_kf)
+            kf = cond.get("keyframes")
+            if kf is not None:
+                if keyframes is None:
+                    keyframes = torch.zeros(1, T, kf.shape[-1], dtype=kf.dtype, device=kf.device)
+                kf = kf.clone()
+                kf[:, :w.known] = keyframes[:, w.start:w.start + w.known]
+                keyframes[:, w.start + w.known:w.stop] = kf[:, w.known:]
+                cond["keyframes"] = kf
+            conds.append(cond)
+        timings["condition"] = time.perf_counter() - t0
 
+        # pass 2, diffusion window by window; the overlap with the previous window is inpainted at every step
+        t0 = time.perf_counter()
         C = self.spec.dim
         x_T = initial_noise((1, T, C), torch.Generator().manual_seed(_derive_seed(seed, "noise")),
                             device=self.device)
         out = torch.zeros(1, T, C, device=self.device)  # normalised motion
         total_evals = len(windows) * int(steps)
         done = [0]
-        timings["condition"] = 0.0
-        timings["diffusion"] = 0.0
-        for k, w in enumerate(windows):
-            t0 = time.perf_counter()
-            if len(windows) == 1:
-                cond = cond_whole
-            else:
-                batch = self._batch(sf, w.start, w.stop, T, emo, sty)
-                kf = None if keyframes is None else keyframes[:, w.start:w.stop]
-                cond = self.model.encode_condition(batch, w.length, keyframes=kf)
-            timings["condition"] += time.perf_counter() - t0
-
-            t0 = time.perf_counter()
+        for k, (w, cond) in enumerate(zip(windows, conds)):
             inpaint = None
             if w.known > 0:
                 mask = torch.zeros(1, w.length, C, dtype=torch.bool, device=self.device)
@@ -365,7 +371,8 @@ class Animator:
             x0 = sample_fn(denoise, x_T[:, w.start:w.stop], self.model.schedule, int(steps), eta=eta, generator=g,
                            callback=callback, inpaint=inpaint)
             out[:, w.start + w.known:w.stop] = x0[:, w.known:]
-            timings["diffusion"] += time.perf_counter() - t0
+            conds[k] = None  # free as we go
+        timings["diffusion"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         raw = self.model.denormalize(out)[0].float().cpu().numpy()

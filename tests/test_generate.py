@@ -75,7 +75,7 @@ def test_real_clips_have_the_right_length_and_no_nan(animator, speech_dir, name,
     assert m.coeffs[:, b].min() >= 0.0 and m.coeffs[:, b].max() <= 1.0
     assert m.coeffs.std(axis=0).max() > 0  # it moves
     info = animator.last_info
-    assert set(info["timings"]) >= {"decode", "features", "keyframes", "diffusion", "total"}
+    assert set(info["timings"]) >= {"decode", "features", "condition", "diffusion", "total"}
     assert all(v >= 0 for v in info["timings"].values())
     kf = info["keyframes"]
     assert kf.shape == (m.num_frames, 2) and set(np.unique(kf)) <= {0, 1}

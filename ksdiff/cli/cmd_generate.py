@@ -158,13 +158,26 @@ def run(args: argparse.Namespace) -> int:
             "transcript": info["transcript"], "windows": len(info["windows"]),
             "seams": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in info["seams"].items()},
             "timings": {k: round(v, 3) for k, v in info["timings"].items()}, "rtf": round(info["rtf"], 3),
+            "peak_rss_mb": _peak_rss_mb(),
         }
         t = info["timings"]
         tqdm.write(f"{audio.name}: {info['num_frames']} frames ({info['audio_seconds']:.1f} s) in {t['total']:.1f} s "
-                   f"(features {t['features']:.1f}, keyframes {t['keyframes']:.1f}, diffusion {t['diffusion']:.1f}) "
+                   f"(features {t['features']:.1f}, condition+keyframes {t['condition']:.1f}, diffusion {t['diffusion']:.1f}) "
                    f"-> {', '.join(written)}")
     write_json(out_dir / "generate.json", summary)
     return 0
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MiB (None where the OS does not tell)."""
+    try:
+        import resource
+        import sys
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(r / (1024 * 1024) if sys.platform == "darwin" else r / 1024, 1)
+    except (ImportError, OSError):
+        return None
 
 
 def _write_outputs(out_dir: Path, audio: Path, motion, exports: set[str], render_video, face: str) -> list[str]:
