@@ -130,11 +130,28 @@ def reset_peak_rss() -> bool:
 
 # ------------------------------------------------------------------------------------------------ FLOPs
 
+def _cpu_attention_formulas() -> dict:
+    """FLOP formulas for the CPU flash-attention kernels, which torch's counter does not know (it counts the
+    CUDA ones), so that attention on the CPU is not counted as free: the same formulas as the CUDA kernels."""
+    from torch.utils import flop_counter as fcm
+
+    aten = torch.ops.aten
+    out: dict = {}
+    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if fwd is not None:
+        out[fwd] = lambda q, k, v, *a, out_shape=None, **kw: fcm.sdpa_flop_count(q, k, v)
+    if bwd is not None:
+        out[bwd] = lambda g, q, k, v, *a, out_shape=None, **kw: fcm.sdpa_backward_flop_count(g, q, k, v)
+    return out
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of one call of ``fn`` as torch.utils.flop_counter counts them (matmuls, convolutions, attention)."""
+    """FLOPs of one call of ``fn`` as torch.utils.flop_counter counts them (matmuls, convolutions, attention,
+    including the CPU attention kernels)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc:
+    with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as fc:
         fn()
     return int(fc.get_total_flops())
 

@@ -91,15 +91,29 @@ def denoiser_flops_fn(model: Any, guidance: float = 1.0) -> Callable[[int], floa
                  "prosody": torch.randn(1, N, 2, generator=g).to(dev),
                  "feat_mask": torch.ones(1, N, dtype=torch.bool, device=dev),
                  "tokens": tokens.to(dev), "token_mask": torch.ones(1, L, dtype=torch.bool, device=dev)}
+        # detached: FlopCounterMode's module tracker hooks every module input that requires grad, and views of
+        # parameters made under no_grad (e.g. an expanded null token) claim to without having a grad_fn
+        cond = _detached(model.encode_condition(batch, T, keyframes=torch.zeros(1, T, 2, device=dev)))
+        x = torch.randn(1, T, model.spec.dim, generator=g).to(dev)
+        t = torch.tensor([500], device=dev)
         with torch.no_grad():
-            cond = model.encode_condition(batch, T, keyframes=torch.zeros(1, T, 2, device=dev))
-            x = torch.randn(1, T, model.spec.dim, generator=g).to(dev)
-            t = torch.tensor([500], device=dev)
             return float(count_flops(lambda: model.denoise(x, t, cond, guidance=guidance)))
 
-    xs = [32, 64, 96]
+    unit = max(1, int(round(fps)))  # one second: whole numbers of tokens, so the three points lie on one quadratic
+    xs = [2 * unit, 4 * unit, 6 * unit]
     a, b, c = quadratic_fit(xs, [one(x) for x in xs])
     return lambda T: a + b * T + c * T * T
+
+
+def _detached(obj: Any) -> Any:
+    """``obj`` (nested dicts / lists of tensors) with every tensor detached."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, dict):
+        return {k: _detached(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detached(v) for v in obj)
+    return obj
 
 
 # ------------------------------------------------------------------------------------------------ the worker
