@@ -239,6 +239,34 @@ def test_resume_continues_the_same_loss_curve(datasets, tmp_path):
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_sigterm_saves_and_resume_matches(datasets, tmp_path):
+    """A real kill: SIGTERM mid-run stops after the current step with a checkpoint (exit 143); resuming gives the
+    losses of a run that was never interrupted."""
+    import signal
+    import time
+
+    run, ref = tmp_path / "killed", tmp_path / "ref"
+    common = ["--steps", "1000", "train.warmup_steps=4", "train.val_every=0", "train.save_every=0"]
+    args = [sys.executable, "-m", "ksdiff", "train", "--data", str(datasets[0]), "--out", str(run), "--quiet",
+            *TINY, *common]
+    proc = subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        m = run / "metrics.jsonl"
+        if m.exists() and len(m.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    k = json.loads((run / "train_state.json").read_text())["step"]
+    assert k >= 3 and len(_losses(run)) == k and f"stopped at step {k}" in out
+    assert cli(["train", "--out", str(run), "--resume", "--quiet", f"train.stop_after={k + 3}"]) == 0
+    assert _train(ref, [datasets[0]], *common, f"train.stop_after={k + 3}") == 0
+    assert _losses(run) == _losses(ref) and len(_losses(ref)) == k + 3
+
+
 def test_torchrun_two_cpu_processes(datasets, tmp_path):
     run = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")

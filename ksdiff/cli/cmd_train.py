@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"stopped at step {res.step} ({last}); continue with: ksdiff train --out {args.out} --resume")
         else:
             print(f"trained to step {res.step} ({last}); model: {Path(args.out) / 'model.safetensors'}")
-    return 0
+    # Stopped by a signal: the state is saved, but the run is not finished (128 + signal, as shells report it).
+    return 128 + res.signal if res.signal else 0
 
 
 def _yaml_str(s: str) -> str:

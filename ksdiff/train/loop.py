@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ksdiff.config import dump_yaml, from_dict, to_dict
+from ksdiff.config import dump_yaml, to_dict
 from ksdiff.errors import KsdiffError
 from ksdiff.face.specs import FaceSpec
 from ksdiff.train import checkpoint as ckpt
@@ -63,6 +63,7 @@ class TrainResult:
         losses: the total training loss of each step it ran (rank 0's view: mean over ranks).
         val: the last validation metrics ({} if none ran).
         interrupted: stopped early by a signal or ``stop_after`` (a resumable checkpoint was written).
+        signal: the signal number that stopped it (SIGTERM / SIGINT), else None.
         params: number of trainable parameters.
     """
 
@@ -72,6 +73,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     val: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    signal: int | None = None
     params: int = 0
 
 
@@ -561,6 +563,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress
                     barrier(info)
                 if any_rank(stop.signal is not None, info):
                     result.interrupted = True
+                    result.signal = stop.signal or int(signal.SIGTERM)
                     break
             if step >= end and end < tc.steps:
                 result.interrupted = True
@@ -596,5 +599,50 @@ def load_run_config_for(run_dir: str | os.PathLike) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
+def measure_step_time(cfg: RunConfig, batch_size: int, crop_seconds: float, steps: int = 3, warmup: int = 1,
+                      device: str = "cpu") -> dict[str, float]:
+    """Seconds per training step (forward + backward + AdamW + EMA) of ``cfg``'s model on real crops of
+    ``cfg.data.datasets`` (batch ``batch_size`` × ``crop_seconds``), single process.
+
+    Returns:
+        {"params", "sec_per_step" (wall, median), "cpu_sec_per_step" (process CPU time, median), "threads",
+        "loadavg_1min"}
+    """
+    import statistics
+
+    from ksdiff.train.data import collate
+
+    cfg = copy.deepcopy(cfg)
+    cfg.data.crop_seconds = crop_seconds
+    cfg.train.val_every = 0
+    info = DistInfo(0, 1, 0, torch.device(device), False)
+    p = prepare(cfg, info)
+    model = build_model(p, info.device)
+    opt = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
+    ema = EMA(model, cfg.train.ema_decay)
+    ds = ClipCrops(p.train_clips, cfg.model.fps, crop_frames(crop_seconds, cfg.model.fps),
+                   speakers=cfg.data.speakers or None, emotion=cfg.model.denoiser.emotion)
+    batch = batch_to(collate([ds[(i % len(ds), i)] for i in range(batch_size)], cfg.model.fps, p.rate), info.device)
+    wall, cpu = [], []
+    for i in range(warmup + steps):
+        if info.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = model.training_loss(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        opt.step()
+        ema.update(model)
+        if info.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return {"params": float(count_parameters(model)), "sec_per_step": statistics.median(wall),
+            "cpu_sec_per_step": statistics.median(cpu), "threads": float(torch.get_num_threads()),
+            "loadavg_1min": os.getloadavg()[0]}
+
+
 __all__ = ["train", "TrainResult", "lr_at", "validate", "motion_error", "prepare", "checkpoint_config",
-           "build_model", "count_parameters", "load_run_config_for", "from_dict"]
+           "build_model", "count_parameters", "load_run_config_for", "measure_step_time"]
