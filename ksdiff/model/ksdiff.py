@@ -284,6 +284,8 @@ class KSDiff(nn.Module):
         Args:
             batch: see the module docstring of ksdiff.model.ksdiff / encode_condition, plus motion (B, T, C) raw,
                 motion_mask (B, T) bool and keyframes (B, T, 2) ground truth.
+                Optional channel_mask (B, C) bool: False = the clip does not observe that channel (left out of
+                the diffusion losses; a path with no observed channel also skips its keyframe loss).
             t, noise: optional fixed diffusion steps (B,) and noise (B, T, C) (random otherwise).
 
         Returns:
@@ -303,6 +305,10 @@ class KSDiff(nn.Module):
         out: dict[str, Tensor] = {}
         total = motion.new_zeros(())
 
+        # channels a clip does not observe (e.g. FACEGOOD animates only the mouth) are unknown, not zero:
+        # they are left out of every loss; a path with no observed channel also skips its keyframe loss
+        cmask = batch.get("channel_mask")
+        cmask = None if cmask is None else cmask.bool().to(dev)  # (B, C)
         kf_gt = batch.get("keyframes")
         if self.kel is not None:
             if kf_gt is None:
@@ -311,8 +317,12 @@ class KSDiff(nn.Module):
             for i, p in enumerate(PATHS):
                 logits = self.kel[p](cond["f"][p], kf_gt[..., i], cond["text"], cond["text_mask"])
                 c = self.cfg.kel
-                w1 = positive_weight(kf_gt[..., i], mask, c.pos_weight, c.pos_weight_min, c.pos_weight_max)
-                bce = weighted_bce(logits, kf_gt[..., i], mask, w1=w1)
+                pmask = mask
+                if cmask is not None:
+                    seen = cmask[:, self.spec.head_idx if p == "h" else self.spec.expression_idx].any(dim=1)
+                    pmask = mask & seen[:, None]
+                w1 = positive_weight(kf_gt[..., i], pmask, c.pos_weight, c.pos_weight_min, c.pos_weight_max)
+                bce = weighted_bce(logits, kf_gt[..., i], pmask, w1=w1)
                 total = total + lc.bce * bce
                 out[f"bce_{p}"], out[f"w1_{p}"] = bce.detach(), torch.tensor(w1, device=dev)
             cond["keyframes"] = kf_gt
@@ -335,9 +345,10 @@ class KSDiff(nn.Module):
                 u[2] >= dc.emotion_drop_prob
         x0_hat = self._denoise_paths(x_t, t, cond, drop, style_keep, emotion_keep)
 
+        target = x0 if cmask is None else torch.where(cmask[:, None, :], x0, x0_hat.detach())
         for p, idx in self.path_idx.items():
-            l_diff, l_rec, l_vel = diffusion_loss(x0_hat[..., idx], x0[..., idx], mask, lc.rec, lc.vel)
-            l_mr = mr_stft_loss(x0_hat[..., idx], x0[..., idx], mask, lc.mr_fft_sizes, lc.mr_hop_div)
+            l_diff, l_rec, l_vel = diffusion_loss(x0_hat[..., idx], target[..., idx], mask, lc.rec, lc.vel)
+            l_mr = mr_stft_loss(x0_hat[..., idx], target[..., idx], mask, lc.mr_fft_sizes, lc.mr_hop_div)
             total = total + lc.diff * l_diff + lc.mr * l_mr
             out[f"diff_{p}"], out[f"rec_{p}"], out[f"vel_{p}"], out[f"mr_{p}"] = (
                 l_diff.detach(), l_rec.detach(), l_vel.detach(), l_mr.detach())
