@@ -214,6 +214,10 @@ def test_loss_falls_and_run_folder_is_complete(datasets, tmp_path):
     assert cfg["spec"]["name"] == "arkit" and cfg["features"] == {"encoder": "mel", "dim": 80, "rate": 50.0,
                                                                    "tokens": "chars"}
     assert len(cfg["normalization"]["std"]) == 58 and cfg["model"]["kel"]["pos_weight"] > 1.0
+    from ksdiff.train.config import load_run_config
+
+    again = load_run_config(None, None, base=cfg)  # a checkpoint's config is a valid base for a new run
+    assert again.model.kel.pos_weight == cfg["model"]["kel"]["pos_weight"] and again.train.steps == 150
     model, _ = model_from_checkpoint(run / "model.safetensors")
     assert torch.allclose(model.motion_std, torch.tensor(cfg["normalization"]["std"]))
     raw, _, raw_meta = load_checkpoint(run / "last.safetensors")

@@ -123,11 +123,17 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+#: Entries a checkpoint's config has beside the four sections (see ksdiff.train.loop.checkpoint_config).
+CHECKPOINT_ONLY_KEYS = ("spec", "fps", "features", "normalization", "data_stats", "ksdiff_version",
+                        "format_version", "kind")
+
+
 def load_run_config(paths: list[str | os.PathLike] | str | os.PathLike | None,
                     overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
     """Resolve config files (with includes) and ``key=value`` overrides into a :class:`RunConfig`.
 
-    ``base`` (e.g. a run's saved ``config.yaml``) is applied first. Unknown keys give a one-line error.
+    ``base`` (e.g. a run's saved ``config.yaml`` or a checkpoint's config) is applied first; a checkpoint's extra
+    entries (:data:`CHECKPOINT_ONLY_KEYS`) are dropped. Unknown keys give a one-line error.
     """
     from ksdiff.config import merge
 
@@ -137,7 +143,7 @@ def load_run_config(paths: list[str | os.PathLike] | str | os.PathLike | None,
     known = {"data", "audio", "model", "train"}
     extra = {k: d.pop(k) for k in list(d) if k not in known}
     # Entries a checkpoint adds to the recorded config (spec, features, normalization) are not settings.
-    for k in ("spec", "features", "normalization", "fps", "format_version", "kind"):
+    for k in CHECKPOINT_ONLY_KEYS:
         extra.pop(k, None)
     if extra:
         return from_dict(RunConfig, {**d, **extra})  # raises the one-line unknown-key error
