@@ -138,9 +138,15 @@ def test_crops_align_features_and_motion_across_fps(datasets):
     assert batch["token_mask"].any(1).tolist() == [bool(len(c.tokens)) for c in clips[:3]]
     assert batch["keyframes"].shape == (3, max(lens), 2)
     # statistics over the training split: real per-channel spread, floored where a channel never moves
-    st = compute_stats(clips)
+    st = compute_stats(clips, spec)
     assert st.mean.shape == (spec.dim,) and (st.std >= 1e-3).all()
     assert st.std[spec.channels.index("jawOpen")] > 0.05 and 0 < st.keyframe_pos.min() < 0.2
+    # FACEGOOD observes only the mapped mouth/jaw channels: its (still) head is left out of the head statistics
+    assert not fg.observed[spec.head_idx].any() and fg.observed[spec.channels.index("jawOpen")]
+    speech = [c for c in clips if c.key.startswith("speech/")]
+    ry = spec.channels.index("headRotY")
+    assert st.mean[ry] == pytest.approx(np.concatenate([c.motion[:, ry] for c in speech]).mean(), abs=1e-6)
+    assert batch["channel_mask"].shape == (3, spec.dim)
     # the stream: each epoch is a permutation split disjointly between ranks, resumable at any item
     r0 = StreamSampler(ds, num_replicas=2, rank=0, seed=3)
     r1 = StreamSampler(ds, num_replicas=2, rank=1, seed=3)

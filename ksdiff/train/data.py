@@ -54,6 +54,8 @@ class ClipData:
         words: (word, start_s, end_s) timings of the transcript, or [].
         speaker: ``<dataset name>/<speaker>`` or None.
         emotion: (T, 2) float32 valence/arousal, or None.
+        observed: (C,) bool: channels the clip's motion really observes (``meta.json`` ``observed_channels``;
+            all when absent). Unobserved channels are left out of the losses and the statistics.
     """
 
     key: str
@@ -70,6 +72,10 @@ class ClipData:
     rate: float
     feat_dim: int
     feature_path: Path | None = None
+    observed: np.ndarray | None = None
+
+    def observed_mask(self) -> np.ndarray:
+        return np.ones(self.motion.shape[1], bool) if self.observed is None else self.observed
 
 
 def open_datasets(paths: list[str | os.PathLike], jaw_path: str = "expression") -> tuple[list[Dataset], FaceSpec]:
@@ -163,6 +169,14 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
         sf = load_features(ds.root, cid, encoder, tokens, transcribe)
         meta = clip.meta()
         spk = meta.get("speaker")
+        observed = None
+        if isinstance(meta.get("observed_channels"), list):
+            names = set(map(str, meta["observed_channels"]))
+            unknown = names - set(spec.channels)
+            if unknown:
+                raise KsdiffError(f"observed_channels names channels not in the {spec.name} spec: "
+                                  f"{', '.join(sorted(unknown)[:4])}", clip.root / "meta.json")
+            observed = np.array([c in names for c in spec.channels], dtype=bool)
         out.append(ClipData(
             key=f"{ds.name}/{cid}", dataset_dir=ds.root, clip_id=cid, motion=coeffs, keyframes=kf.astype(np.uint8),
             feats=np.asarray(sf.feats, dtype=np.float32) if preload else None,
@@ -170,7 +184,8 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
             tokens=np.asarray(sf.tokens, dtype=np.int64).reshape(-1), words=list(sf.words or []),
             speaker=f"{ds.name}/{spk}" if spk else None, emotion=_emotion(meta, len(coeffs), ds.fps, fps),
             rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1]),
-            feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe)))
+            feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe),
+            observed=observed))
     return out
 
 
@@ -197,27 +212,36 @@ class DataStats:
                 "pos_weight": [float(v) for v in self.pos_weight], "frames": int(self.frames)}
 
 
-def compute_stats(clips: list[ClipData]) -> DataStats:
-    """Per-channel mean / std of the motion and keyframe rates over all frames of ``clips`` (float64 sums)."""
+def compute_stats(clips: list[ClipData], spec: FaceSpec | None = None) -> DataStats:
+    """Per-channel mean / std of the motion over the frames of the clips that observe each channel (float64 sums;
+    a channel no clip observes gets mean 0, std 1), and keyframe rates per path over the clips that observe any
+    channel of that path (all clips when ``spec`` is None)."""
     if not clips:
         raise KsdiffError("the training split has no clips")
     C = clips[0].motion.shape[1]
-    s1, s2, n = np.zeros(C), np.zeros(C), 0
-    kpos = np.zeros(2)
+    s1, s2, n = np.zeros(C), np.zeros(C), np.zeros(C)
+    kpos, kn = np.zeros(2), np.zeros(2)
+    paths = [spec.head_idx, spec.expression_idx] if spec is not None else [list(range(C))] * 2
     for c in clips:
         x = c.motion.astype(np.float64)
-        s1 += x.sum(0)
-        s2 += (x * x).sum(0)
-        n += len(x)
-        kpos += c.keyframes.sum(0)
-    mean = s1 / n
-    var = np.maximum(s2 / n - mean * mean, 0.0)
-    std = np.maximum(np.sqrt(var), STD_FLOOR)
-    pos = kpos / n
+        obs = c.observed_mask()
+        s1 += np.where(obs, x.sum(0), 0.0)
+        s2 += np.where(obs, (x * x).sum(0), 0.0)
+        n += np.where(obs, len(x), 0)
+        for j, idx in enumerate(paths):
+            if obs[idx].any():
+                kpos[j] += c.keyframes[:, j].sum()
+                kn[j] += len(x)
+    seen = n > 0
+    mean = np.where(seen, s1 / np.maximum(n, 1), 0.0)
+    var = np.maximum(s2 / np.maximum(n, 1) - mean * mean, 0.0)
+    std = np.where(seen, np.maximum(np.sqrt(var), STD_FLOOR), 1.0)
+    pos = kpos / np.maximum(kn, 1)
     with np.errstate(divide="ignore"):
         w = np.where(pos > 0, (1.0 - pos) / np.maximum(pos, 1e-12), POS_WEIGHT_RANGE[1])
     w = np.clip(w, *POS_WEIGHT_RANGE)
-    return DataStats(mean.astype(np.float32), std.astype(np.float32), pos.astype(np.float32), w.astype(np.float32), n)
+    return DataStats(mean.astype(np.float32), std.astype(np.float32), pos.astype(np.float32), w.astype(np.float32),
+                     sum(len(c.motion) for c in clips))
 
 
 def _crop_step(fps: float, rate: float) -> int:
@@ -317,6 +341,7 @@ class ClipCrops(TorchDataset):
             "feats": f, "prosody": p,
             "motion": c.motion[t0:t0 + n], "keyframes": c.keyframes[t0:t0 + n],
             "tokens": self._crop_tokens(i, c, t0, n),
+            "observed": c.observed_mask(),
         }
         if self.speakers is not None:
             style = np.zeros(len(self.speakers), dtype=np.float32)
@@ -346,7 +371,8 @@ def collate(items: list[dict], fps: float, rate: float) -> dict:
 
     Returns a dict of tensors: feats (B, N', F), prosody (B, N', 2), feat_mask (B, N') bool, motion (B, T, C),
     motion_mask (B, T) bool, keyframes (B, T, 2) float, tokens (B, L) long, token_mask (B, L) bool,
-    [style (B, S), style_mask (B,)], [emotion (B, T, 2), emotion_mask (B,)], and ``keys`` (list of clip keys).
+    channel_mask (B, C) bool (observed channels), [style (B, S), style_mask (B,)],
+    [emotion (B, T, 2), emotion_mask (B,)], and ``keys`` (list of clip keys).
     N' = round(T × rate / fps): both streams span the same time.
     """
     B = len(items)
@@ -376,6 +402,7 @@ def collate(items: list[dict], fps: float, rate: float) -> dict:
             token_mask[b, :nt] = True
     batch: dict = {"feats": feats, "prosody": prosody, "feat_mask": feat_mask, "motion": motion,
                    "motion_mask": motion_mask, "keyframes": keyframes, "tokens": tokens, "token_mask": token_mask,
+                   "channel_mask": torch.from_numpy(np.stack([it["observed"] for it in items])),
                    "keys": [it["key"] for it in items]}
     if "style" in items[0]:
         batch["style"] = torch.from_numpy(np.stack([it["style"] for it in items]))

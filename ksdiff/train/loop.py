@@ -170,7 +170,7 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     if mc.transcript and vs > mc.text.vocab_size:
         raise KsdiffError(f"{cfg.audio.tokens} tokens need model.text.vocab_size >= {vs} "
                           f"(it is {mc.text.vocab_size})")
-    stats = compute_stats(train_clips)
+    stats = compute_stats(train_clips, spec)
     if resumed_config is not None:
         norm = resumed_config.get("normalization", {})
         stats.mean = np.asarray(norm["mean"], dtype=np.float32)
@@ -282,12 +282,13 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
 
 
 def _cond_batch(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k not in ("motion", "keyframes", "keys")}
+    return {k: v for k, v in batch.items() if k not in ("motion", "keyframes", "keys", "channel_mask")}
 
 
 @torch.no_grad()
 def motion_error(model: nn.Module, batch: dict, cfg: RunConfig) -> dict[str, float]:
-    """Mean over valid frames of ‖generated − true‖₂ over channels (raw units), with predicted keyframes.
+    """Mean over valid frames of ‖generated − true‖₂ over the observed channels (raw units), with predicted
+    keyframes.
 
     Uses the sampler ``train.val_sampler`` with ``train.val_sampler_steps`` steps from fixed noise. If the sampler
     module is unavailable, reports the x0 reconstruction error at the fixed noise level ``train.val_noise_t``
@@ -320,7 +321,10 @@ def motion_error(model: nn.Module, batch: dict, cfg: RunConfig) -> dict[str, flo
         x0 = denoise(q_sample(model.schedule, model.normalize(x_true), t, noise), t)
         name = "motion_err_x0"
     pred = model.denormalize(x0)
-    err = torch.linalg.vector_norm(pred - x_true, dim=-1)  # (B, T)
+    diff = pred - x_true
+    if batch.get("channel_mask") is not None:  # channels a clip does not observe have no truth to compare with
+        diff = diff * batch["channel_mask"][:, None, :].to(diff.dtype)
+    err = torch.linalg.vector_norm(diff, dim=-1)  # (B, T)
     return {name: float((err * mask).sum() / mask.sum().clamp_min(1))}
 
 
