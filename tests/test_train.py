@@ -237,7 +237,8 @@ def test_resume_continues_the_same_loss_curve(datasets, tmp_path):
     data = [datasets[0], datasets[1]]
     common = ["--steps", "20", "train.warmup_steps=4", "train.val_every=0", "train.save_every=0"]
     assert _train(tmp_path / "straight", data, *common) == 0
-    assert _train(tmp_path / "split", data, *common, "train.stop_after=10") == 0  # as if killed after step 10
+    # as if killed after step 10; with 2 DataLoader workers: batches do not depend on the number of workers
+    assert _train(tmp_path / "split", data, *common, "train.stop_after=10", "data.num_workers=2") == 0
     state = json.loads((tmp_path / "split" / "train_state.json").read_text())
     assert state["step"] == 10 and len(_losses(tmp_path / "split")) == 10
     assert cli(["train", "--out", str(tmp_path / "split"), "--resume", "--quiet"]) == 0
@@ -330,6 +331,10 @@ def test_shipped_configs_resolve():
     assert d.audio.encoder == "whisper-tiny" and d.train.batch_size == 8 and d.data.crop_seconds == 4.0
     assert (p.model.dim, p.model.kel.layers, p.model.kel.heads) == (512, 6, 8)
     assert (p.train.lr, p.train.warmup_steps, p.train.batch_size, p.train.steps) == (1e-4, 5000, 32, 100000)
+    from ksdiff.config import to_dict
+    from ksdiff.model.config import ModelConfig
+
+    assert to_dict(p.model) == to_dict(ModelConfig.paper())  # paper.yaml spells out the model's paper sizes
     flags = {"no_split": ("split_speech", False), "no_dual": ("dual_path", False), "no_kel": ("keyframes", False),
              "no_prosody": ("prosody", False), "no_text": ("transcript", False), "enc_only": ("dpse", False)}
     for name, (flag, value) in flags.items():

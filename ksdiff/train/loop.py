@@ -532,7 +532,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress
                 step += 1
 
                 names = [k for k, v in losses.items() if isinstance(v, Tensor) and v.numel() == 1]
-                vals = all_reduce_mean(torch.stack([losses[k].detach().float().reshape(()) for k in names]), info)
+                vals = all_reduce_mean(torch.stack([losses[k].detach().to(dev, torch.float32).reshape(())
+                                                    for k in names]), info)
                 logged = {k: float(v) for k, v in zip(names, vals.tolist())}
                 logged["lr"] = lr
                 logged["grad_norm"] = float(gnorm)
