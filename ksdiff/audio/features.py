@@ -272,6 +272,9 @@ def _clip_state(clip, key: str, path: Path, kf_fn) -> tuple[str, dict | None, di
 def _compute_clip(clip, enc: SpeechEncoder, tokens: str, transcribe: bool, language: str) -> SpeechFeatures:
     wave = clip.audio()
     text = clip.transcript()
+    lang = str(clip.meta().get("language") or "en")
+    if not lang.lower().startswith("en"):
+        transcribe = False  # Whisper tiny.en would invent English words for other languages: no tokens instead
     return compute_features(wave, enc, text=text, tokens=tokens, transcribe=transcribe, language=language)
 
 
