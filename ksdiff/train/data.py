@@ -16,7 +16,6 @@ exactly the batches the uninterrupted run would have seen, whatever the number o
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -94,31 +93,19 @@ def open_datasets(paths: list[str | os.PathLike], jaw_path: str = "expression") 
     return dss, get_spec(dss[0].spec, jaw_path)
 
 
-def _features_module():
-    try:
-        from ksdiff.audio import features
-    except ImportError as e:  # pragma: no cover - only while the audio module is missing
-        raise KsdiffError(f"speech features are not available ({e})") from None
-    return features
-
-
 def load_features(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool):
-    """``load_clip_features`` (computing and caching when missing) with the options it accepts."""
-    feats = _features_module()
-    fn = feats.load_clip_features
-    kwargs = {"tokens": tokens}
-    if "transcribe" in inspect.signature(fn).parameters:
-        kwargs["transcribe"] = transcribe
-    return fn(ds_root, clip_id, encoder, **kwargs)
+    """A clip's :class:`ksdiff.audio.features.SpeechFeatures` from the dataset's cache (computed and cached when
+    missing or stale)."""
+    from ksdiff.audio.features import load_clip_features
+
+    return load_clip_features(ds_root, clip_id, encoder, tokens=tokens, transcribe=transcribe)
 
 
 def _cache_path(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool) -> Path | None:
-    """The feature-cache file ``load_clip_features`` just wrote for a clip (None if the module has no such API)."""
-    feats = _features_module()
-    try:
-        p = feats.cache_dir(ds_root, feats.cache_key(encoder, tokens, transcribe)) / f"{clip_id}.npz"
-    except (AttributeError, TypeError):
-        return None
+    """The feature-cache file ``load_clip_features`` just wrote for a clip (None if it is not there)."""
+    from ksdiff.audio.features import cache_dir, cache_key
+
+    p = cache_dir(ds_root, cache_key(encoder, tokens, transcribe)) / f"{clip_id}.npz"
     return p if p.is_file() else None
 
 
@@ -195,7 +182,8 @@ class DataStats:
 
     Attributes:
         mean / std: (C,) per-channel motion normalisation (std floored at :data:`STD_FLOOR`).
-        keyframe_pos: (2,) fraction of keyframe frames per path (head, expression).
+        keyframe_pos: (2,) fraction of keyframe frames per path (head, expression), over the clips observing it.
+        keyframe_frames: (2,) frames those fractions were counted over.
         pos_weight: (2,) BCE weight of positives, negatives / positives clipped to :data:`POS_WEIGHT_RANGE`.
         frames: number of motion frames they were computed over.
     """
@@ -205,6 +193,12 @@ class DataStats:
     keyframe_pos: np.ndarray
     pos_weight: np.ndarray
     frames: int
+    keyframe_frames: np.ndarray | None = None
+
+    def overall_keyframe_rate(self) -> float:
+        """Keyframe frames / frames over both paths together (counting only paths a clip observes)."""
+        n = self.keyframe_frames if self.keyframe_frames is not None else np.ones(2)
+        return float((self.keyframe_pos * n).sum() / max(float(n.sum()), 1.0))
 
     def to_dict(self) -> dict:
         return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
@@ -241,7 +235,7 @@ def compute_stats(clips: list[ClipData], spec: FaceSpec | None = None) -> DataSt
         w = np.where(pos > 0, (1.0 - pos) / np.maximum(pos, 1e-12), POS_WEIGHT_RANGE[1])
     w = np.clip(w, *POS_WEIGHT_RANGE)
     return DataStats(mean.astype(np.float32), std.astype(np.float32), pos.astype(np.float32), w.astype(np.float32),
-                     sum(len(c.motion) for c in clips))
+                     sum(len(c.motion) for c in clips), kn)
 
 
 def _crop_step(fps: float, rate: float) -> int:
@@ -295,7 +289,9 @@ class ClipCrops(TorchDataset):
         if c.feats is not None and c.prosody is not None:
             return c.feats, c.prosody
         if c.feature_path is not None:  # read the cache file directly (no re-validation per item)
-            sf = _features_module().load_features(c.feature_path)
+            from ksdiff.audio.features import load_features as read_feature_file
+
+            sf = read_feature_file(c.feature_path)
         else:
             sf = load_features(c.dataset_dir, c.clip_id, self.encoder, self.tokens_kind, self.transcribe)
         return np.asarray(sf.feats, dtype=np.float32), np.asarray(sf.prosody, dtype=np.float32)

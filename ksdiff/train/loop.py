@@ -192,7 +192,7 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
             if mc.denoiser.style_dim:
                 raise KsdiffError("model.denoiser.style_dim is set but data.style is 'none'")
         if mc.keyframes and mc.kel.pos_weight == 0 and cfg.train.pos_weight_from_data:
-            pos = float(np.mean(stats.keyframe_pos))
+            pos = stats.overall_keyframe_rate()
             ratio = (1.0 - pos) / pos if pos > 0 else mc.kel.pos_weight_max
             mc.kel.pos_weight = float(np.clip(ratio, mc.kel.pos_weight_min, mc.kel.pos_weight_max))
     return Prepared(cfg, spec, train_clips, val_clips, stats, feat_dim, rate)
@@ -445,7 +445,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress
         if resumed_cfg.get("model") != _model_dict_for_compare(cfg, resumed_cfg):
             raise KsdiffError("the model config differs from the run being resumed; resume with the run's own "
                               "config (omit --config) or start a new run", run_dir)
-    elif info.is_main and (run_dir / ckpt.STATE_SIDECAR).exists():
+    elif (run_dir / ckpt.STATE_SIDECAR).exists():  # every rank checks, so that all of them stop
         raise KsdiffError("run folder already holds a training run; use --resume to continue it or choose "
                           "another --out", run_dir)
 
