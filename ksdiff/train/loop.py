@@ -262,9 +262,13 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
                 cond = model.encode_condition(_cond_batch(batch), batch["motion_mask"].sum(1), keyframes=None)
                 kf = _predicted_keyframes(cond)
                 if kf is not None:
+                    cm = batch["channel_mask"]
+                    paths = (model.spec.head_idx, model.spec.expression_idx)
                     for b in range(len(items)):
                         n = int(batch["motion_mask"][b].sum())
                         for j, name in enumerate(("head", "expr")):
+                            if not bool(cm[b, paths[j]].any()):  # the clip does not observe this path
+                                continue
                             prf[name].append(keyframe_prf(kf[b, :n, j].cpu().numpy(),
                                                           batch["keyframes"][b, :n, j].cpu().numpy(), tol=2))
         out.update({f"loss/{k}" if k != "loss" else "loss": v / max(n_items, 1) for k, v in sums.items()})
