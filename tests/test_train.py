@@ -178,6 +178,20 @@ def test_style_and_emotion_from_meta(datasets):
     assert torch.allclose(batch["emotion"][i, 0], torch.from_numpy(clips[i].emotion[0]))
 
 
+def test_speaker_style_and_emotion_train_and_are_recorded(datasets, tmp_path):
+    from ksdiff.train.checkpoint import model_from_checkpoint
+
+    run = tmp_path / "style"
+    assert _train(run, list(datasets), "--steps", "3", "data.style=speaker", "model.denoiser.emotion=true",
+                  "train.val_every=3", "train.val_clips=2", "train.val_motion_clips=1") == 0
+    saved = load_yaml(run / "config.yaml")
+    speakers = saved["data"]["speakers"]
+    assert "speech/spk0" in speakers and any(s.startswith("facegood/") for s in speakers)
+    assert saved["model"]["denoiser"]["style_dim"] == len(speakers)
+    model, cfg = model_from_checkpoint(run / "model.safetensors")
+    assert cfg["data"]["speakers"] == speakers and model.cfg.denoiser.style_dim == len(speakers)
+
+
 def test_lr_schedule_warmup_then_cosine():
     from ksdiff.train.config import TrainConfig
     from ksdiff.train.loop import lr_at
