@@ -62,8 +62,10 @@ def test_bench_generate_two_lengths_vs_diffspeaker(tiny, speech_dir, tmp_path, c
             assert r["render"]["frames"] == 25  # the 1 s slice
             assert r["peak_rss_mb"] >= 0.5 * r["rss_before_mb"] > 0
             assert r["floor_rtf"] > 0 and r["diffusion_flops"] > 0
-    # the model without keyframes spends nothing on them
-    assert all(r["stage_seconds"]["keyframes"] < 0.05 for r in vs_src["runs"])
+    # keyframes: the full model decodes them, the model without them spends next to nothing there
+    assert all(r["rtf"]["keyframes"] > 0 for r in main_src["runs"])
+    assert all(r["stage_seconds"]["keyframes"] < 0.5 * m["stage_seconds"]["keyframes"]
+               for r, m in zip(vs_src["runs"], main_src["runs"]))
 
     rec = md.read_text()
     assert "2026-11-21" in rec and "command: `" in rec and "| model |" in rec and "cores" in rec

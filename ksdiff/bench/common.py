@@ -56,6 +56,10 @@ def machine_info() -> dict[str, Any]:
            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        out["load_avg"] = list(os.getloadavg())  # other work on the machine while measuring
+    except OSError:  # pragma: no cover
+        pass
     return out
 
 
@@ -63,8 +67,9 @@ def machine_line(info: dict[str, Any] | None = None) -> str:
     info = info or machine_info()
     mem = f", {info['memory_gb']:.0f} GB RAM" if info.get("memory_gb") else ""
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    load = f"; load average {info['load_avg'][0]:.1f} at the start" if info.get("load_avg") else ""
     return (f"{info['cpu']}, {info['cores']} cores{mem}{gpu}; torch {info['torch']} with "
-            f"{info['torch_threads']} threads; Python {info['python']}")
+            f"{info['torch_threads']} threads; Python {info['python']}{load}")
 
 
 def matmul_gflops(n: int = 2048, reps: int = 8, device: str | torch.device = "cpu") -> float:

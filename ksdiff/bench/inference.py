@@ -316,15 +316,30 @@ def bench_generate(sources: list[ModelSource], seconds: list[float], audio_dir: 
     return out
 
 
-def _derive(r: dict, flops_at: Callable[[int], float], gflops: float, steps: int) -> None:
-    """Add real-time factors per stage and the compute floor to a worker result."""
+def stage_seconds(timings: dict[str, float]) -> dict[str, float]:
+    """The generator's timings grouped into the benchmark's stages.
+
+    ``features`` = decode + front-end. ``keyframes`` = the conditioning pass: ``Animator.animate`` times the
+    speech conditioning (DPSE) and the autoregressive keyframe decoding of every window together as
+    ``condition`` (older versions timed a whole-clip ``keyframes`` pass and a per-window ``condition`` apart; the
+    latter then counts as diffusion). ``diffusion`` = the sampler (+ turning its output into motion).
+    """
+    t = timings
+    if "keyframes" in t:
+        kf, diff = t["keyframes"], t.get("condition", 0.0) + t.get("diffusion", 0.0)
+    else:
+        kf, diff = t.get("condition", 0.0), t.get("diffusion", 0.0)
+    return {"features": t.get("decode", 0.0) + t.get("features", 0.0), "keyframes": kf,
+            "diffusion": diff + t.get("output", 0.0)}
+
+
+def _derive(r: dict, flops_at: Callable[[int], float] | None, gflops: float, steps: int) -> None:
+    """Add real-time factors per stage and the compute floor to a worker result (``flops_at`` None: keep the
+    FLOPs already in ``r``)."""
     if "timings" not in r:
         return
     s = float(r["seconds"])
-    t = r["timings"]
-    stages = {"features": t.get("decode", 0.0) + t.get("features", 0.0),
-              "keyframes": t.get("keyframes", 0.0),
-              "diffusion": t.get("condition", 0.0) + t.get("diffusion", 0.0) + t.get("output", 0.0)}
+    stages = stage_seconds(r["timings"])
     rtf = {k: v / s for k, v in stages.items()}
     if "render" in r:
         rtf["render"] = r["render"]["seconds"] / r["render"]["audio_seconds"]
@@ -332,9 +347,17 @@ def _derive(r: dict, flops_at: Callable[[int], float], gflops: float, steps: int
     rtf["total"] = rtf["generate"] + rtf.get("render", 0.0)
     r["stage_seconds"] = stages
     r["rtf"] = rtf
-    flops = sum(flops_at(stop - start) for start, stop, _ in r["windows"]) * steps
-    r["diffusion_flops"] = flops
-    r["floor_rtf"] = flops / (gflops * 1e9) / s
+    if flops_at is not None:
+        r["diffusion_flops"] = sum(flops_at(stop - start) for start, stop, _ in r["windows"]) * steps
+    r["floor_rtf"] = r["diffusion_flops"] / (gflops * 1e9) / s
+
+
+def rederive(res: dict) -> dict:
+    """Recompute the derived numbers of a saved result (``--json``) from its raw timings."""
+    for e in res["sources"]:
+        for r in e["runs"]:
+            _derive(r, None, res["matmul_gflops"], int(e["generation"]["steps"]))
+    return res
 
 
 def markdown(res: dict) -> str:
@@ -363,6 +386,8 @@ def markdown(res: dict) -> str:
     if rend:
         notes.append(f"¹ render measured on the first {res['render_seconds']:g} s (or less for shorter audio): "
                      f"{rend['face']} face, {rend['backend']} backend, {rend['size']}², H.264 + AAC mux.")
+    notes.append("*keyframes* = the conditioning pass of every window: speech refinement (DPSE) and the "
+                 "autoregressive keyframe decoding, timed together by the generator; 0 for a model without them.")
     notes.append(f"² diffusion floor = denoiser FLOPs (torch FlopCounterMode) × steps × windows / measured matmul "
                  f"rate ({res['matmul_gflops']:.1f} GFLOP/s fp32), per audio second.")
     for e in res["sources"]:
