@@ -126,6 +126,16 @@ def test_crops_align_features_and_motion_across_fps(datasets):
         t0 = it["t0"]
         assert np.array_equal(it["motion"], c.motion[t0:t0 + T])
         assert np.array_equal(it["feats"], c.feats[2 * t0:2 * t0 + 2 * T])
+    # with word timings, a crop's tokens are those of the words whose centre lies inside it
+    import dataclasses
+
+    from ksdiff.audio.tokens import text_to_tokens
+
+    timed = dataclasses.replace(clips[0], words=[("birch", 0.1, 0.5), ("canoe", 2.5, 2.9)])
+    wds = ClipCrops([timed], 25.0, crop_frames=50)
+    assert np.array_equal(wds._crop_tokens(0, timed, 0, 50), text_to_tokens("birch", "chars"))
+    assert np.array_equal(wds._crop_tokens(0, timed, 50, 50), text_to_tokens("canoe", "chars"))
+    assert len(wds._crop_tokens(0, timed, 100, 50)) == 0
     assert ds[(0, 1)]["t0"] == ds[(0, 1)]["t0"]  # a crop is a function of its seed
     assert len({ds[(0, s)]["t0"] for s in range(20)}) > 3
     # whole clips (no crop) of different lengths are padded and masked
@@ -232,7 +242,7 @@ def test_loss_falls_and_run_folder_is_complete(datasets, tmp_path):
     sd, cfg, meta = load_checkpoint(run / "model.safetensors", expect_spec="arkit")
     assert meta["weights"] == "ema" and int(meta["step"]) == 150
     assert cfg["spec"]["name"] == "arkit" and cfg["features"] == {"encoder": "mel", "dim": 80, "rate": 50.0,
-                                                                   "tokens": "chars"}
+                                                                   "tokens": "chars", "language": "en-us"}
     assert len(cfg["normalization"]["std"]) == 58 and cfg["model"]["kel"]["pos_weight"] > 1.0
     from ksdiff.train.config import load_run_config
 

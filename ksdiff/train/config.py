@@ -54,11 +54,13 @@ class AudioConfig:
         encoder: ``whisper-tiny`` | ``hf:<dir>`` | ``mel``.
         tokens: transcript tokens: ``phonemes`` | ``chars`` | ``none``.
         transcribe: run Whisper tiny.en on clips without ``transcript.txt``.
+        language: espeak-ng voice for phoneme tokens (``en-us``, ``de``, ``fr-fr``, ``cmn``, ...).
     """
 
     encoder: str = "whisper-tiny"
     tokens: Literal["phonemes", "chars", "none"] = "phonemes"
     transcribe: bool = True
+    language: str = "en-us"
 
 
 @dataclass

@@ -93,19 +93,21 @@ def open_datasets(paths: list[str | os.PathLike], jaw_path: str = "expression") 
     return dss, get_spec(dss[0].spec, jaw_path)
 
 
-def load_features(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool):
+def load_features(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool,
+                  language: str = "en-us"):
     """A clip's :class:`ksdiff.audio.features.SpeechFeatures` from the dataset's cache (computed and cached when
     missing or stale)."""
     from ksdiff.audio.features import load_clip_features
 
-    return load_clip_features(ds_root, clip_id, encoder, tokens=tokens, transcribe=transcribe)
+    return load_clip_features(ds_root, clip_id, encoder, tokens=tokens, transcribe=transcribe, language=language)
 
 
-def _cache_path(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool) -> Path | None:
+def _cache_path(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool,
+                language: str) -> Path | None:
     """The feature-cache file ``load_clip_features`` just wrote for a clip (None if it is not there)."""
     from ksdiff.audio.features import cache_dir, cache_key
 
-    p = cache_dir(ds_root, cache_key(encoder, tokens, transcribe)) / f"{clip_id}.npz"
+    p = cache_dir(ds_root, cache_key(encoder, tokens, transcribe, language)) / f"{clip_id}.npz"
     return p if p.is_file() else None
 
 
@@ -125,7 +127,7 @@ def _emotion(meta: dict, T: int, src_fps: float, fps: float) -> np.ndarray | Non
 def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, encoder: str, tokens: str,
                transcribe: bool = True, keyframe_sigma: float = 2.0, keyframe_kappa: float = 1.0,
                keyframe_min_gap: int = 5, preload: bool = True, max_clips: int | None = None,
-               progress: bool = False) -> list[ClipData]:
+               progress: bool = False, language: str = "en-us") -> list[ClipData]:
     """Load every clip of ``split`` (in every dataset that has that split), computing missing features.
 
     Motion is resampled to ``fps`` (rotation-aware). Returns clips in a fixed order (dataset order, then the
@@ -153,7 +155,7 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
         if coeffs.shape[0] < 2:
             continue
         kf = keyframe_labels(coeffs, spec, sigma=keyframe_sigma, kappa=keyframe_kappa, min_gap=keyframe_min_gap)
-        sf = load_features(ds.root, cid, encoder, tokens, transcribe)
+        sf = load_features(ds.root, cid, encoder, tokens, transcribe, language)
         meta = clip.meta()
         spk = meta.get("speaker")
         observed = None
@@ -171,7 +173,7 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
             tokens=np.asarray(sf.tokens, dtype=np.int64).reshape(-1), words=list(sf.words or []),
             speaker=f"{ds.name}/{spk}" if spk else None, emotion=_emotion(meta, len(coeffs), ds.fps, fps),
             rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1]),
-            feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe),
+            feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe, language),
             observed=observed))
     return out
 
@@ -260,11 +262,13 @@ class ClipCrops(TorchDataset):
         crop_frames: motion frames per crop (0 = whole clips).
         speakers: the style vocabulary (one-hot); None = no style.
         emotion: emit valence/arousal.
-        encoder / tokens / transcribe: to re-read features when clips were not preloaded.
+        encoder / tokens / transcribe / language: to re-read features when clips were not preloaded, and to
+            tokenize the words of a crop.
     """
 
     def __init__(self, clips: list[ClipData], fps: float, crop_frames: int, speakers: list[str] | None = None,
-                 emotion: bool = False, encoder: str = "mel", tokens: str = "chars", transcribe: bool = False):
+                 emotion: bool = False, encoder: str = "mel", tokens: str = "chars", transcribe: bool = False,
+                 language: str = "en-us"):
         if not clips:
             raise KsdiffError("no clips to train on")
         self.clips = clips
@@ -275,7 +279,7 @@ class ClipCrops(TorchDataset):
         self.speakers = list(speakers) if speakers is not None else None
         self._spk_index = {s: i for i, s in enumerate(self.speakers or [])}
         self.emotion = emotion
-        self.encoder, self.tokens_kind, self.transcribe = encoder, tokens, transcribe
+        self.encoder, self.tokens_kind, self.transcribe, self.language = encoder, tokens, transcribe, language
         self.step = _crop_step(self.fps, self.rate)
         self._token_memo: dict[tuple[int, int, int], np.ndarray] = {}
 
@@ -293,7 +297,8 @@ class ClipCrops(TorchDataset):
 
             sf = read_feature_file(c.feature_path)
         else:
-            sf = load_features(c.dataset_dir, c.clip_id, self.encoder, self.tokens_kind, self.transcribe)
+            sf = load_features(c.dataset_dir, c.clip_id, self.encoder, self.tokens_kind, self.transcribe,
+                               self.language)
         return np.asarray(sf.feats, dtype=np.float32), np.asarray(sf.prosody, dtype=np.float32)
 
     def _crop_tokens(self, i: int, c: ClipData, t0: int, n: int) -> np.ndarray:
@@ -311,7 +316,8 @@ class ClipCrops(TorchDataset):
             from ksdiff.audio.tokens import text_to_tokens
 
             text = " ".join(str(c.words[j][0]).strip() for j in range(idx[0], idx[-1] + 1))
-            self._token_memo[key] = np.asarray(text_to_tokens(text, self.tokens_kind), dtype=np.int64).reshape(-1)
+            ids = text_to_tokens(text, self.tokens_kind, language=self.language)
+            self._token_memo[key] = np.asarray(ids, dtype=np.int64).reshape(-1)
         return self._token_memo[key]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:

@@ -147,7 +147,7 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     datasets, spec = open_datasets(dc.datasets, dc.jaw_path)
     kw = dict(spec=spec, fps=mc.fps, encoder=cfg.audio.encoder, tokens=cfg.audio.tokens,
               transcribe=cfg.audio.transcribe, keyframe_sigma=mc.kel.label_sigma, keyframe_kappa=mc.kel.label_kappa,
-              keyframe_min_gap=mc.kel.label_min_gap, preload=dc.preload)
+              keyframe_min_gap=mc.kel.label_min_gap, preload=dc.preload, language=cfg.audio.language)
     order = [True, False] if info is not None and info.enabled else [True]
     train_clips: list[ClipData] = []
     val_clips: list[ClipData] = []
@@ -206,7 +206,7 @@ def checkpoint_config(p: Prepared) -> dict:
     d["spec"] = p.spec.to_dict()
     d["fps"] = p.cfg.model.fps
     d["features"] = {"encoder": p.cfg.audio.encoder, "dim": p.feat_dim, "rate": p.rate,
-                     "tokens": p.cfg.audio.tokens}
+                     "tokens": p.cfg.audio.tokens, "language": p.cfg.audio.language}
     d["normalization"] = {"mean": [float(v) for v in p.stats.mean], "std": [float(v) for v in p.stats.std]}
     d["data_stats"] = {"train_clips": len(p.train_clips), "train_frames": p.stats.frames,
                        "keyframe_pos": [float(v) for v in p.stats.keyframe_pos]}
@@ -482,7 +482,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress
     crop = crop_frames(cfg.data.crop_seconds, cfg.model.fps)
     speakers = cfg.data.speakers if cfg.data.style == "speaker" else None
     ds_kw = dict(fps=cfg.model.fps, crop_frames=crop, speakers=speakers, emotion=cfg.model.denoiser.emotion,
-                 encoder=cfg.audio.encoder, tokens=cfg.audio.tokens, transcribe=cfg.audio.transcribe)
+                 encoder=cfg.audio.encoder, tokens=cfg.audio.tokens, transcribe=cfg.audio.transcribe,
+                 language=cfg.audio.language)
     train_set = ClipCrops(p.train_clips, **ds_kw)
     val_set = ClipCrops(p.val_clips, **ds_kw) if p.val_clips else None
     sampler = StreamSampler(train_set, num_replicas=info.world_size, rank=info.rank, seed=tc.seed,
