@@ -4,7 +4,7 @@ steps and seed → the rendered video and the motion files.
 ``ksdiff serve [--checkpoint C] [--host 127.0.0.1] [--port 7860]`` (FastAPI + uvicorn).
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime
 
 import os
 import shutil
