@@ -68,9 +68,13 @@ def _face_model(spec: str):
 
 
 def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: list[Motion] | None = None,
-               kf_cfg: dict | None = None, phones: list | None = None) -> dict[str, float]:
+               kf_cfg: dict | None = None, phones: list | None = None,
+               observed: list[str] | None = None) -> dict[str, float]:
     """Every metric of one clip. ``samples``: further predictions with other seeds (for sample diversity);
-    ``phones``: (ARPAbet, start s, end s) timings, for mouth closure at bilabials."""
+    ``phones``: (ARPAbet, start s, end s) timings, for mouth closure at bilabials; ``observed``: the channels the
+    ground truth observes (``meta.json`` ``observed_channels``; default all). Unobserved channels are unknown, not
+    still: the prediction's values there are replaced by the truth's before any comparison, and head-path metrics
+    are skipped when the truth has no head motion."""
     from ksdiff import metrics as M
     from ksdiff.model.keyframes import keyframe_labels
 
@@ -79,10 +83,14 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
     G = gt.coeffs
     fps = gt.fps
     out: dict[str, float] = {}
+    seen = np.ones(len(gt.channels), bool) if observed is None else np.isin(gt.channels, list(observed))
+    P_raw = P
+    P = np.where(seen[None, :], P, G)  # compare observed channels only
+    head_seen = bool(seen[spec.head_rotation_idx].all())
     mouth = [c for c in gt.channels if (c in ARKIT_MOUTH or c.startswith(("exp", "jaw")))]
-    mi = [gt.channels.index(c) for c in mouth]
-    out["mouth_rmse"] = float(np.sqrt(np.mean((P[:, mi] - G[:, mi]) ** 2)))
-    out["coeff_rmse"] = float(np.sqrt(np.mean((P - G) ** 2)))
+    mi = [gt.channels.index(c) for c in mouth if seen[gt.channels.index(c)]]
+    out["mouth_rmse"] = float(np.sqrt(np.mean((P[:, mi] - G[:, mi]) ** 2))) if mi else math.nan
+    out["coeff_rmse"] = float(np.sqrt(np.mean((P[:, seen] - G[:, seen]) ** 2)))
     jaw = "jawOpen" if "jawOpen" in gt.channels else ("jawRotX" if "jawRotX" in gt.channels else None)
     if jaw:
         j = gt.channels.index(jaw)
@@ -90,14 +98,15 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
         out["env_r"] = M.envelope_correlation(P[:, j], wave, fps)
         out["env_r_gt"] = M.envelope_correlation(G[:, j], wave, fps)
     hr = spec.head_rotation_idx
-    out["head_div_deg"] = M.head_diversity([P[:, hr]])
-    out["head_div_deg_gt"] = M.head_diversity([G[:, hr]])
+    out["head_div_deg"] = M.head_diversity([P_raw[:, hr]])
     sb = M.speech_beats(wave, fps, num_frames=len(G))
-    out["beat_align"] = M.beat_align(M.motion_beats(P[:, hr], fps), sb)
-    out["beat_align_gt"] = M.beat_align(M.motion_beats(G[:, hr], fps), sb)
+    out["beat_align"] = M.beat_align(M.motion_beats(P_raw[:, hr], fps), sb)
     kf = kf_cfg or {}
     kp, kg = keyframe_labels(P, spec, **kf), keyframe_labels(G, spec, **kf)
-    out["kf_f1_head"] = M.keyframe_prf(kp[:, 0], kg[:, 0])[2]
+    if head_seen:
+        out["head_div_deg_gt"] = M.head_diversity([G[:, hr]])
+        out["beat_align_gt"] = M.beat_align(M.motion_beats(G[:, hr], fps), sb)
+        out["kf_f1_head"] = M.keyframe_prf(kp[:, 0], kg[:, 0])[2]
     out["kf_f1_expr"] = M.keyframe_prf(kp[:, 1], kg[:, 1])[2]
     out["jitter"] = M.jitter(P, fps)
     out["jitter_gt"] = M.jitter(G, fps)
@@ -143,7 +152,9 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
         for p in preds:
             if not np.isfinite(p.coeffs).all():
                 raise KsdiffError(f"prediction for clip {clip.id} has NaN/inf values")
-        per_clip[clip.id] = score_clip(preds[0], gt, wave, face, samples=preds[1:], phones=clip.meta().get("phones"))
+        meta = clip.meta()
+        per_clip[clip.id] = score_clip(preds[0], gt, wave, face, samples=preds[1:], phones=meta.get("phones"),
+                                       observed=meta.get("observed_channels"))
         if plots and len(examples) < 3:
             examples.append((clip.id, preds[0], gt))
     keys = sorted({k for d in per_clip.values() for k in d})
