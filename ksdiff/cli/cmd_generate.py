@@ -162,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         }
         t = info["timings"]
         tqdm.write(f"{audio.name}: {info['num_frames']} frames ({info['audio_seconds']:.1f} s) in {t['total']:.1f} s "
-                   f"(features {t['features']:.1f}, condition+keyframes {t['condition']:.1f}, diffusion {t['diffusion']:.1f}) "
+                   f"(features {t['features']:.1f}, condition+keyframes {t['condition']:.1f}, "
+                   f"diffusion {t['diffusion']:.1f}) "
                    f"-> {', '.join(written)}")
     write_json(out_dir / "generate.json", summary)
     return 0

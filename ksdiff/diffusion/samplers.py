@@ -118,8 +118,8 @@ def sample_dpmpp_2m(denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, ste
                     inpaint: Optional[Inpaint] = None, spacing: str = "logsnr") -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): multistep second-order data-prediction ODE solver; ``eta`` is unused.
 
-    With λ = log(α/σ) and h = λ' - λ: x' = (σ'/σ) x + α' (1 - e^{-h}) D, where D = x0_hat on the first and the last
-    step and D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_prev (r = h_prev / h) otherwise. Good in 5-20 steps.
+    With λ = log(α/σ) and h = λ' - λ: x' = (σ'/σ) x + α' (1 - e^{-h}) D, where D = x0_hat on the first and the
+    last step and D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_prev (r = h_prev / h) otherwise. Good in 5-20 steps.
     x_T: (B, T, C). Returns x0: (B, T, C).
     """
     ts = timesteps(schedule, steps, spacing)

@@ -1,14 +1,16 @@
 """Noise schedules of the forward diffusion process and conversions between x0, eps and x_t.
 
-The forward process (Ho et al. 2020) is ``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps`` with ``ᾱ_t = Π_{s<=t} (1 - β_s)``
-and ``t`` in ``0 .. num_steps - 1`` (0 is the least noisy step). Everything is kept in float64 on the CPU and cast
-to the data's dtype and device at the point of use, so the schedule itself never decides the device.
+The forward process (Ho et al. 2020) is ``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps`` with
+``ᾱ_t = Π_{s<=t} (1 - β_s)`` and ``t`` in ``0 .. num_steps - 1`` (0 is the least noisy step). Everything is kept
+in float64 on the CPU and cast to the data's dtype and device at the point of use, so the schedule itself never
+decides the device.
 
 Kinds:
   ``scaled_linear`` (default; Stable Diffusion / DiffSpeaker): ``β = linspace(sqrt(β0), sqrt(β1), N) ** 2``,
       β0 = 0.00085, β1 = 0.012, N = 1000.
   ``linear`` (DDPM): ``β = linspace(β0, β1, N)`` (use β0 = 1e-4, β1 = 0.02 for the DDPM paper's values).
-  ``cosine`` (Nichol & Dhariwal 2021): ``ᾱ(t) = cos²(((t/N) + s) / (1 + s) · π/2)``, s = 0.008, β clipped at 0.999.
+  ``cosine`` (Nichol & Dhariwal 2021): ``ᾱ(t) = cos²(((t/N) + s) / (1 + s) · π/2)``, s = 0.008,
+      β clipped at 0.999.
 """
 
 from __future__ import annotations
