@@ -211,3 +211,19 @@ def test_flame_model_exports_deca_codes(tmp_path, speech_dir):
     codes = read_codes(out / "one_two_three_deca.npz")
     assert codes["exp"].shape == (m.num_frames, 50) and codes["pose"].shape == (m.num_frames, 6)
     np.testing.assert_allclose(codes["pose"][:, 3:], m.select(("jawRotX", "jawRotY", "jawRotZ")), atol=1e-6)
+
+
+def test_cli_render_writes_an_mp4_with_audio(ckpt, speech_dir, tmp_path):
+    import av
+
+    from ksdiff.cli import main
+
+    out = tmp_path / "r"
+    assert main(["generate", str(speech_dir / "one_two_three.wav"), "--checkpoint", str(ckpt), "--out", str(out),
+                 "--steps", "2", "--text", "one two three", "--render", "--face", "schematic"]) == 0
+    with av.open(str(out / "one_two_three.mp4")) as c:
+        kinds = sorted(s.type for s in c.streams)
+        video = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(video))
+    assert kinds == ["audio", "video"]
+    assert abs(frames - round(2.745 * 25)) <= 1
