@@ -5,7 +5,7 @@ BIN       := $(VENV)/bin
 EXTRAS    ?= all
 STAMP     := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test sysdeps clean
+.PHONY: install demo test e2e sysdeps clean
 
 # System libraries (EGL/Mesa for headless rendering). Only runs apt-get when something is missing.
 sysdeps:
@@ -24,6 +24,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Browser test of `ksdiff serve` (installs Debian's chromium, then runs the serve tests with a screenshot).
+e2e: install
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(BIN)/python -m pytest -q tests/test_serve.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# One intra-op thread per process: the suite runs many small ops and some tests start subprocesses
+# (CLI, torchrun); two threads per process oversubscribe a 2-core machine and can be 10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KSDIFF_SHARED", REPO.parent / "shared")).resolve()
