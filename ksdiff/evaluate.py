@@ -291,6 +291,8 @@ def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None
 
     def predict(clip: Clip, seed: int) -> Motion:
         text = clip.transcript() if use_transcripts else None
+        if text is None and not str(clip.meta().get("language") or "en").lower().startswith("en"):
+            text = ""  # as in training: no automatic English transcript for other languages
         opts = {k: v for k, v in (("steps", steps), ("sampler", sampler)) if v is not None}
         m = model.animate(clip.audio(), text=text, seed=seed, **opts, **kw)
         return m
