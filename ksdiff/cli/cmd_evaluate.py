@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=1, help="samples per clip (seeds 0..N-1) for sample diversity")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (checkpoint only)")
     p.add_argument("--sampler", default=None, help="ddim | ddpm | dpmpp (checkpoint only)")
+    p.add_argument("--window", type=float, default=None,
+                   help="generation window in seconds (checkpoint only; 0 = one pass over the whole clip)")
     p.add_argument("--name", default=None, help="method name in the report")
     p.add_argument("--no-plots", action="store_true")
 
@@ -28,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff import evaluate as E
 
     if args.checkpoint:
-        pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler), "ksdiff"
+        kw = {} if args.window is None else {"window_s": args.window}
+        pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
         pred, name = E.pred_dataset_predictor(args.pred), "pred"
     else:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Reproduce docs/RESULTS.md: the baselines and the default model on the test splits of FACEGOOD and of the
+# tracked videos. Usage: scripts/results.sh DS_FACEGOOD DS_VIDEO KSDIFF_CKPT DIFFSPEAKER_CKPT [OUT=reports]
+# (datasets made with `ksdiff import facegood ...` and `ksdiff track ...`; checkpoints from `ksdiff train`).
+set -euo pipefail
+fg=$1; vid=$2; ck=$3; ds_ck=$4; out=${5:-reports}
+K=${KSDIFF:-.venv/bin/ksdiff}
+for pair in "facegood:$fg" "video:$vid"; do
+  name=${pair%%:*}; data=${pair#*:}
+  $K evaluate --baseline static     --data "$data" --split test --out "$out/$name/static"
+  $K evaluate --baseline energy-jaw --data "$data" --split test --out "$out/$name/energy-jaw"
+  $K evaluate --checkpoint "$ds_ck" --data "$data" --split test --out "$out/$name/diffspeaker" \
+     --name diffspeaker --sampler ddim --steps 50 --window 0 --seeds 2
+  $K evaluate --checkpoint "$ck"    --data "$data" --split test --out "$out/$name/ksdiff" --name ksdiff --seeds 2
+done
+.venv/bin/python - "$out" <<'PY'
+import sys
+from pathlib import Path
+from ksdiff.evaluate import load_result, markdown_table
+out = Path(sys.argv[1])
+for name in ("facegood", "video"):
+    res = {m: load_result(out / name / m / "metrics.json") for m in ("static", "energy-jaw", "diffspeaker", "ksdiff")}
+    print(f"### {name}\n")
+    print(markdown_table(res))
+PY
