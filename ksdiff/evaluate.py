@@ -111,6 +111,15 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
     out["jitter"] = M.jitter(P, fps)
     out["jitter_gt"] = M.jitter(G, fps)
     if face is not None:
+        # vertex metrics in the head's own frame: the rigid head pose (rotation, translation, camera) is set to
+        # zero in both, so LVE/FDD measure lips and face, not where the head happens to turn (head motion has its
+        # own metrics above)
+        rigid = [i for i, c in enumerate(gt.channels)
+                 if c in spec.head_rotation or c.startswith(("headT", "cam"))]
+        P = P.copy()
+        P[:, rigid] = 0.0
+        gt = Motion(G.copy(), gt.channels, fps, gt.spec)
+        gt.coeffs[:, rigid] = 0.0
         pm = Motion(P, gt.channels, fps, gt.spec)
         # only the vertices the metrics read (lips + upper face), not the whole mesh
         idx = np.union1d(face.lip_vertices, face.upper_face_vertices)
@@ -124,7 +133,7 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
         out["bilabial_closure"] = M.bilabial_closure(*(P[:, c] for c in cols), phones, fps)
         out["bilabial_closure_gt"] = M.bilabial_closure(*(G[:, c] for c in cols), phones, fps)
     if samples:
-        out["sample_div"] = M.sample_diversity([P] + [align_to(s, gt) for s in samples])
+        out["sample_div"] = M.sample_diversity([P_raw] + [align_to(s, gt) for s in samples])
     return out
 
 
