@@ -91,18 +91,34 @@ def frame_camera(points: np.ndarray, width: int, height: int | None = None, fovy
                   proj=perspective(fovy_deg, aspect, near, far).astype(np.float32), width=width, height=height)
 
 
+_INCIDENCE: dict[tuple, object] = {}
+
+
+def _incidence(triangles: np.ndarray, num_vertices: int):
+    """Sparse (V, F) vertex-triangle incidence matrix, cached per triangle array (built once per face model)."""
+    key = (triangles.__array_interface__["data"][0], triangles.shape, num_vertices)
+    mat = _INCIDENCE.get(key)
+    if mat is None:
+        from scipy.sparse import csr_matrix
+
+        F = len(triangles)
+        rows = triangles.reshape(-1)
+        cols = np.repeat(np.arange(F), 3)
+        mat = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(num_vertices, F))
+        if len(_INCIDENCE) > 8:
+            _INCIDENCE.clear()
+        _INCIDENCE[key] = mat
+    return mat
+
+
 def vertex_normals(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals: (V, 3) float32 unit vectors for (V, 3) vertices and (F, 3) triangles."""
     v = np.asarray(verts, dtype=np.float32)
     a, b, c = v[triangles[:, 0]], v[triangles[:, 1]], v[triangles[:, 2]]
     fn = np.cross(b - a, c - a)  # (F, 3), length = 2 × area
-    V = len(v)
-    n = np.zeros((V, 3), dtype=np.float64)
-    flat = triangles.reshape(-1)
-    for k in range(3):
-        n[:, k] = np.bincount(flat, weights=np.repeat(fn[:, k], 3), minlength=V)
+    n = np.asarray(_incidence(triangles, len(v)) @ fn, dtype=np.float32)  # sum over each vertex's triangles
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    return n.astype(np.float32)
+    return n
 
 
 def shade(normals: np.ndarray, albedo: np.ndarray, positions: np.ndarray, eye: np.ndarray) -> np.ndarray:
