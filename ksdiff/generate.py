@@ -160,6 +160,7 @@ class Animator:
         self.uses_text = bool(model.cfg.transcript) and self.tokens != "none"
         self.transcribe = bool(audio.get("transcribe", True))
         self.speakers = list((config.get("data") or {}).get("speakers") or [])
+        self.default_style = str((config.get("data") or {}).get("default_style") or "") or None
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
         self.last_info: dict = {}
 
@@ -240,6 +241,8 @@ class Animator:
         return np.ascontiguousarray(e)
 
     def _style(self, style: Any) -> np.ndarray | None:
+        if style is None:
+            style = self.default_style  # the checkpoint's own default (data.default_style), if any
         if style is None:
             return None
         S = int(self.model.cfg.denoiser.style_dim)

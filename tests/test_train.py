@@ -202,6 +202,25 @@ def test_speaker_style_and_emotion_train_and_are_recorded(datasets, tmp_path):
     assert cfg["data"]["speakers"] == speakers and model.cfg.denoiser.style_dim == len(speakers)
 
 
+def test_dataset_style_and_default_style_reach_generation(datasets, tmp_path, speech_dir):
+    """data.style=dataset: one style token per training dataset (recording domain); data.default_style is the
+    one generation uses when the caller names none."""
+    from ksdiff.generate import load_model
+
+    run = tmp_path / "dstyle"
+    assert _train(run, list(datasets), "--steps", "2", "data.style=dataset", "data.default_style=facegood",
+                  "train.val_every=0") == 0
+    saved = load_yaml(run / "config.yaml")
+    assert saved["data"]["speakers"] == sorted(["speech", "facegood"])
+    assert saved["model"]["denoiser"]["style_dim"] == 2
+    anim = load_model(run / "model.safetensors")
+    assert anim.default_style == "facegood"
+    wave = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0)
+    same = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0, style="facegood")
+    other = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0, style="speech")
+    assert (wave.coeffs == same.coeffs).all() and not (wave.coeffs == other.coeffs).all()
+
+
 def test_lr_schedule_warmup_then_cosine():
     from ksdiff.train.config import TrainConfig
     from ksdiff.train.loop import lr_at

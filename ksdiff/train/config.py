@@ -25,8 +25,9 @@ class DataConfig:
         jaw_path: ``flame`` only: ``expression`` (ksdiff default) or ``head`` (the paper).
         crop_seconds: length of the random training crops (0 = whole clips); shorter clips are padded + masked.
         train_split / val_split: split names in ``dataset.json``.
-        style: ``none`` or ``speaker``: a one-hot of the training speakers (``meta.json`` "speaker"; unknown ->
-            masked); ``model.denoiser.style_dim`` is set to their number.
+        style: ``none``, ``speaker``: a one-hot of the training speakers (``meta.json`` "speaker"; unknown ->
+            masked), or ``dataset``: a one-hot of the training datasets (a recording-domain style: synthetic,
+            animator-made, tracked video ...); ``model.denoiser.style_dim`` is set to their number.
         speakers: resolved at the start of training (the training set's speakers, ``dataset/speaker``).
 
     Keyframe labels use ``model.kel.label_sigma / label_kappa / label_min_gap``; valence/arousal from
@@ -40,7 +41,8 @@ class DataConfig:
     crop_seconds: float = 4.0
     train_split: str = "train"
     val_split: str = "val"
-    style: Literal["none", "speaker"] = "none"
+    style: Literal["none", "speaker", "dataset"] = "none"
+    default_style: str = ""  # style used at generation when the caller gives none ("" = the learned null style)
     speakers: list[str] = field(default_factory=list)
     preload: bool = True
     num_workers: int = 0

@@ -127,7 +127,7 @@ def _emotion(meta: dict, T: int, src_fps: float, fps: float) -> np.ndarray | Non
 def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, encoder: str, tokens: str,
                transcribe: bool = True, keyframe_sigma: float = 2.0, keyframe_kappa: float = 1.0,
                keyframe_min_gap: int = 5, preload: bool = True, max_clips: int | None = None,
-               progress: bool = False, language: str = "en-us") -> list[ClipData]:
+               progress: bool = False, language: str = "en-us", style_by: str = "speaker") -> list[ClipData]:
     """Load every clip of ``split`` (in every dataset that has that split), computing missing features.
 
     Motion is resampled to ``fps`` (rotation-aware). Returns clips in a fixed order (dataset order, then the
@@ -171,7 +171,8 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
             feats=np.asarray(sf.feats, dtype=np.float32) if preload else None,
             prosody=np.asarray(sf.prosody, dtype=np.float32) if preload else None,
             tokens=np.asarray(sf.tokens, dtype=np.int64).reshape(-1), words=list(sf.words or []),
-            speaker=f"{ds.name}/{spk}" if spk else None, emotion=_emotion(meta, len(coeffs), ds.fps, fps),
+            speaker=ds.name if style_by == "dataset" else (f"{ds.name}/{spk}" if spk else None),
+            emotion=_emotion(meta, len(coeffs), ds.fps, fps),
             rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1]),
             feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe, language),
             observed=observed))

@@ -147,7 +147,8 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     datasets, spec = open_datasets(dc.datasets, dc.jaw_path)
     kw = dict(spec=spec, fps=mc.fps, encoder=cfg.audio.encoder, tokens=cfg.audio.tokens,
               transcribe=cfg.audio.transcribe, keyframe_sigma=mc.kel.label_sigma, keyframe_kappa=mc.kel.label_kappa,
-              keyframe_min_gap=mc.kel.label_min_gap, preload=dc.preload, language=cfg.audio.language)
+              keyframe_min_gap=mc.kel.label_min_gap, preload=dc.preload, language=cfg.audio.language,
+              style_by="dataset" if dc.style == "dataset" else "speaker")
     order = [True, False] if info is not None and info.enabled else [True]
     train_clips: list[ClipData] = []
     val_clips: list[ClipData] = []
@@ -179,7 +180,7 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
         mc.denoiser.style_dim = int(resumed_config.get("model", {}).get("denoiser", {}).get("style_dim", 0))
         mc.kel.pos_weight = float(resumed_config.get("model", {}).get("kel", {}).get("pos_weight", 0.0))
     else:
-        if dc.style == "speaker":
+        if dc.style in ("speaker", "dataset"):
             speakers = sorted({c.speaker for c in train_clips if c.speaker})
             if not speakers:
                 raise KsdiffError("data.style=speaker but no training clip's meta.json names a speaker")
