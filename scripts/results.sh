@@ -11,7 +11,10 @@ for pair in "facegood:$fg" "video:$vid"; do
   $K evaluate --baseline energy-jaw --data "$data" --split test --out "$out/$name/energy-jaw"
   $K evaluate --checkpoint "$ds_ck" --data "$data" --split test --out "$out/$name/diffspeaker" \
      --name diffspeaker --sampler ddim --steps 50 --window 0 --seeds 2
-  $K evaluate --checkpoint "$ck"    --data "$data" --split test --out "$out/$name/ksdiff" --name ksdiff --seeds 2
+  # the shipped model has one style token per training dataset (data.style=dataset): evaluate each test split in
+  # its own recording domain's style ("facegood", "video"), as DiffSpeaker evaluates with a training speaker's style
+  $K evaluate --checkpoint "$ck"    --data "$data" --split test --out "$out/$name/ksdiff" --name ksdiff --seeds 2 \
+     --style "$name"
 done
 .venv/bin/python - "$out" <<'PY'
 import sys
