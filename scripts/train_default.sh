@@ -7,12 +7,15 @@ K=${KSDIFF:-.venv/bin/ksdiff}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # 1. data: synthetic English speech (covers the phones), real paired mouth animation, real tracked video
 $K synth --out "$data/synth" --minutes 20 --seed 0 --quiet                       # 183 clips, 20 min, 8 voices
-$K import facegood "$shared/data/facegood" --out "$data/facegood"                # 6 clips, 10 min, mouth only
+sed -i 's/"name": "synth-seed0"/"name": "synth"/' "$data/synth/dataset.json"      # style token names: synth,
+$K import facegood "$shared/data/facegood" --out "$data/facegood"                # facegood, video
+                                                                                 # (6 clips, 10 min, mouth only)
 $K track "$shared/data/video" --out "$data/video"                                # 21 clips, 2.4 min, full face + head
 # 2. features (cached; train would compute them on first use anyway)
 for d in synth facegood video; do $K prepare "$data/$d" --encoder whisper-tiny --tokens phonemes --quiet; done
-# 3. train: configs/default.yaml, 1600 steps, seed 0 (about 30 min on 2 CPU cores)
+# 3. train: configs/default.yaml with one style token per dataset (recording domain) and the tracked-video style
+#    as the default at generation; 2000 steps, seed 0 (about 30 min on 2 otherwise idle CPU cores)
 $K train --config default --data "$data/synth" --data "$data/facegood" --data "$data/video" \
-    --out "$run" --steps 1600 train.seed=0
+    --out "$run" --steps 2000 train.seed=0 data.style=dataset data.default_style=video
 # 4. ship
 cp "$run/model.safetensors" ksdiff/assets/default.safetensors
