@@ -13,9 +13,8 @@ $K import facegood "$shared/data/facegood" --out "$data/facegood"               
 $K track "$shared/data/video" --out "$data/video"                                # 21 clips, 2.4 min, full face + head
 # 2. features (cached; train would compute them on first use anyway)
 for d in synth facegood video; do $K prepare "$data/$d" --encoder whisper-tiny --tokens phonemes --quiet; done
-# 3. train: configs/default.yaml with one style token per dataset (recording domain) and the tracked-video style
-#    as the default at generation; 2000 steps, seed 0 (about 30 min on 2 otherwise idle CPU cores)
-$K train --config default --data "$data/synth" --data "$data/facegood" --data "$data/video" \
-    --out "$run" --steps 2000 train.seed=0 data.style=dataset data.default_style=video
+# 3. train: configs/shipped.yaml = default.yaml + one style token per dataset (recording domain), the tracked-video
+#    style as the default at generation, no transcript path; 1500 steps, seed 0 (~20 min on 2 idle CPU cores)
+$K train --config shipped --data "$data/synth" --data "$data/facegood" --data "$data/video" --out "$run"
 # 4. ship
 cp "$run/model.safetensors" ksdiff/assets/default.safetensors
