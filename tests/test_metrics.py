@@ -108,8 +108,8 @@ def test_bilabial_closure_hand_example():
     close = np.array([0, 0, 0, 0.5, 0, 0.9])
     press = np.zeros(6)
     phones = [("AA", 0.0, 0.1), ("M", 0.1, 0.2), ("B", 0.3, 0.4), ("P1", 0.5, 0.6), ("IY", 0.2, 0.3)]
-    # centres → frames 2 (M: jaw .5 open), 4 (B: jaw .5 open), 6→clamped 5 (P: jaw .3 open) ... recompute:
-    # M centre 0.15 s → frame round(1.5)=2; B 0.35 → round(3.5)=4; P 0.55 → round(5.5)=6 → clamped to 5
+    # phone centres → frames: M 0.15 s → 2 (jaw 0.5, open), B 0.35 s → 4 (jaw 0.5, open),
+    # P 0.55 s → 6, clamped to 5 (jaw 0.3, open): no bilabial is closed
     assert bilabial_closure(jaw, close, press, phones, fps) == pytest.approx(0.0)
     phones2 = [("m", 0.05, 0.15), ("B", 0.25, 0.35)]  # frames 1 (jaw 0.02 → closed), 3 (jaw .08 + close .5)
     assert bilabial_closure(jaw, close, press, phones2, fps) == pytest.approx(1.0)
