@@ -36,7 +36,7 @@ import numpy as np
 
 from ksdiff.data.motion import Motion
 from ksdiff.errors import KsdiffError
-from ksdiff.face.models import FaceModel, channel_matrix, user_data_dir
+from ksdiff.face.models import FaceModel, channel_matrix, find_asset, user_data_dir
 from ksdiff.face.specs import FLAME_CAM, FLAME_EXP, FLAME_GLOBAL, FLAME_JAW
 from ksdiff.utils.io import atomic_path
 
@@ -51,25 +51,10 @@ LIPS = (0.72, 0.40, 0.40)
 
 def find_flame_asset(path: str | os.PathLike | None = None, required: bool = True) -> Path | None:
     """Locate a converted FLAME ``.npz``: ``path``, ``$KSDIFF_FLAME_ASSET``, then ``<user data dir>/flame.npz``."""
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise KsdiffError("FLAME model file not found", p)
-        return p
-    env = os.environ.get(FLAME_ENV)
-    if env:
-        p = Path(env)
-        if not p.is_file():
-            raise KsdiffError(f"FLAME model file not found (from ${FLAME_ENV})", p)
-        return p
     cand = user_data_dir() / FLAME_ASSET_NAME
-    if cand.is_file():
-        return cand
-    if required:
-        raise KsdiffError("no FLAME model: FLAME's licence forbids shipping it; convert your own with "
-                          f"`ksdiff assets flame --pkl generic_model.pkl` (writes {cand}), set ${FLAME_ENV}, "
-                          "or use --face schematic")
-    return None
+    return find_asset(path, FLAME_ENV, [cand], "FLAME model file",
+                      "FLAME's licence forbids shipping it; convert your own with `ksdiff assets flame --pkl "
+                      f"generic_model.pkl` (writes {cand}), set ${FLAME_ENV}, or use --face schematic", required)
 
 
 # --------------------------------------------------------------------------------------------- conversion

@@ -23,7 +23,7 @@ import numpy as np
 
 from ksdiff.data.motion import Motion
 from ksdiff.errors import KsdiffError
-from ksdiff.face.models import FaceModel, channel_matrix, user_data_dir
+from ksdiff.face.models import FaceModel, channel_matrix, find_asset, user_data_dir
 from ksdiff.face.specs import ARKIT_HEAD, ARKIT_NAMES
 from ksdiff.utils.io import atomic_path
 
@@ -61,24 +61,9 @@ def find_ict_asset(path: str | os.PathLike | None = None, required: bool = True)
     Raises :class:`KsdiffError` (when ``required``) naming what to do if none exists; a given ``path`` or
     environment variable that does not exist is always an error.
     """
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise KsdiffError("ICT face asset not found", p)
-        return p
-    env = os.environ.get(ICT_ENV)
-    if env:
-        p = Path(env)
-        if not p.is_file():
-            raise KsdiffError(f"ICT face asset not found (from ${ICT_ENV})", p)
-        return p
-    for cand in (user_data_dir() / ICT_ASSET_NAME, _repo_shared_asset()):
-        if cand.is_file():
-            return cand
-    if required:
-        raise KsdiffError(f"no ICT-FaceKit asset: build one with `ksdiff assets ict --src ICT-FaceKit` "
-                          f"(writes {user_data_dir() / ICT_ASSET_NAME}), set ${ICT_ENV}, or use --face schematic")
-    return None
+    return find_asset(path, ICT_ENV, [user_data_dir() / ICT_ASSET_NAME, _repo_shared_asset()], "ICT face asset",
+                      f"build one with `ksdiff assets ict --src ICT-FaceKit` (writes "
+                      f"{user_data_dir() / ICT_ASSET_NAME}), set ${ICT_ENV}, or use --face schematic", required)
 
 
 def arkit_to_ict(ict_names: list[str] | tuple[str, ...]) -> np.ndarray:

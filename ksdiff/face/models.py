@@ -35,6 +35,32 @@ def user_data_dir() -> Path:
     return Path(base) / "ksdiff"
 
 
+def find_asset(path: str | os.PathLike | None, env_var: str, candidates: list[Path], what: str,
+               missing_hint: str, required: bool = True) -> Path | None:
+    """Locate a face-model file: ``path``, then ``$env_var``, then the first existing of ``candidates``.
+
+    A given ``path`` or environment variable that does not exist is always an error; when nothing is found,
+    raise ``"no <what>: <missing_hint>"`` if ``required``, else return None.
+    """
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise KsdiffError(f"{what} not found", p)
+        return p
+    env = os.environ.get(env_var)
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise KsdiffError(f"{what} not found (from ${env_var})", p)
+        return p
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    if required:
+        raise KsdiffError(f"no {what}: {missing_hint}")
+    return None
+
+
 class FaceModel(ABC):
     """Maps per-frame motion coefficients to a face's vertices.
 
