@@ -80,7 +80,8 @@ def _run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     r = render_video(motion, audio, out / "demo.mp4", face=args.face)
-    stages[f"render ({r['face']}, {r['backend']})"] = time.perf_counter() - t0
+    t_render = time.perf_counter() - t0
+    stages[f"render ({r['face']}, {r['backend']})"] = t_render
 
     seconds = motion.duration
     gen = info["timings"]["total"]
@@ -90,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{k:<34}{v:>9.2f}")
     print(f"{'audio duration':<34}{seconds:>9.2f}")
     print(f"generation real-time factor {gen / seconds:.2f} (compute s per audio s); "
-          f"end to end incl. rendering {(gen + stages[next(k for k in stages if k.startswith('render'))]) / seconds:.2f}")
+          f"end to end incl. rendering {(gen + t_render) / seconds:.2f}")
     print(f"\nmotion: {out / 'motion.npz'}" + (f"  (Live Link Face CSV: {out / 'motion_livelink.csv'})"
                                                  if motion.spec == "arkit" else ""))
     print(f"video:  {(out / 'demo.mp4').resolve()}")

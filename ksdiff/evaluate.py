@@ -270,9 +270,8 @@ def baseline_predictor(kind: str, data: str | os.PathLike, fit_split: str = "tra
     base = fit_baseline(kind, data, split=fit_split)
 
     def predict(clip: Clip, seed: int) -> Motion:
-        gt_len = clip.motion(validate=False).num_frames
-        ds_fps = clip.motion(validate=False).fps
-        return base.animate(clip.audio(), ds_fps, num_frames=gt_len)
+        gt = clip.motion(validate=False)  # only its length and fps: the baseline sees the audio alone
+        return base.animate(clip.audio(), gt.fps, num_frames=gt.num_frames)
 
     return predict
 
