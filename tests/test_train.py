@@ -168,6 +168,14 @@ def test_crops_align_features_and_motion_across_fps(datasets):
     seq = [next(full) for _ in range(3 * len(ds))]
     later = iter(StreamSampler(ds, seed=3, start=len(ds) + 2))
     assert [next(later) for _ in range(5)] == seq[len(ds) + 2:len(ds) + 7]
+    # duration sampling: a clip is drawn once per crop it holds, each time with its own crop seed
+    reps = ds.repeats("duration")
+    assert reps == [max(1, round(len(c.motion) / ds.crop_frames)) for c in ds.clips] and max(reps) > 1
+    assert ds.repeats("clip") == [1] * len(ds)
+    weighted = iter(StreamSampler(ds, seed=3, repeats=reps))
+    epoch = [next(weighted) for _ in range(sum(reps))]
+    assert sorted(i for i, _ in epoch) == sorted(i for i, r in enumerate(reps) for _ in range(r))
+    assert len({s for _, s in epoch}) == len(epoch)
 
 
 def test_style_and_emotion_from_meta(datasets):
@@ -213,6 +221,21 @@ def test_dataset_style_and_default_style_reach_generation(datasets, tmp_path, sp
     saved = load_yaml(run / "config.yaml")
     assert saved["data"]["speakers"] == sorted(["speech", "facegood"])
     assert saved["model"]["denoiser"]["style_dim"] == 2
+    # the training crops carry their dataset's token (a style never seen in training would be noise at generation)
+    from ksdiff.config import from_dict
+    from ksdiff.train.config import RunConfig
+    from ksdiff.train.data import ClipCrops, load_clips, open_datasets
+    from ksdiff.train.loop import crops_kwargs
+
+    rc = from_dict(RunConfig, saved)
+    dss, spec = open_datasets(list(datasets))
+    clips = load_clips(dss, "train", spec, 25.0, "mel", "chars", transcribe=False, style_by="dataset")
+    kw = crops_kwargs(rc)
+    assert kw["speakers"] == ["facegood", "speech"]
+    items = [ClipCrops(clips, **{**kw, "encoder": "mel", "tokens": "chars", "transcribe": False})[i]
+             for i in range(len(clips))]
+    assert all(it["has_style"] for it in items)
+    assert {tuple(it["style"]) for it in items} == {(1.0, 0.0), (0.0, 1.0)}
     anim = load_model(run / "model.safetensors")
     assert anim.default_style == "facegood"
     wave = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0)

@@ -29,6 +29,8 @@ class DataConfig:
             masked), or ``dataset``: a one-hot of the training datasets (a recording-domain style: synthetic,
             animator-made, tracked video ...); ``model.denoiser.style_dim`` is set to their number.
         speakers: resolved at the start of training (the training set's speakers, ``dataset/speaker``).
+        sampling: how often a clip is drawn per epoch: ``duration`` (once per crop it holds, so every second of
+            speech is seen about equally often: a 100 s take counts 25 times a 4 s one) or ``clip`` (once each).
 
     Keyframe labels use ``model.kel.label_sigma / label_kappa / label_min_gap``; valence/arousal from
     ``meta.json`` are fed when ``model.denoiser.emotion`` is on.
@@ -44,6 +46,7 @@ class DataConfig:
     style: Literal["none", "speaker", "dataset"] = "none"
     default_style: str = ""  # style used at generation when the caller gives none ("" = the learned null style)
     speakers: list[str] = field(default_factory=list)
+    sampling: Literal["duration", "clip"] = "duration"
     preload: bool = True
     num_workers: int = 0
 

@@ -287,6 +287,14 @@ class ClipCrops(TorchDataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    def repeats(self, sampling: str = "duration") -> list[int]:
+        """Draws of each clip per epoch: ``duration`` = the crops it holds (at least 1), ``clip`` = 1 each."""
+        if sampling == "clip" or self.crop_frames <= 0:
+            return [1] * len(self.clips)
+        if sampling != "duration":
+            raise KsdiffError(f"data.sampling must be 'duration' or 'clip', got {sampling!r}")
+        return [max(1, int(round(len(c.motion) / self.crop_frames))) for c in self.clips]
+
     def feat_frames(self, motion_frames: int) -> int:
         return int(round(motion_frames * self.rate / self.fps))
 
@@ -440,11 +448,19 @@ class StreamSampler(DistributedSampler):
     Epoch e is :class:`DistributedSampler`'s shuffled shard for this rank at epoch e (seeded by ``seed``); epochs
     follow each other without end. Item k of the stream (k = step × per-rank batch + position) gets the crop seed
     ``hash(seed, rank, k)``. ``start`` skips the first items, so resuming at step s with ``start = s × batch``
-    yields exactly the items the uninterrupted run would have drawn.
+    yields exactly the items the uninterrupted run would have drawn. ``repeats[i]``: how many times clip i is in
+    an epoch (default once; :meth:`ClipCrops.repeats`), each time with its own crop.
     """
 
-    def __init__(self, dataset: TorchDataset, num_replicas: int = 1, rank: int = 0, seed: int = 0, start: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    def __init__(self, dataset: TorchDataset, num_replicas: int = 1, rank: int = 0, seed: int = 0, start: int = 0,
+                 repeats: list[int] | None = None):
+        n = len(dataset)  # type: ignore[arg-type]
+        reps = [1] * n if repeats is None else [int(r) for r in repeats]
+        if len(reps) != n or min(reps, default=1) < 1:
+            raise ValueError("repeats needs one count >= 1 per item")
+        self._items = np.repeat(np.arange(n), reps)
+        super().__init__(range(len(self._items)), num_replicas=num_replicas, rank=rank, shuffle=True,  # type: ignore
+                         seed=seed, drop_last=False)
         self.start = int(start)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
@@ -455,7 +471,7 @@ class StreamSampler(DistributedSampler):
             self.set_epoch(epoch)
             order = list(super().__iter__())
             for p in range(pos, per_epoch):
-                yield order[p], _item_seed(self.seed, self.rank, k)
+                yield int(self._items[order[p]]), _item_seed(self.seed, self.rank, k)
                 k += 1
 
     def __len__(self) -> int:

@@ -234,6 +234,14 @@ def _predicted_keyframes(cond: Any) -> Tensor | None:
 
 
 @torch.no_grad()
+def crops_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """Keyword arguments of :class:`ClipCrops` for a resolved run config (crop length, style vocabulary, ...)."""
+    speakers = cfg.data.speakers if cfg.data.style in ("speaker", "dataset") else None
+    return dict(fps=cfg.model.fps, crop_frames=crop_frames(cfg.data.crop_seconds, cfg.model.fps), speakers=speakers,
+                emotion=cfg.model.denoiser.emotion, encoder=cfg.audio.encoder, tokens=cfg.audio.tokens,
+                transcribe=cfg.audio.transcribe, language=cfg.audio.language)
+
+
 def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch.device) -> dict[str, float]:
     """Validation metrics of ``model`` on fixed crops of the val clips (see the module docstring)."""
     from ksdiff.metrics.keyframes import keyframe_prf
@@ -480,15 +488,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress
         ckpt.set_rng_state(state["rng"])
     net = wrap_model(model, info)
 
-    crop = crop_frames(cfg.data.crop_seconds, cfg.model.fps)
-    speakers = cfg.data.speakers if cfg.data.style == "speaker" else None
-    ds_kw = dict(fps=cfg.model.fps, crop_frames=crop, speakers=speakers, emotion=cfg.model.denoiser.emotion,
-                 encoder=cfg.audio.encoder, tokens=cfg.audio.tokens, transcribe=cfg.audio.transcribe,
-                 language=cfg.audio.language)
+    ds_kw = crops_kwargs(cfg)
     train_set = ClipCrops(p.train_clips, **ds_kw)
     val_set = ClipCrops(p.val_clips, **ds_kw) if p.val_clips else None
     sampler = StreamSampler(train_set, num_replicas=info.world_size, rank=info.rank, seed=tc.seed,
-                            start=start_step * per_rank)
+                            start=start_step * per_rank, repeats=train_set.repeats(cfg.data.sampling))
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=per_rank, sampler=sampler, collate_fn=Collate(cfg.model.fps, p.rate),
         num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(tc.seed),
