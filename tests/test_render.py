@@ -142,3 +142,93 @@ def test_render_cli_and_atomic_failure(tmp_path, speech_dir):
         from ksdiff.render import render_video
 
         render_video(flame, None, bad, face="ict")
+
+
+def test_threaded_render_matches_serial_and_fails_cleanly(tmp_path, speech_dir, ict_path):
+    """The three-thread pipeline (vertices + normals | drawing | encoding) writes the same frames as the serial
+    one; an error in any stage reaches the caller as itself and leaves no file behind."""
+    import av
+
+    from ksdiff.face.ict import ICTFaceModel
+    from ksdiff.render import render_video
+    from ksdiff.render.video import stream_durations
+
+    wav = speech_dir / "arctic_a0009.wav"
+    w = load_audio(wav)
+    env = speech_envelope(w, 25.0)
+    m = arkit_motion(len(env), jawOpen=np.clip(env / np.quantile(env, 0.95), 0, 1) * 0.6,
+                     headRotY=0.1 * np.sin(np.arange(len(env)) / 8))
+    frames = {}
+    for threaded in (False, True):
+        out = tmp_path / f"t{int(threaded)}.mp4"
+        render_video(m, wav, out, face="ict", size=64, asset=ict_path, threaded=threaded)
+        with av.open(str(out)) as c:
+            frames[threaded] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+        d = stream_durations(out)
+        assert abs(d["video"] - len(w) / 16000) <= 0.1 and abs(d["audio"] - len(w) / 16000) <= 0.1
+    assert frames[True].shape == frames[False].shape and len(frames[True]) == round(len(w) / 16000 * 25)
+    assert np.array_equal(frames[True], frames[False])
+    assert frames[True].std(axis=0).max() > 20  # the face moves
+
+    class Broken(ICTFaceModel):  # fails in the vertex thread after a few frames
+        def iter_vertices(self, motion, chunk=64):
+            yield from super().iter_vertices(Motion(motion.coeffs[:5], motion.channels, motion.fps, motion.spec), 5)
+            raise ValueError("vertex stage broke")
+
+    import ksdiff.render as R
+
+    orig = R.get_face_model
+    R.get_face_model = lambda *a, **k: Broken(ict_path)
+    try:
+        with pytest.raises(ValueError, match="vertex stage broke"):
+            render_video(m, wav, tmp_path / "broken.mp4", face="ict", size=64)
+    finally:
+        R.get_face_model = orig
+    assert not [p for p in tmp_path.iterdir() if "broken" in p.name]
+
+
+def test_pipeline_threads_propagate_errors():
+    from ksdiff.utils.threads import Worker, prefetch
+
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def bad():
+        yield 1
+        raise RuntimeError("producer failed")
+
+    it = prefetch(bad())
+    assert next(it) == 1
+    with pytest.raises(RuntimeError, match="producer failed"):
+        next(it)
+    seen = []
+    w = Worker(seen.append, depth=2)
+    for i in range(20):
+        w.put(i)
+    w.close()
+    assert seen == list(range(20))
+
+    def boom(x):
+        if x == 3:
+            raise OSError("disk full")
+
+    w = Worker(boom, depth=1)
+    with pytest.raises(OSError, match="disk full"):
+        for i in range(100):
+            w.put(i)
+        w.close()
+
+
+def test_bench_render_compares_serial_and_threaded(tmp_path, capsys):
+    from ksdiff.cli import main
+
+    md = tmp_path / "B.md"
+    assert main(["bench", "render", "--seconds", "1.5", "--size", "48", "--repeats", "1", "--face", "schematic",
+                 "--record-to", str(md), "--date", "2026-01-01"]) == 0
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith(("| serial", "| threaded"))]
+    assert len(rows) == 2 and all("| 38 |" in r for r in rows)
+    for r in rows:  # the last column: video s / audio s of the written mp4
+        v, a = (float(x) for x in r.strip(" |").split("|")[-1].split("/"))
+        assert abs(v - 1.5) <= 0.1 and abs(a - 1.5) <= 0.1
+    assert "Rendering: serial vs threaded stages — 2026-01-01" in md.read_text()
+    assert main(["bench", "render", "--modes", "fast"]) == 2

@@ -1,4 +1,4 @@
-"""ksdiff bench generate|train: speed, memory and the compute floor on this machine (Markdown tables)."""
+"""ksdiff bench generate|train|render: speed, memory and the compute floor on this machine (Markdown tables)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ DESCRIPTION = (
     "Benchmarks. `generate`: real-time factor split into features / keyframes / diffusion / render and peak RSS "
     "against audio length (each length in a fresh process), for a checkpoint or a random initialisation of a "
     "config, optionally against a second configuration in the same run (--vs / --vs-config). `train`: seconds per "
-    "training step on random batches of the right shapes, parameter counts. Both print the compute floor (model "
-    "FLOPs over the measured matmul rate) and can append their table to docs/BENCHMARKS.md (--record).")
+    "training step on random batches of the right shapes, parameter counts. `render`: seconds to render speech-driven "
+    "motion to an mp4, stages one after another vs overlapped in threads. generate/train print the compute floor "
+    "(model FLOPs over the measured matmul rate); all can append their table to docs/BENCHMARKS.md (--record).")
 ORDER = 80
 
 
@@ -70,6 +71,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--crop", type=float, default=4.0, help="crop length in seconds (default 4)")
     t.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up (default 5)")
     _common(t)
+
+    r = sub.add_parser("render", help="seconds to render motion + speech to an mp4: serial vs threaded stages",
+                       description="Render real speech-driven motion to an mp4 (vertices, drawing, H.264 + AAC) "
+                                   "with the stages one after another (serial) and overlapped in threads "
+                                   "(threaded, the default of render_video); prints wall time, fps and RTF.")
+    r.add_argument("--seconds", type=float, default=10.0, help="audio length in seconds (default 10)")
+    r.add_argument("--audio-dir", default=None,
+                   help="folder of real speech clips concatenated to the length (default ../shared/data/speech "
+                        "beside the repository)")
+    r.add_argument("--size", type=int, default=512, help="frame size in pixels (default 512)")
+    r.add_argument("--face", default="auto", choices=["auto", "ict", "flame", "schematic"], help="face (default auto)")
+    r.add_argument("--backend", default="auto", choices=["auto", "gl", "numpy"], help="rasteriser (default auto)")
+    r.add_argument("--modes", default="serial,threaded", help="comma-separated: serial, threaded (default both)")
+    r.add_argument("--repeats", type=int, default=2, help="renders per mode, alternating (default 2)")
+    _common(r)
 
 
 def _seconds(text: str) -> list[float]:
@@ -140,6 +156,15 @@ def run(args: argparse.Namespace) -> int:
                              threads=args.threads, timeout=args.timeout, seed=args.seed)
         table = markdown(res)
         title = "Generation: RTF per stage and peak memory against audio length"
+    elif args.what == "render":
+        from ksdiff.bench.inference import DEFAULT_AUDIO_DIR
+        from ksdiff.bench.render import bench_render, markdown
+
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        res = bench_render(args.seconds, args.audio_dir or DEFAULT_AUDIO_DIR, size=args.size, face=args.face,
+                           backend=args.backend, modes=modes, repeats=args.repeats)
+        table = markdown(res)
+        title = "Rendering: serial vs threaded stages"
     else:
         from ksdiff.bench.training import bench_train, markdown
 

@@ -17,6 +17,7 @@ import numpy as np
 from ksdiff.data.motion import Motion, load_motion
 from ksdiff.errors import KsdiffError
 from ksdiff.face.models import FaceModel, get_face_model
+from ksdiff.utils.threads import prefetch
 
 BACKENDS = ("auto", "gl", "numpy")
 LABELS = ("prediction", "ground truth")
@@ -54,11 +55,22 @@ def make_renderer(model: FaceModel, size: int = 512, backend: str = "auto", anti
     return NumpyRasterizer(cam, model.render_triangles, model.vertex_colors, cull=model.cull_triangles)
 
 
-def render_frames(motion: Motion, model: FaceModel, renderer, chunk: int = 64) -> Iterator[np.ndarray]:
-    """Yield one (H, W, 3) uint8 frame per motion frame (vertices computed ``chunk`` frames at a time)."""
-    for block in model.iter_vertices(motion, chunk=chunk):
-        for verts in block:
-            yield renderer.render(verts)
+def render_frames(motion: Motion, model: FaceModel, renderer, chunk: int = 64,
+                  threaded: bool = True) -> Iterator[np.ndarray]:
+    """Yield one (H, W, 3) uint8 frame per motion frame (vertices computed ``chunk`` frames at a time).
+
+    With ``threaded`` the vertices (and, for the GL backend, the normals: ``renderer.prepare``) of the next
+    frames are computed in a background thread while the renderer draws the current one.
+    """
+    prepare = getattr(renderer, "prepare", None)
+
+    def inputs() -> Iterator[tuple]:
+        for block in model.iter_vertices(motion, chunk=chunk):
+            for verts in block:
+                yield prepare(verts) if prepare is not None else (verts,)
+
+    for args in (prefetch(inputs(), depth=8) if threaded else inputs()):
+        yield renderer.render(*args)
 
 
 def render_image(motion: Motion, frame: int = 0, face: str = "auto", size: int = 512, backend: str = "auto",
@@ -112,7 +124,7 @@ def _label_overlay(width: int, height: int, labels: tuple[str, ...]) -> tuple[np
 def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | None, out_path: str | os.PathLike,
                  face: str = "auto", size: int = 512, side_by_side: Motion | str | os.PathLike | None = None,
                  backend: str = "auto", asset: str | os.PathLike | None = None, antialias: bool = False,
-                 labels: tuple[str, str] = LABELS) -> dict:
+                 labels: tuple[str, str] = LABELS, threaded: bool = True) -> dict:
     """Render ``motion`` as an mp4 with ``audio`` (written atomically).
 
     Args:
@@ -125,6 +137,8 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
         side_by_side: a ground-truth motion shown to the right, with the labels "prediction | ground truth".
         backend: ``auto`` | ``gl`` | ``numpy``.
         asset: the face model file (ICT / FLAME ``.npz``), default: found automatically.
+        threaded: overlap the stages (vertices + normals, drawing, H.264 encoding) in three threads; False runs
+            them one after another (for benchmarks: ``ksdiff bench render``).
 
     Returns:
         {"path", "frames", "fps", "seconds", "face", "backend", "render_fps", "video_seconds", "audio_seconds"}.
@@ -166,7 +180,7 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
         overlay = None
 
     def frames() -> Iterator[np.ndarray]:
-        iters = [render_frames(m, fm, r) for m, fm, r in panels]
+        iters = [render_frames(m, fm, r, threaded=threaded) for m, fm, r in panels]
         for imgs in zip(*iters):
             frame = imgs[0] if len(imgs) == 1 else np.concatenate(imgs, axis=1)
             if overlay is not None:
@@ -178,7 +192,7 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
 
     t0 = time.perf_counter()
     try:
-        info = write_video(frames(), motion.fps, out_path, audio=samples, audio_rate=AUDIO_RATE)
+        info = write_video(frames(), motion.fps, out_path, audio=samples, audio_rate=AUDIO_RATE, threaded=threaded)
     finally:
         for r in [renderer] + extra:
             r.close()

@@ -126,13 +126,19 @@ class GLRasterizer:
             self.vaos.append(ctx.vertex_array(self.prog, attrs, index_buffer=ibo))
         self.background = cm.BACKGROUND
 
-    def render(self, verts: np.ndarray) -> np.ndarray:
-        """Render (V, 3) vertices; returns (H, W, 3) uint8."""
+    def prepare(self, verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What :meth:`render` uploads: (V, 3) float32 vertices and their normals (no GL calls: any thread)."""
+        verts = np.ascontiguousarray(verts, dtype=np.float32)
+        return verts, vertex_normals(verts, self.triangles)
+
+    def render(self, verts: np.ndarray, normals: np.ndarray | None = None) -> np.ndarray:
+        """Render (V, 3) vertices (with their (V, 3) normals if already computed); returns (H, W, 3) uint8."""
         import moderngl
 
-        verts = np.ascontiguousarray(verts, dtype=np.float32)
-        self.vbo_pos.write(verts.tobytes())
-        self.vbo_nrm.write(vertex_normals(verts, self.triangles).tobytes())
+        if normals is None:
+            verts, normals = self.prepare(verts)
+        self.vbo_pos.write(np.ascontiguousarray(verts, dtype=np.float32))
+        self.vbo_nrm.write(np.ascontiguousarray(normals, dtype=np.float32))
         self.fbo.use()
         self.ctx.enable(moderngl.DEPTH_TEST)
         self.fbo.clear(*self.background, 1.0, depth=1.0)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ksdiff.errors import KsdiffError
 from ksdiff.utils.io import atomic_path
+from ksdiff.utils.threads import Worker
 
 AUDIO_RATE = 48_000  # Hz: the AAC stream's rate (speech is resampled to it; 1024-sample AAC frames = 21 ms)
 
@@ -45,12 +46,13 @@ def load_audio_for_video(path: str | os.PathLike, rate: int = AUDIO_RATE) -> np.
 
 def write_video(frames: Iterable[np.ndarray], fps: float, out_path: str | os.PathLike,
                 audio: np.ndarray | None = None, audio_rate: int = AUDIO_RATE, crf: int = 18,
-                preset: str = "veryfast") -> dict:
+                preset: str = "veryfast", threaded: bool = True) -> dict:
     """Encode ``frames`` ((H, W, 3) uint8 each, H and W even) at ``fps`` with optional mono ``audio`` (N,)
     float32 at ``audio_rate`` into an mp4 at ``out_path`` (atomically: a failure leaves nothing).
 
     The caller matches the frame count to the audio (``round(seconds × fps)``); audio packets are interleaved
-    with the video as it is written.
+    with the video as it is written. With ``threaded``, encoding runs in its own thread, so it overlaps the
+    making of the next frame (the renderer).
 
     Returns:
         {"frames": T, "video_seconds": T / fps, "audio_seconds": N / audio_rate or None, "path": str}.
@@ -84,8 +86,8 @@ def write_video(frames: Iterable[np.ndarray], fps: float, out_path: str | os.Pat
                         container.mux(pkt)
                     a_pos += n
 
-            for frame in frames:
-                frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            def encode(frame: np.ndarray) -> None:  # in the encoder thread, overlapping the next frame's render
+                nonlocal vstream, n_frames
                 if vstream is None:
                     H, W = frame.shape[:2]
                     if H % 2 or W % 2:
@@ -101,6 +103,19 @@ def write_video(frames: Iterable[np.ndarray], fps: float, out_path: str | os.Pat
                 n_frames += 1
                 if astream is not None:
                     push_audio(int(round(n_frames / fps * audio_rate)))
+
+            if threaded:
+                worker: Worker[np.ndarray] = Worker(encode, depth=4, name="ksdiff-encode")
+                try:
+                    for frame in frames:
+                        worker.put(np.ascontiguousarray(frame, dtype=np.uint8))
+                except BaseException:
+                    worker.abort()
+                    raise
+                worker.close()
+            else:
+                for frame in frames:
+                    encode(np.ascontiguousarray(frame, dtype=np.uint8))
             if vstream is None:
                 raise KsdiffError("no frames to write", out_path)
             for pkt in vstream.encode(None):
