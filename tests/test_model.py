@@ -300,3 +300,35 @@ def test_config_round_trip_and_shipped_paper_config():
     paper = ModelConfig.paper()
     assert from_dict(ModelConfig, to_dict(paper)) == paper
     assert paper.dim == 512 and paper.kel.layers == 6 and paper.kel.heads == 8
+
+
+def test_frame_cond_puts_time_and_style_on_every_frame():
+    """frame_cond (configs/default.yaml) adds the time and style embeddings to every frame; configs that predate
+    it (no key) keep DiffSpeaker's prefix tokens only, so old checkpoints rebuild the model they were trained as."""
+    from ksdiff.config import from_dict
+    from ksdiff.model.config import DenoiserConfig
+    from ksdiff.model.denoiser import MotionDenoiser
+    from ksdiff.train.config import load_run_config
+
+    assert from_dict(DenoiserConfig, {}).frame_cond is False
+    assert load_run_config("default").model.denoiser.frame_cond is True
+    assert load_run_config("ablations/diffspeaker").model.denoiser.frame_cond is False
+    torch.manual_seed(0)
+    outs = {}
+    for fc in (False, True):
+        torch.manual_seed(0)
+        net = MotionDenoiser(6, 32, 25.0, DenoiserConfig(layers=1, heads=4, ffn_dim=64, style_dim=2, frame_cond=fc,
+                                                         dropout=0.0)).eval()
+        torch.nn.init.normal_(net.out.weight, std=0.1)
+        B, T = 2, 10
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(B, T, 6, generator=g)
+        speech, text = torch.randn(B, T, 32, generator=g), torch.randn(B, 3, 32, generator=g)
+        fm, tm = torch.ones(B, T, dtype=torch.bool), torch.ones(B, 3, dtype=torch.bool)
+        style = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        y = net(x, torch.tensor([5, 5]), speech, fm, text, tm, style=style)
+        # the second sample with the first one's style: only the style differs
+        y2 = net(x, torch.tensor([5, 5]), speech, fm, text, tm, style=style[[0, 0]])
+        outs[fc] = (y, (y[1] - y2[1]).abs().mean().item())
+    assert outs[False][1] > 0 and outs[True][1] > 0  # the style matters either way
+    assert not torch.allclose(outs[False][0], outs[True][0])  # and frame_cond changes the computation

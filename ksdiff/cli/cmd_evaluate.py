@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, default=None,
                    help="generation window in seconds (checkpoint only; 0 = one pass over the whole clip)")
     p.add_argument("--style", default=None, help="style token for a model trained with data.style (checkpoint only)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (checkpoint only; default: the model's, 1 = off)")
     p.add_argument("--name", default=None, help="method name in the report")
     p.add_argument("--no-plots", action="store_true")
 
@@ -34,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         kw = {} if args.window is None else {"window_s": args.window}
         if args.style is not None:
             kw["style"] = args.style
+        if args.guidance is not None:
+            kw["guidance"] = args.guidance
         pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
         pred, name = E.pred_dataset_predictor(args.pred), "pred"

@@ -126,6 +126,9 @@ class DenoiserConfig:
             classifier-free guidance; the unconditional model is the same network with them dropped).
         style_drop_prob: training probability of dropping a given style vector (so generation works without it).
         emotion_drop_prob: training probability of dropping given emotion values.
+        frame_cond: also add the time and style embeddings to every frame's input (as FaceFormer adds its
+            style), not only as the two prefix tokens the attentions read (DiffSpeaker). False in checkpoints
+            that predate it; ``configs/default.yaml`` turns it on.
     """
 
     layers: int = 2
@@ -138,6 +141,7 @@ class DenoiserConfig:
     cond_drop_prob: float = 0.1
     style_drop_prob: float = 0.3
     emotion_drop_prob: float = 0.3
+    frame_cond: bool = False
 
 
 @dataclass

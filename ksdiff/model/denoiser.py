@@ -1,6 +1,7 @@
 """DiffSpeaker-style denoiser of one path (paper 2.3; DESIGN.md section 3), predicting clean motion x0.
 
 noisy motion x_t (B, T, C) --Linear--> + keyframe embedding + emotion embedding + periodic PE (period = fps)
+  [+ time and style embeddings on every frame when ``frame_cond``]
   --> N x [pre-norm decoder layer]:
         self-attention   keys/values = [time token, style token, frames], bias -slope_h * floor(|i-j| / period)
         cross-attention  keys/values = [time token, style token, speech frames (T), text tokens (L)],
@@ -79,6 +80,7 @@ class MotionDenoiser(nn.Module):
     def __init__(self, channels: int, dim: int, fps: float, cfg: DenoiserConfig, keyframe_streams: int = 1):
         super().__init__()
         self.dim, self.heads = dim, cfg.heads
+        self.frame_cond = bool(cfg.frame_cond)
         self.period = int(cfg.period) if cfg.period > 0 else max(1, int(round(fps)))
         self.inp = nn.Linear(channels, dim)
         self.kf = nn.ModuleList(nn.Embedding(3, dim) for _ in range(keyframe_streams))
@@ -148,6 +150,8 @@ class MotionDenoiser(nn.Module):
             present = torch.ones(B, dtype=torch.bool, device=dev) if style_mask is None else style_mask
             style_tok = torch.where(present[:, None], self.style(style.to(h.dtype)), style_tok)
         prefix = torch.stack([time_tok, style_tok], dim=1)  # (B, 2, D)
+        if self.frame_cond:
+            h = h + (time_tok + style_tok)[:, None, :]
 
         speech = torch.where(keep, speech, self.null_speech.expand(B, T, -1))
         memory = torch.cat([speech, text], dim=1)  # (B, T + L, D)
