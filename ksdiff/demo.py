@@ -90,8 +90,10 @@ def _run(args: argparse.Namespace) -> int:
     for k, v in stages.items():
         print(f"{k:<34}{v:>9.2f}")
     print(f"{'audio duration':<34}{seconds:>9.2f}")
+    every = sum(stages.values())
     print(f"generation real-time factor {gen / seconds:.2f} (compute s per audio s); "
-          f"end to end incl. rendering {(gen + t_render) / seconds:.2f}")
+          f"end to end incl. rendering {(gen + t_render) / seconds:.2f}; "
+          f"every stage above {every / seconds:.2f}")
     print(f"\nmotion: {out / 'motion.npz'}" + (f"  (Live Link Face CSV: {out / 'motion_livelink.csv'})"
                                                  if motion.spec == "arkit" else ""))
     print(f"video:  {(out / 'demo.mp4').resolve()}")

@@ -109,6 +109,14 @@ def seam_jumps(coeffs: np.ndarray, windows: Sequence[Window], scale: np.ndarray 
             "num_seams": int(is_seam.sum())}
 
 
+def generation_defaults(config: dict) -> dict[str, Any]:
+    """``{"steps", "sampler", "guidance"}`` a checkpoint generates with when the caller gives none: its config's
+    ``generation`` section (checkpoints without one: DPM-Solver++ 20 steps, no guidance)."""
+    gen = config.get("generation") or {}
+    return {"steps": int(gen.get("steps", 20)), "sampler": str(gen.get("sampler", "dpmpp")),
+            "guidance": float(gen.get("guidance", 1.0))}
+
+
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> "Animator":
     """Load a KSDiff checkpoint (``model.safetensors`` of a run) for generation.
 
@@ -161,6 +169,7 @@ class Animator:
         self.transcribe = bool(audio.get("transcribe", True))
         self.speakers = list((config.get("data") or {}).get("speakers") or [])
         self.default_style = str((config.get("data") or {}).get("default_style") or "") or None
+        self.defaults = generation_defaults(config)
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
         self.last_info: dict = {}
 
@@ -270,8 +279,9 @@ class Animator:
     # ------------------------------------------------------------------------------------------------ animate
 
     @torch.no_grad()
-    def animate(self, audio: str | os.PathLike | np.ndarray, text: str | None = None, steps: int = 20,
-                sampler: str = "dpmpp", seed: int = 0, guidance: float = 1.0, emotion: Any = None, style: Any = None,
+    def animate(self, audio: str | os.PathLike | np.ndarray, text: str | None = None, steps: int | None = None,
+                sampler: str | None = None, seed: int = 0, guidance: float | None = None, emotion: Any = None,
+                style: Any = None,
                 num_frames: int | None = None, window_s: float | None = None, overlap_s: float | None = None,
                 eta: float = 0.0, progress: Callable[[int, int], None] | None = None) -> Motion:
         """Speech -> motion in the checkpoint's face spec at its fps.
@@ -280,6 +290,7 @@ class Animator:
             audio: a file path (any format PyAV reads) or a wave (N,) float32 mono at 16 kHz.
             text: the transcript (None: automatic when the model uses text).
             steps: denoising steps of the sampler; sampler: ``dpmpp`` | ``ddim`` | ``ddpm``; eta: DDIM's η.
+                None (steps, sampler, guidance): the checkpoint's ``generation`` defaults (:attr:`defaults`).
             seed: seeds the initial noise and every random choice: same seed, same output (bit-identical on the
                 same machine and device).
             guidance: classifier-free guidance scale (1 = off).
@@ -292,6 +303,9 @@ class Animator:
         Returns:
             Motion with coeffs (T, C) float32.
         """
+        steps = self.defaults["steps"] if steps is None else steps
+        sampler = self.defaults["sampler"] if sampler is None else sampler
+        guidance = self.defaults["guidance"] if guidance is None else float(guidance)
         timings: dict[str, float] = {}
         t_all = time.perf_counter()
         t0 = time.perf_counter()
@@ -421,4 +435,4 @@ def _hash_str(s: str) -> int:
     return h
 
 
-__all__ = ["load_model", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT"]
+__all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT"]

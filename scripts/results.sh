@@ -5,8 +5,10 @@
 set -euo pipefail
 fg=$1; vid=$2; ck=$3; ds_ck=$4; out=${5:-reports}
 K=${KSDIFF:-.venv/bin/ksdiff}
-for pair in "facegood:$fg" "video:$vid"; do
-  name=${pair%%:*}; data=${pair#*:}
+# guidance scale of the shipped model per domain, chosen on each dataset's *val* split (docs/RESULTS.md):
+# FACEGOOD 2.0 (val LVE 2.61 at 1, 2.18 at 2), tracked videos 1.0 (3.04 at 1, 3.09 at 1.5)
+for triple in "facegood:$fg:2.0" "video:$vid:1.0"; do
+  name=${triple%%:*}; rest=${triple#*:}; data=${rest%:*}; g=${rest##*:}
   $K evaluate --baseline static     --data "$data" --split test --out "$out/$name/static"
   $K evaluate --baseline energy-jaw --data "$data" --split test --out "$out/$name/energy-jaw"
   $K evaluate --checkpoint "$ds_ck" --data "$data" --split test --out "$out/$name/diffspeaker" \
@@ -14,7 +16,9 @@ for pair in "facegood:$fg" "video:$vid"; do
   # the shipped model has one style token per training dataset (data.style=dataset): evaluate each test split in
   # its own recording domain's style ("facegood", "video"), as DiffSpeaker evaluates with a training speaker's style
   $K evaluate --checkpoint "$ck"    --data "$data" --split test --out "$out/$name/ksdiff" --name ksdiff --seeds 2 \
-     --style "$name"
+     --style "$name" --guidance "$g"
+  $K evaluate --checkpoint "$ck"    --data "$data" --split test --out "$out/$name/ksdiff-g1" --name "ksdiff (guidance 1)" \
+     --seeds 2 --style "$name" --guidance 1
 done
 .venv/bin/python - "$out" <<'PY'
 import sys
@@ -22,7 +26,8 @@ from pathlib import Path
 from ksdiff.evaluate import load_result, markdown_table
 out = Path(sys.argv[1])
 for name in ("facegood", "video"):
-    res = {m: load_result(out / name / m / "metrics.json") for m in ("static", "energy-jaw", "diffspeaker", "ksdiff")}
+    res = {m: load_result(out / name / m / "metrics.json") for m in ("static", "energy-jaw", "diffspeaker", "ksdiff-g1",
+                                                                    "ksdiff")}
     print(f"### {name}\n")
     print(markdown_table(res))
 PY

@@ -18,7 +18,7 @@ def test_shipped_model_is_small_safe_and_follows_speech(speech_dir):
         meta = f.metadata()
     assert "config" in meta and "format_version" in meta
     anim = load_model()
-    assert anim.spec.name == "arkit" and anim.default_style == "video"
+    assert anim.spec.name == "arkit" and anim.default_style == "facegood" and anim.defaults["guidance"] == 2.0
     wav = speech_dir / "arctic_a0009.wav"
     m = anim.animate(wav, seed=0)
     w = load_audio(wav)

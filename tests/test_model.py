@@ -313,6 +313,7 @@ def test_frame_cond_puts_time_and_style_on_every_frame():
     assert from_dict(DenoiserConfig, {}).frame_cond is False
     assert load_run_config("default").model.denoiser.frame_cond is True
     assert load_run_config("ablations/diffspeaker").model.denoiser.frame_cond is False
+    assert load_run_config("paper").model.denoiser.frame_cond is False  # the paper's DiffSpeaker denoisers
     torch.manual_seed(0)
     outs = {}
     for fc in (False, True):

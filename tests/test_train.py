@@ -217,7 +217,7 @@ def test_dataset_style_and_default_style_reach_generation(datasets, tmp_path, sp
 
     run = tmp_path / "dstyle"
     assert _train(run, list(datasets), "--steps", "2", "data.style=dataset", "data.default_style=facegood",
-                  "train.val_every=0") == 0
+                  "train.val_every=0", "generation.guidance=1.5", "generation.steps=3") == 0
     saved = load_yaml(run / "config.yaml")
     assert saved["data"]["speakers"] == sorted(["speech", "facegood"])
     assert saved["model"]["denoiser"]["style_dim"] == 2
@@ -242,6 +242,13 @@ def test_dataset_style_and_default_style_reach_generation(datasets, tmp_path, sp
     same = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0, style="facegood")
     other = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0, style="speech")
     assert (wave.coeffs == same.coeffs).all() and not (wave.coeffs == other.coeffs).all()
+    # the checkpoint's generation section is what animate() uses when the caller gives no sampler settings
+    assert anim.defaults == {"steps": 3, "sampler": "dpmpp", "guidance": 1.5}
+    plain = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0)
+    explicit = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, steps=3, guidance=1.5)
+    off = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, steps=3, guidance=1.0)
+    assert (plain.coeffs == explicit.coeffs).all() and not (plain.coeffs == off.coeffs).all()
+    assert anim.last_info["guidance"] == 1.0 and anim.last_info["steps"] == 3
 
 
 def test_lr_schedule_warmup_then_cosine():

@@ -33,7 +33,7 @@ from ksdiff.errors import KsdiffError
 SAMPLE_RATE = 16_000
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aiff", ".aif", ".aac")
 DEFAULT_AUDIO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
-DEFAULT_GENERATION = {"sampler": "dpmpp", "steps": 20, "window_s": 8.0, "guidance": 1.0}
+DEFAULT_GENERATION = {"window_s": 8.0}  # sampler, steps, guidance: the model's own (generation_defaults)
 WARMUP_SECONDS = 2.0
 TOKENS_PER_SECOND = 12.0  # transcript tokens per second of speech assumed when counting FLOPs (phonemes ~12/s)
 
@@ -153,6 +153,8 @@ def run_worker(job: dict) -> dict:
     source = ModelSource.from_dict(job["source"])
     model, cfg = build_model(source)
     animator = Animator(model, cfg, path=source.checkpoint, window_s=float(gen["window_s"]))
+    gen = {**animator.defaults, **gen}
+    res["generation"] = gen
     res["load_s"] = time.perf_counter() - t0
     feat_info: dict = {}
     plain = animator.speech_features
@@ -292,8 +294,10 @@ def bench_generate(sources: list[ModelSource], seconds: list[float], audio_dir: 
             wavs[s] = Path(tmp) / f"speech_{s:g}s.wav"
             write_wav(wavs[s], wave[:int(round(s * SAMPLE_RATE))])
         for src in sources:
-            gen = {**DEFAULT_GENERATION, **src.generation}
-            model, _ = build_model(src)
+            model, cfg = build_model(src)
+            from ksdiff.generate import generation_defaults
+
+            gen = {**generation_defaults(cfg), **DEFAULT_GENERATION, **src.generation}
             flops_at = denoiser_flops_fn(model, float(gen["guidance"]))
             entry: dict[str, Any] = {"label": src.label, "description": describe_source(src), "generation": gen,
                                      "params": model.num_parameters(), "runs": []}

@@ -30,12 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model.safetensors of a training run (or the run folder); default: the packaged model")
     p.add_argument("--text", action="append", metavar="T", default=None,
                    help="transcript (or a .txt file); give it once per AUDIO, in order")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--sampler", choices=("dpmpp", "ddim", "ddpm"), default="dpmpp",
-                   help="dpmpp = DPM-Solver++(2M) (default), ddim, ddpm (ancestral)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 20 unless set)")
+    p.add_argument("--sampler", choices=("dpmpp", "ddim", "ddpm"), default=None,
+                   help="dpmpp = DPM-Solver++(2M), ddim, ddpm (ancestral); default: the model's (dpmpp unless set)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same motion)")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (1 = off); default: the model's (the shipped model: 2)")
     p.add_argument("--emotion", metavar="V,A", default=None,
                    help="valence,arousal for the whole clip (models trained with emotion)")
     p.add_argument("--style", metavar="S", default=None,
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise KsdiffError(f"several inputs share the name {dup[0]!r}; outputs would overwrite each other")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise KsdiffError(f"--steps must be at least 1, got {args.steps}")
     texts = _texts(args, audios)
     emotion = _parse_emotion(args.emotion)
@@ -131,9 +132,10 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    opts = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps), ("guidance", args.guidance))}
+    used = {k: (animator.defaults[k] if v is None else v) for k, v in opts.items()}
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
-                     "sampler": args.sampler, "steps": args.steps, "seed": args.seed, "guidance": args.guidance,
-                     "files": {}}
+                     **used, "seed": args.seed, "files": {}}
     files_bar = tqdm(list(zip(audios, texts)), desc="generate", unit="file", disable=len(audios) < 2)
     for audio, text in files_bar:
         files_bar.set_postfix_str(audio.name)

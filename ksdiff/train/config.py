@@ -121,6 +121,22 @@ class TrainConfig:
 
 
 @dataclass
+class GenerationConfig:
+    """The sampler settings a checkpoint generates with when the caller gives none (``Animator.animate``,
+    ``ksdiff generate``, ``ksdiff serve``, ``ksdiff evaluate``); stored in the checkpoint with the rest.
+
+    Attributes:
+        sampler: ``dpmpp`` | ``ddim`` | ``ddpm``.
+        steps: denoising steps.
+        guidance: classifier-free guidance scale (1 = off; 2 costs a second denoiser pass per step).
+    """
+
+    sampler: Literal["dpmpp", "ddim", "ddpm"] = "dpmpp"
+    steps: int = 20
+    guidance: float = 1.0
+
+
+@dataclass
 class RunConfig:
     """The whole resolved config of a training run."""
 
@@ -128,6 +144,7 @@ class RunConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
 #: Entries a checkpoint's config has beside the four sections (see ksdiff.train.loop.checkpoint_config).
