@@ -180,6 +180,14 @@ def test_guidance_zero_is_the_unconditional_model():
     y1, y3 = model.denoise(x, t, c1), model.denoise(x, t, c1, guidance=3.0)
     y0 = model.denoise(x, t, c1, guidance=0.0)
     torch.testing.assert_close(y3, y0 + 3.0 * (y1 - y0), atol=1e-5, rtol=1e-4)
+    # guidance runs both predictions in one doubled batch: the same as two passes, also with padding and B > 1
+    bb = fake_batch([20, 14], g)
+    cb = model.encode_condition(bb, 20)
+    xb, tb = torch.randn(2, 20, SPEC.dim), torch.tensor([300, 40])
+    two = model._denoise_paths(xb, tb, cb, torch.zeros(2, dtype=torch.bool)), \
+        model._denoise_paths(xb, tb, cb, torch.ones(2, dtype=torch.bool))
+    torch.testing.assert_close(model.denoise(xb, tb, cb, guidance=2.0), two[1] + 2.0 * (two[0] - two[1]),
+                               atol=1e-5, rtol=1e-4)
 
 
 def test_style_and_emotion_are_optional():
