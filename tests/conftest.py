@@ -34,3 +34,24 @@ def speech_dir(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def ict_path(shared: Path) -> Path:
     return shared / "assets" / "ict-facekit" / "ict_face.npz"
+
+
+#: A model small enough to train and run in a second: the default config at D = 32 with mel features.
+TINY_MODEL_YAML = """\
+include: default
+audio: {encoder: mel, tokens: chars, transcribe: false}
+model:
+  dim: 32
+  dpse_cfg: {dilations: [1, 2], groups: 4, heads: 2, ffn_mult: 2}
+  kel: {layers: 1, heads: 2}
+  text: {layers: 1, heads: 2, vocab_size: 64}
+  denoiser: {layers: 1, heads: 4, ffn_dim: 64}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory) -> Path:
+    """The path of a config file holding :data:`TINY_MODEL_YAML`."""
+    p = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    p.write_text(TINY_MODEL_YAML)
+    return p

@@ -10,19 +10,6 @@ import torch
 
 from ksdiff.errors import KsdiffError
 
-TINY = """\
-include: default
-audio: {encoder: mel, tokens: chars, transcribe: false}
-data: {crop_seconds: 2.0}
-model:
-  dim: 32
-  dpse_cfg: {dilations: [1, 2], groups: 4, heads: 2, ffn_mult: 2}
-  kel: {layers: 1, heads: 2}
-  text: {layers: 1, heads: 2, vocab_size: 64}
-  denoiser: {layers: 1, heads: 4, ffn_dim: 64}
-train: {batch_size: 2, val_every: 0, save_every: 0, tensorboard: false, log_every: 1, threads: 1}
-"""
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -36,9 +23,12 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    p = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    p.write_text(TINY)
+def tiny(tiny_config):
+    """The shared tiny model with 2 s crops and a short, quiet training setup."""
+    p = tiny_config.parent / "tiny_ablate.yaml"
+    p.write_text(f"include: {tiny_config}\n"
+                 "data: {crop_seconds: 2.0}\n"
+                 "train: {batch_size: 2, val_every: 0, save_every: 0, tensorboard: false, log_every: 1, threads: 1}\n")
     return p
 
 

@@ -10,23 +10,10 @@ import torch
 
 from ksdiff.cli import main
 
-TINY = """\
-include: default
-audio: {encoder: mel, tokens: chars, transcribe: false}
-model:
-  dim: 32
-  dpse_cfg: {dilations: [1, 2], groups: 4, heads: 2, ffn_mult: 2}
-  kel: {layers: 1, heads: 2}
-  text: {layers: 1, heads: 2, vocab_size: 64}
-  denoiser: {layers: 1, heads: 4, ffn_dim: 64}
-"""
-
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    p = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    p.write_text(TINY)
-    return p
+def tiny(tiny_config):
+    return tiny_config
 
 
 def test_bench_generate_two_lengths_vs_diffspeaker(tiny, speech_dir, tmp_path, capsys):

@@ -29,6 +29,7 @@ import torch
 from ksdiff.bench.common import (ModelSource, build_model, count_flops, describe_source, fmt, machine_info,
                                  matmul_gflops, peak_rss_mb, quadratic_fit, reset_peak_rss, rss_mb)
 from ksdiff.errors import KsdiffError
+from ksdiff.generate import generation_defaults
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aiff", ".aif", ".aac")
@@ -295,8 +296,6 @@ def bench_generate(sources: list[ModelSource], seconds: list[float], audio_dir: 
             write_wav(wavs[s], wave[:int(round(s * SAMPLE_RATE))])
         for src in sources:
             model, cfg = build_model(src)
-            from ksdiff.generate import generation_defaults
-
             gen = {**generation_defaults(cfg), **DEFAULT_GENERATION, **src.generation}
             flops_at = denoiser_flops_fn(model, float(gen["guidance"]))
             entry: dict[str, Any] = {"label": src.label, "description": describe_source(src), "generation": gen,

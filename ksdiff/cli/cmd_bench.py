@@ -22,6 +22,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", default="arkit", choices=["arkit", "flame"],
                    help="face spec of a random initialisation (default arkit)")
     p.add_argument("--seed", type=int, default=0, help="seed of random initialisations and of sampling")
+    _output(p)
+
+
+def _output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     p.add_argument("--record", action="store_true", help="append the table to docs/BENCHMARKS.md")
     p.add_argument("--record-to", metavar="MD", default=None, help="append to this file instead (implies --record)")
@@ -85,7 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--backend", default="auto", choices=["auto", "gl", "numpy"], help="rasteriser (default auto)")
     r.add_argument("--modes", default="serial,threaded", help="comma-separated: serial, threaded (default both)")
     r.add_argument("--repeats", type=int, default=2, help="renders per mode, alternating (default 2)")
-    _common(r)
+    _output(r)
 
 
 def _seconds(text: str) -> list[float]:
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff.errors import KsdiffError
     from ksdiff.utils.io import write_json
 
-    if args.threads is not None and args.threads < 1:
+    if getattr(args, "threads", None) is not None and args.threads < 1:
         raise KsdiffError(f"--threads must be at least 1, got {args.threads}")
     if args.what == "generate":
         from ksdiff.bench.inference import DEFAULT_AUDIO_DIR, bench_generate, markdown

@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generation window in seconds (checkpoint only; 0 = one pass over the whole clip)")
     p.add_argument("--style", default=None, help="style token for a model trained with data.style (checkpoint only)")
     p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale (checkpoint only; default 1 = off)")
+                   help="classifier-free guidance scale (checkpoint only; default: the model's own, 2 for the shipped "
+                        "model; 1 = off)")
     p.add_argument("--name", default=None, help="method name in the report")
     p.add_argument("--no-plots", action="store_true")
 

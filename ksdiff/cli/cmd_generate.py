@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    opts = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps), ("guidance", args.guidance))}
-    used = {k: (animator.defaults[k] if v is None else v) for k, v in opts.items()}
+    given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
+    used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
                      **used, "seed": args.seed, "files": {}}
     files_bar = tqdm(list(zip(audios, texts)), desc="generate", unit="file", disable=len(audios) < 2)

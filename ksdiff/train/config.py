@@ -128,7 +128,7 @@ class GenerationConfig:
     Attributes:
         sampler: ``dpmpp`` | ``ddim`` | ``ddpm``.
         steps: denoising steps.
-        guidance: classifier-free guidance scale (1 = off; 2 costs a second denoiser pass per step).
+        guidance: classifier-free guidance scale (1 = off; otherwise each denoiser pass runs on a doubled batch).
     """
 
     sampler: Literal["dpmpp", "ddim", "ddpm"] = "dpmpp"

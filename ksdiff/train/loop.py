@@ -635,8 +635,7 @@ def measure_step_time(cfg: RunConfig, batch_size: int, crop_seconds: float, step
     model = build_model(p, info.device)
     opt = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
     ema = EMA(model, cfg.train.ema_decay)
-    ds = ClipCrops(p.train_clips, cfg.model.fps, crop_frames(crop_seconds, cfg.model.fps),
-                   speakers=cfg.data.speakers or None, emotion=cfg.model.denoiser.emotion)
+    ds = ClipCrops(p.train_clips, **crops_kwargs(cfg))  # cfg.data.crop_seconds = crop_seconds above
     batch = batch_to(collate([ds[(i % len(ds), i)] for i in range(batch_size)], cfg.model.fps, p.rate), info.device)
     wall, cpu = [], []
     for i in range(warmup + steps):
