@@ -209,3 +209,50 @@ def test_write_wav_round_trip(tmp_path: Path):
     write_wav(tmp_path / "x.wav", x)
     y = load_audio(tmp_path / "x.wav")
     assert y.shape == x.shape and np.abs(y - x).max() < 1e-4
+
+
+def test_dataset_folds_keep_people_together(tmp_path: Path, speech_dir: Path, capsys):
+    """`ksdiff dataset folds`: every clip is tested exactly once, one person's clips share a fold, and each fold
+    is a valid dataset with the source's name (same style tokens) that reads the source's clips."""
+    from ksdiff.data.dataset import open_dataset
+    import json
+
+    from ksdiff.data.folds import assign_folds, make_folds
+
+    wave = load_audio(speech_dir / "arctic_a0007.wav")
+    T = round(len(wave) / SAMPLE_RATE * 25)
+    root = tmp_path / "ds"
+    people = {"c0": "ann", "c1": "ann", "c2": "bob", "c3": "cy", "c4": "dee", "c5": "dee", "c6": "eve"}
+    with DatasetWriter(root, spec="arkit", fps=25, name="video") as w:
+        for i, cid in enumerate(people):
+            w.add_clip(cid, wave, Motion(_arkit(T, seed=i), ARKIT.channels, 25, "arkit"), meta={"speaker": cid})
+    groups = tmp_path / "people.json"
+    inverse: dict[str, list[str]] = {}
+    for c, p in people.items():
+        inverse.setdefault(p, []).append(c)
+    groups.write_text(json.dumps({"_note": ["comments are skipped"], **inverse}))
+    assert cli_main(["dataset", "folds", str(root), "--out", str(tmp_path / "cv"), "-k", "3",
+                     "--groups", str(groups)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    tested: list[str] = []
+    for k in range(3):
+        fold = tmp_path / "cv" / f"fold{k}"
+        assert check_dataset(fold) == []
+        ds = open_dataset(fold)
+        assert ds.name == "video" and set(ds.splits) == {"train", "test"}
+        assert not set(ds.splits["train"]) & set(ds.splits["test"])
+        assert sorted(ds.splits["train"] + ds.splits["test"]) == sorted(people)
+        test_people = {people[c] for c in ds.splits["test"]}
+        assert not test_people & {people[c] for c in ds.splits["train"]}  # nobody on both sides
+        np.testing.assert_array_equal(ds.clip(ds.splits["test"][0]).motion().coeffs,
+                                      open_dataset(root).clip(ds.splits["test"][0]).motion().coeffs)
+        tested += ds.splits["test"]
+    assert sorted(tested) == sorted(people)
+    # without a groups file, each clip's speaker is its group; balanced by clip count; seeded
+    folds = assign_folds({c: c for c in people}, 3, seed=1)
+    assert sorted(len(f) for f in folds) == [2, 2, 3] and folds == assign_folds({c: c for c in people}, 3, seed=1)
+    with pytest.raises(KsdiffError, match="5 groups cannot fill 6 folds"):
+        assign_folds(people, 6)
+    groups.write_text('{"ann": ["c0"]}')
+    with pytest.raises(KsdiffError, match="6 clips are in no group"):
+        make_folds(root, 2, tmp_path / "cv2", groups=groups)

@@ -1,4 +1,4 @@
-"""ksdiff dataset check|info DIR"""
+"""ksdiff dataset check|info|folds DIR"""
 
 from __future__ import annotations
 
@@ -17,11 +17,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i = sub.add_parser("info", help="clips, hours, speakers, fps, per-channel ranges")
     i.add_argument("dir")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    f = sub.add_parser("folds", help="grouped k-fold cross-validation: K dataset folders (symlinks) under --out, "
+                                     "each holding one fold out as its test split")
+    f.add_argument("dir")
+    f.add_argument("--out", required=True, help="folder for fold0 … fold<K-1> and folds.json")
+    f.add_argument("-k", "--folds", type=int, default=4, help="number of folds (default 4)")
+    f.add_argument("--groups", help='JSON {"person": [clip ids]}: clips of one person stay in one fold '
+                                    "(default: each clip's meta.json speaker)")
+    f.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     from ksdiff.data.dataset import check_dataset, dataset_info
 
+    if args.action == "folds":
+        from ksdiff.data.folds import make_folds
+
+        for d in make_folds(args.dir, args.folds, args.out, groups=args.groups, seed=args.seed):
+            test = json.loads((d / "dataset.json").read_text(encoding="utf-8"))["splits"]["test"]
+            print(f"{d}  test: {', '.join(test)}")
+        return 0
     if args.action == "check":
         problems = check_dataset(args.dir)
         for p in problems:
