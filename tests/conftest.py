@@ -9,6 +9,12 @@ from pathlib import Path
 # (CLI, torchrun); two threads per process oversubscribe a 2-core machine and can be 10x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Caches ksdiff writes (the ICT head's visible triangles) go to a folder of this test session, not ~/.cache.
+if "KSDIFF_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["KSDIFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="ksdiff-test-cache-")
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

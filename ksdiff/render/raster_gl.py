@@ -3,9 +3,18 @@
 Per frame the vertex positions and normals are uploaded, the mesh is drawn with a depth test (4× MSAA
 optional), shaded per pixel (two-sided Lambert + Blinn-Phong with the lights of :mod:`ksdiff.render.camera`),
 resolved and read back as (H, W, 3) uint8.
+
+moderngl holds Python's GIL for the whole of every GL call, and on llvmpipe the draw (vertex processing) and the
+read-back (waiting for the rasteriser threads) are most of a frame's time: the other stages of the rendering
+pipeline (vertices + normals, H.264 encoding) would stall behind it. So the per-frame draw and read-back go
+through ``ctypes`` (which releases the GIL) on the same context; moderngl still creates and owns every object.
+Where the GL entry points cannot be found, the moderngl calls are used (same pixels, less overlap).
 """
 
 from __future__ import annotations
+
+import ctypes
+import functools
 
 import numpy as np
 
@@ -56,6 +65,39 @@ void main() {
     f_color = vec4(clamp(v_color * light + coef.w * spec, 0.0, 1.0), 1.0);
 }
 """
+
+
+_GL_TRIANGLES, _GL_UNSIGNED_INT, _GL_RGB, _GL_UNSIGNED_BYTE, _GL_PACK_ALIGNMENT = 0x0004, 0x1405, 0x1907, 0x1401, 0x0D05
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_gl() -> dict | None:
+    """The few GL entry points a frame needs, as ctypes functions (called without the GIL), or None.
+
+    Looked up with ``eglGetProcAddress``, else from libGL / libOpenGL (GLVND dispatches to the current context).
+    """
+    U, I, P = ctypes.c_uint, ctypes.c_int, ctypes.c_void_p
+    sigs = {"glUseProgram": (U,), "glBindVertexArray": (U,), "glDrawElements": (U, I, U, P),
+            "glReadPixels": (I, I, I, I, U, U, P), "glPixelStorei": (U, I)}
+    lookups = []
+    try:
+        egl = ctypes.CDLL("libEGL.so.1")
+        egl.eglGetProcAddress.restype = P
+        egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
+        lookups.append(lambda name: egl.eglGetProcAddress(name.encode()))
+    except OSError:
+        pass
+    for lib in ("libOpenGL.so.0", "libGL.so.1"):
+        try:
+            gl = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        lookups.append(lambda name, gl=gl: ctypes.cast(getattr(gl, name), P).value if hasattr(gl, name) else None)
+    for lookup in lookups:
+        addrs = {name: lookup(name) for name in sigs}
+        if all(addrs.values()):
+            return {name: ctypes.CFUNCTYPE(None, *sigs[name])(addrs[name]) for name in sigs}
+    return None
 
 
 def create_context():
@@ -125,6 +167,9 @@ class GLRasterizer:
             self.ibos.append(ibo)
             self.vaos.append(ctx.vertex_array(self.prog, attrs, index_buffer=ibo))
         self.background = cm.BACKGROUND
+        self.counts = [0 if ibo is None else ibo.size // 4 for ibo in self.ibos]
+        self._raw = _raw_gl()
+        self._out = np.empty((H, W, 3), np.uint8)
 
     def prepare(self, verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What :meth:`render` uploads: (V, 3) float32 vertices and their normals (no GL calls: any thread)."""
@@ -142,19 +187,32 @@ class GLRasterizer:
         self.fbo.use()
         self.ctx.enable(moderngl.DEPTH_TEST)
         self.fbo.clear(*self.background, 1.0, depth=1.0)
-        culled, two_sided = self.vaos
-        if culled is not None:
-            self.ctx.front_face = "ccw"
-            self.ctx.enable(moderngl.CULL_FACE)
-            culled.render(moderngl.TRIANGLES)
-            self.ctx.disable(moderngl.CULL_FACE)
-        if two_sided is not None:
-            two_sided.render(moderngl.TRIANGLES)
+        raw = self._raw
+        for k, vao in enumerate(self.vaos):  # 0: culled outer skin, 1: two-sided interior
+            if vao is None:
+                continue
+            if k == 0:
+                self.ctx.front_face = "ccw"
+                self.ctx.enable(moderngl.CULL_FACE)
+            if raw is None:
+                vao.render(moderngl.TRIANGLES)
+            else:
+                raw["glUseProgram"](self.prog.glo)
+                raw["glBindVertexArray"](vao.glo)
+                raw["glDrawElements"](_GL_TRIANGLES, self.counts[k], _GL_UNSIGNED_INT, None)
+                raw["glBindVertexArray"](0)
+            if k == 0:
+                self.ctx.disable(moderngl.CULL_FACE)
         if self.resolve is not self.fbo:
             self.ctx.copy_framebuffer(self.resolve, self.fbo)
         W, H = self.camera.width, self.camera.height
-        data = self.resolve.read(components=3, alignment=1)
-        return np.frombuffer(data, dtype=np.uint8).reshape(H, W, 3)[::-1].copy()
+        if raw is None:
+            data = self.resolve.read(components=3, alignment=1)
+            return np.frombuffer(data, dtype=np.uint8).reshape(H, W, 3)[::-1].copy()
+        self.resolve.use()
+        raw["glPixelStorei"](_GL_PACK_ALIGNMENT, 1)
+        raw["glReadPixels"](0, 0, W, H, _GL_RGB, _GL_UNSIGNED_BYTE, self._out.ctypes.data)
+        return self._out[::-1].copy()
 
     def close(self) -> None:
         objs = list(getattr(self, "vaos", [])) + list(getattr(self, "ibos", []))

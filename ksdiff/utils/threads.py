@@ -1,5 +1,6 @@
 """Overlap the stages of a streaming pipeline with threads (the rendering pipeline: vertices + normals, the
-GL draw, H.264 encoding). numpy, PyAV and Mesa's llvmpipe do their heavy work without the GIL, so a stage in
+GL draw, H.264 encoding). numpy, PyAV and the GL draw (called through ctypes, see
+:mod:`ksdiff.render.raster_gl`) do their heavy work without the GIL, so a stage in
 its own thread runs while the next one works.
 
 - :func:`prefetch` runs a producer ahead of its consumer (bounded queue);
