@@ -196,6 +196,45 @@ def test_style_and_emotion_from_meta(datasets):
     assert torch.allclose(batch["emotion"][i, 0], torch.from_numpy(clips[i].emotion[0]))
 
 
+def test_recenter_removes_each_clips_resting_face(datasets):
+    """data.recenter: every clip ends up with its dataset's centre as its median (its resting face gone), the
+    motion around it kept; bounded channels stay in [0, 1]; unobserved channels untouched; val uses the
+    training centres."""
+    from ksdiff.train.data import load_clips, open_datasets, recenter_clips
+
+    dss, spec = open_datasets([datasets[0], datasets[1]])
+    clips = load_clips(dss, "train", spec, 25.0, "mel", "chars", transcribe=False)
+    ix = {n: i for i, n in enumerate(spec.channels)}
+    for k, c in enumerate(clips):  # give each clip its own resting face: a smile and a turned head
+        if c.key.startswith("speech/"):
+            c.motion[:, ix["mouthSmileLeft"]] += 0.1 * k
+            c.motion[:, ix["headRotY"]] += 0.05 * k
+    before = [c.motion.copy() for c in clips]
+    centres = recenter_clips(clips, spec)
+    assert set(centres) == {"speech", "facegood"}
+    speech = [(c, b) for c, b in zip(clips, before) if c.key.startswith("speech/")]
+    for c, b in speech:
+        np.testing.assert_allclose(np.median(c.motion[:, ix["headRotY"]]), centres["speech"][ix["headRotY"]],
+                                   atol=1e-5)
+        np.testing.assert_allclose(np.median(c.motion[:, ix["mouthSmileLeft"]]),
+                                   centres["speech"][ix["mouthSmileLeft"]], atol=1e-5)
+        # the speech-driven motion is the same up to a constant where it is not clipped at 0
+        j = ix["jawOpen"]
+        kept = c.motion[:, j] > 0
+        assert kept.mean() > 0.4 and np.ptp(c.motion[kept, j] - b[kept, j]) < 1e-5
+    assert np.ptp([np.median(c.motion[:, ix["mouthSmileLeft"]]) for c, _ in speech]) < 1e-5
+    bounded = [ix[n] for n in spec.bounded]
+    for c in clips:
+        assert c.motion[:, bounded].min() >= 0.0 and c.motion[:, bounded].max() <= 1.0
+        obs = c.observed_mask()
+        b = before[clips.index(c)]
+        np.testing.assert_array_equal(c.motion[:, ~obs], b[:, ~obs])
+    val = load_clips(dss, "val", spec, 25.0, "mel", "chars", transcribe=False)
+    assert recenter_clips(val, spec, centres)["speech"] is centres["speech"]
+    np.testing.assert_allclose(np.median(val[0].motion[:, ix["headRotY"]]), centres["speech"][ix["headRotY"]],
+                               atol=1e-5)
+
+
 def test_speaker_style_and_emotion_train_and_are_recorded(datasets, tmp_path):
     from ksdiff.train.checkpoint import model_from_checkpoint
 

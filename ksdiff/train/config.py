@@ -31,6 +31,11 @@ class DataConfig:
         speakers: resolved at the start of training (the training set's speakers, ``dataset/speaker``).
         sampling: how often a clip is drawn per epoch: ``duration`` (once per crop it holds, so every second of
             speech is seen about equally often: a 100 s take counts 25 times a 4 s one) or ``clip`` (once each).
+        recenter: identity-neutral targets: every training clip's motion minus its own per-channel median plus
+            its dataset's centre (the frame-weighted mean of the clip medians), bounded channels clipped to
+            [0, 1]. A person's resting face (a constant smile, raised brows, a head turned to the camera) cannot
+            be heard; without this a dataset style learns to guess it from the voice, and guesses worse than the
+            dataset's average face (docs/RESULTS.md, cross-validation). :func:`ksdiff.train.data.recenter_clips`.
 
     Keyframe labels use ``model.kel.label_sigma / label_kappa / label_min_gap``; valence/arousal from
     ``meta.json`` are fed when ``model.denoiser.emotion`` is on.
@@ -47,6 +52,7 @@ class DataConfig:
     default_style: str = ""  # style used at generation when the caller gives none ("" = the learned null style)
     speakers: list[str] = field(default_factory=list)
     sampling: Literal["duration", "clip"] = "duration"
+    recenter: bool = False
     preload: bool = True
     num_workers: int = 0
 

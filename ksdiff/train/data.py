@@ -179,6 +179,41 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
     return out
 
 
+
+def recenter_clips(clips: list[ClipData], spec: FaceSpec,
+                   centres: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Identity-neutral motion targets, in place: each clip's channels minus the clip's own per-channel median
+    plus its dataset's centre; bounded channels clipped to [0, 1]; unobserved channels untouched.
+
+    Args:
+        clips: loaded clips (``key`` = ``<dataset>/<clip>``); their ``motion`` is replaced.
+        centres: per dataset name, (C,) centres; None computes them from ``clips`` (the frame-weighted mean of
+            the clip medians, over the clips that observe each channel) — pass the training set's to the val set.
+
+    Returns:
+        the centres used, per dataset name.
+    """
+    groups: dict[str, list[ClipData]] = {}
+    for c in clips:
+        groups.setdefault(c.key.split("/", 1)[0], []).append(c)
+    bounded = np.array([ch in set(spec.bounded) for ch in spec.channels], bool)
+    out = dict(centres or {})
+    for name, group in groups.items():
+        medians = [np.median(c.motion, axis=0) for c in group]
+        if name not in out:
+            w = np.stack([c.observed_mask() * len(c.motion) for c in group]).astype(np.float64)  # (N, C)
+            tot = w.sum(axis=0)
+            out[name] = (np.where(tot > 0, (w * np.stack(medians)).sum(axis=0) / np.maximum(tot, 1e-9), 0.0)
+                         .astype(np.float32))
+        for c, med in zip(group, medians):
+            obs = c.observed_mask()
+            x = c.motion.copy()
+            x[:, obs] += (out[name] - med)[obs]
+            x[:, bounded & obs] = np.clip(x[:, bounded & obs], 0.0, 1.0)
+            c.motion = np.ascontiguousarray(x, dtype=np.float32)
+    return out
+
+
 @dataclass
 class DataStats:
     """Statistics of the training split.

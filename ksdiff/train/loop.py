@@ -44,7 +44,7 @@ from ksdiff.face.specs import FaceSpec
 from ksdiff.train import checkpoint as ckpt
 from ksdiff.train.config import RunConfig, TrainConfig
 from ksdiff.train.data import (ClipCrops, ClipData, Collate, DataStats, StreamSampler, batch_to, compute_stats,
-                               crop_frames, load_clips, open_datasets)
+                               crop_frames, load_clips, open_datasets, recenter_clips)
 from ksdiff.train.distributed import DistInfo, all_reduce_mean, any_rank, barrier, cleanup, init_distributed, \
     wrap_model
 from ksdiff.train.ema import EMA
@@ -171,6 +171,10 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     if mc.transcript and vs > mc.text.vocab_size:
         raise KsdiffError(f"{cfg.audio.tokens} tokens need model.text.vocab_size >= {vs} "
                           f"(it is {mc.text.vocab_size})")
+    if dc.recenter:  # identity-neutral targets (DataConfig.recenter); the val clips use the training centres
+        centres = recenter_clips(train_clips, spec)
+        if val_clips:
+            recenter_clips(val_clips, spec, centres)
     stats = compute_stats(train_clips, spec)
     if resumed_config is not None:
         norm = resumed_config.get("normalization", {})
