@@ -131,6 +131,8 @@ def test_render_cli_and_atomic_failure(tmp_path, speech_dir):
     out = tmp_path / "out.mp4"
     assert main(["render", str(tmp_path / "m.npz"), "--out", str(out), "--face", "schematic", "--size", "48"]) == 0
     assert out.is_file()
+    assert main(["render", str(tmp_path / "m.npz"), "--out", str(tmp_path / "all.mp4"), "--face", "ict",
+                 "--size", "48", "--all-triangles"]) == 0
     bad = tmp_path / "bad.mp4"
     not_audio = tmp_path / "noise.wav"
     not_audio.write_bytes(b"not a wav file at all")

@@ -21,13 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rasteriser: OpenGL on EGL, or the numpy fallback (auto: GL when available)")
     p.add_argument("--asset", help="face model file (ICT ict_face.npz or a converted FLAME .npz)")
     p.add_argument("--antialias", action="store_true", help="4x MSAA (GL backend; slower)")
+    p.add_argument("--all-triangles", action="store_true",
+                   help="draw every triangle of the ICT head, also those the camera never sees (slower; by default "
+                        "they are skipped for motion inside the range they were measured for)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ksdiff.render import render_video
 
     info = render_video(args.motion, args.audio, args.out, face=args.face, size=args.size, side_by_side=args.gt,
-                        backend=args.backend, asset=args.asset, antialias=args.antialias)
+                        backend=args.backend, asset=args.asset, antialias=args.antialias,
+                        skip_hidden=not args.all_triangles)
     print(f"{info['path']}: {info['frames']} frames at {info['fps']:g} fps ({info['video_seconds']:.2f} s), "
           f"face {info['face']}, backend {info['backend']}, {info['render_fps']:.1f} frames/s")
     return 0
