@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
+	@$(BIN)/python -m ksdiff.render.visibility   # one-time: the ICT head's visible triangles (cached)
 
 install: $(STAMP)
 
