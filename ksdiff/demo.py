@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     ap.add_argument("--face", default="auto", help="auto | ict | schematic")
     ap.add_argument("--size", type=int, default=384,
-                    help="video height and width in pixels (default 384: the ICT head at 512² costs about 25 %% "
-                         "more render time on a 2-core CPU)")
+                    help="video height and width in pixels (default 384: the ICT head at 512² takes 15–30 %% "
+                         "longer to render on a 2-core CPU)")
     args = ap.parse_args(argv)
     try:
         return _run(args)

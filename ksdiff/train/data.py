@@ -179,7 +179,6 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
     return out
 
 
-
 def recenter_clips(clips: list[ClipData], spec: FaceSpec,
                    centres: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Identity-neutral motion targets, in place: each clip's channels minus the clip's own per-channel median
