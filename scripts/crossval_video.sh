@@ -5,7 +5,8 @@
 # the fold's training videos, all scored on the fold's held-out clips. docs/RESULTS.md, "Cross-validation".
 # Usage: scripts/crossval_video.sh DS_SYNTH DS_FACEGOOD DS_VIDEO [OUT=reports/cv] [RUNS=runs/cv]
 # (~15 min of training per fold on this 2-core CPU; OMP_NUM_THREADS=1 lets two folds train side by side:
-#  CV_PARALLEL=2, the default)
+#  CV_PARALLEL=2, the default). CV_CONFIG (default shipped) and CV_OVERRIDES (e.g. "data.recenter=false") pick
+#  the recipe under test.
 set -euo pipefail
 synth=$1; fg=$2; vid=$3; out=${4:-reports/cv}; runs=${5:-runs/cv}
 K=${KSDIFF:-.venv/bin/ksdiff}; PY=${PYTHON:-.venv/bin/python}
@@ -15,8 +16,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 $K dataset folds "$vid" --out "$runs/data" -k $folds --groups "$here/video_people.json"
 for f in $(seq 0 $((folds - 1))); do
   if [ ! -f "$runs/fold$f/model.safetensors" ]; then   # train resumes from its last checkpoint if interrupted
-    $K train --config shipped --data "$synth" --data "$fg" --data "$runs/data/fold$f" --out "$runs/fold$f" \
-      > "$runs/fold$f.log" 2>&1 &
+    # shellcheck disable=SC2086
+    $K train --config "${CV_CONFIG:-shipped}" --data "$synth" --data "$fg" --data "$runs/data/fold$f" --out "$runs/fold$f" \
+      ${CV_OVERRIDES:-} > "$runs/fold$f.log" 2>&1 &
   fi
   while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do sleep 10; done
 done
