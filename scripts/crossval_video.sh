@@ -15,10 +15,14 @@ folds=4; par=${CV_PARALLEL:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 $K dataset folds "$vid" --out "$runs/data" -k $folds --groups "$here/video_people.json"
 for f in $(seq 0 $((folds - 1))); do
-  if [ ! -f "$runs/fold$f/model.safetensors" ]; then   # train resumes from its last checkpoint if interrupted
+  if [ -f "$runs/fold$f/model.safetensors" ]; then
+    :                                                    # trained already
+  elif [ -f "$runs/fold$f/train_state.json" ]; then     # interrupted: continue at its last checkpoint
+    $K train --out "$runs/fold$f" --resume >> "$runs/fold$f.log" 2>&1 &
+  else
     # shellcheck disable=SC2086
-    $K train --config "${CV_CONFIG:-shipped}" --data "$synth" --data "$fg" --data "$runs/data/fold$f" --out "$runs/fold$f" \
-      ${CV_OVERRIDES:-} > "$runs/fold$f.log" 2>&1 &
+    $K train --config "${CV_CONFIG:-shipped}" --data "$synth" --data "$fg" --data "$runs/data/fold$f" \
+      --out "$runs/fold$f" ${CV_OVERRIDES:-} > "$runs/fold$f.log" 2>&1 &
   fi
   while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do sleep 10; done
 done
