@@ -11,9 +11,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Caches ksdiff writes (the ICT head's visible triangles) go to a folder of this test session, not ~/.cache.
 if "KSDIFF_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["KSDIFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="ksdiff-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["KSDIFF_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
