@@ -236,7 +236,7 @@ def test_bench_render_compares_serial_and_threaded(tmp_path, capsys):
     assert main(["bench", "render", "--modes", "fast"]) == 2
 
 
-def test_visible_triangles_render_the_same_pixels(ict, tmp_path, monkeypatch):
+def test_visible_triangles_render_the_same_pixels(ict):
     """Leaving out the triangles the camera never sees changes no pixel for motion inside the measured range
     (mouth wide open with the head turned to the limits, and a busy random face); the set is cached on disk;
     motion outside the range is drawn with every triangle."""
@@ -244,7 +244,6 @@ def test_visible_triangles_render_the_same_pixels(ict, tmp_path, monkeypatch):
     from ksdiff.render.camera import frame_camera
     from ksdiff.render.visibility import MAX_ROT, cache_dir, motion_in_range, visible_triangles
 
-    monkeypatch.setenv("KSDIFF_CACHE_DIR", str(tmp_path / "cache"))
     cam = frame_camera(ict.neutral[ict.frame_vertices], 128)
     keep = visible_triangles(ict, cam, ict.cull_triangles)
     assert keep is not None and 0.5 * len(keep) < keep.sum() < 0.9 * len(keep)  # a real saving, not everything
@@ -265,7 +264,7 @@ def test_visible_triangles_render_the_same_pixels(ict, tmp_path, monkeypatch):
         c[2 * k + 1, ARKIT.channels.index(axis)] = -0.95 * MAX_ROT
     m = Motion(c, ARKIT.channels, 25.0, "arkit")
     assert motion_in_range(m)
-    full, part = make_renderer(ict, 128, "gl", hidden=True), make_renderer(ict, 128, "gl", hidden=False)
+    full, part = make_renderer(ict, 128, "gl"), make_renderer(ict, 128, "gl", skip_hidden=True)
     try:
         assert len(part.triangles) == keep.sum() < len(full.triangles)
         for v in ict.vertices(m):

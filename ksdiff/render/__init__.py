@@ -26,13 +26,13 @@ __all__ = ["BACKENDS", "make_renderer", "render_frames", "render_image", "render
 
 
 def make_renderer(model: FaceModel, size: int = 512, backend: str = "auto", antialias: bool = False,
-                  hidden: bool = True):
+                  skip_hidden: bool = False):
     """A renderer for ``model`` with ``.render(verts (V, 3)) -> (size, size, 3) uint8`` and ``.backend``.
 
     ``backend``: ``auto`` (GL if an OpenGL context can be made, else numpy), ``gl`` or ``numpy``; ignored for
-    the schematic face. ``antialias``: 4× MSAA (GL backend only; about 3× slower on llvmpipe). ``hidden``:
-    also draw the triangles the camera never sees (ICT head; False skips them, see
-    :mod:`ksdiff.render.visibility` — only for motion inside :func:`~ksdiff.render.visibility.motion_in_range`).
+    the schematic face. ``antialias``: 4× MSAA (GL backend only; about 3× slower on llvmpipe). ``skip_hidden``:
+    leave out the ICT head's triangles the camera never sees (:mod:`ksdiff.render.visibility`; only for motion
+    inside :func:`~ksdiff.render.visibility.motion_in_range`).
     """
     if backend not in BACKENDS:
         raise KsdiffError(f"unknown render backend {backend!r} (known: {', '.join(BACKENDS)})")
@@ -45,7 +45,7 @@ def make_renderer(model: FaceModel, size: int = 512, backend: str = "auto", anti
     pts = model.neutral if model.frame_vertices is None else model.neutral[model.frame_vertices]
     cam = frame_camera(pts, size)
     tri, cull = model.render_triangles, model.cull_triangles
-    if not hidden and model.name == "ict" and backend != "numpy":
+    if skip_hidden and model.name == "ict" and backend != "numpy":
         from ksdiff.render.visibility import visible_triangles
 
         keep = visible_triangles(model, cam, cull)
@@ -177,12 +177,11 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
         if abs(gt.fps - motion.fps) > 1e-6:
             gt = gt.resample(motion.fps)
         gt = fit_length(gt, num_frames)
-    hidden = True
     if skip_hidden and model.name == "ict":
         from ksdiff.render.visibility import motion_in_range
 
-        hidden = not all(motion_in_range(m) for m in ([motion] if gt is None else [motion, gt]))
-    renderer = make_renderer(model, size, backend, antialias=antialias, hidden=hidden)
+        skip_hidden = all(motion_in_range(m) for m in ([motion] if gt is None else [motion, gt]))
+    renderer = make_renderer(model, size, backend, antialias=antialias, skip_hidden=skip_hidden)
     panels: list[tuple[Motion, FaceModel, object]] = [(motion, model, renderer)]
     extra = []
     if gt is not None:

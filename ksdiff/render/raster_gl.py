@@ -100,6 +100,25 @@ def _raw_gl() -> dict | None:
     return None
 
 
+_ID_VERTEX = """
+#version 330
+uniform mat4 mvp;
+in vec3 in_pos;
+void main() { gl_Position = mvp * vec4(in_pos, 1.0); }
+"""
+
+# Triangle id + 1 as 24-bit RGB (0 = background): ``offset`` is the first triangle of the part being drawn.
+_ID_FRAGMENT = """
+#version 330
+uniform int offset;
+out vec4 f_color;
+void main() {
+    int id = gl_PrimitiveID + offset + 1;
+    f_color = vec4(float(id & 255), float((id >> 8) & 255), float((id >> 16) & 255), 255.0) / 255.0;
+}
+"""
+
+
 def create_context():
     """A headless moderngl context (EGL first, then the platform default). Raises RuntimeError if none."""
     import moderngl
@@ -158,6 +177,8 @@ class GLRasterizer:
         cull = np.zeros(len(self.triangles), bool) if cull is None else np.asarray(cull, dtype=bool)
         attrs = [(self.vbo_pos, "3f", "in_pos"), (self.vbo_nrm, "3f", "in_normal"), (self.vbo_col, "3f", "in_color")]
         self.ibos, self.vaos = [], []  # (culled, two-sided)
+        self._parts = [np.where(cull)[0], np.where(~cull)[0]]  # triangle indices drawn by each part, in order
+        self._id_prog = self._id_vaos = None
         for part in (self.triangles[cull], self.triangles[~cull]):
             if len(part) == 0:
                 self.ibos.append(None)
@@ -187,25 +208,11 @@ class GLRasterizer:
         self.fbo.use()
         self.ctx.enable(moderngl.DEPTH_TEST)
         self.fbo.clear(*self.background, 1.0, depth=1.0)
-        raw = self._raw
-        for k, vao in enumerate(self.vaos):  # 0: culled outer skin, 1: two-sided interior
-            if vao is None:
-                continue
-            if k == 0:
-                self.ctx.front_face = "ccw"
-                self.ctx.enable(moderngl.CULL_FACE)
-            if raw is None:
-                vao.render(moderngl.TRIANGLES)
-            else:
-                raw["glUseProgram"](self.prog.glo)
-                raw["glBindVertexArray"](vao.glo)
-                raw["glDrawElements"](_GL_TRIANGLES, self.counts[k], _GL_UNSIGNED_INT, None)
-                raw["glBindVertexArray"](0)
-            if k == 0:
-                self.ctx.disable(moderngl.CULL_FACE)
+        self._draw(self.prog, self.vaos)
         if self.resolve is not self.fbo:
             self.ctx.copy_framebuffer(self.resolve, self.fbo)
         W, H = self.camera.width, self.camera.height
+        raw = self._raw
         if raw is None:
             data = self.resolve.read(components=3, alignment=1)
             return np.frombuffer(data, dtype=np.uint8).reshape(H, W, 3)[::-1].copy()
@@ -214,8 +221,57 @@ class GLRasterizer:
         raw["glReadPixels"](0, 0, W, H, _GL_RGB, _GL_UNSIGNED_BYTE, self._out.ctypes.data)
         return self._out[::-1].copy()
 
+    def _draw(self, prog, vaos: list, offsets: bool = False) -> None:
+        """Draw both parts with ``prog``: the outer skin with back faces culled, the interior two-sided (with
+        ``offsets``, ``prog``'s ``offset`` uniform is set to each part's first triangle)."""
+        import moderngl
+
+        raw = self._raw
+        first = 0
+        for k, vao in enumerate(vaos):  # 0: culled outer skin, 1: two-sided interior
+            if vao is not None:
+                if offsets:
+                    prog["offset"].value = first
+                if k == 0:
+                    self.ctx.front_face = "ccw"
+                    self.ctx.enable(moderngl.CULL_FACE)
+                if raw is None:
+                    vao.render(moderngl.TRIANGLES)
+                else:
+                    raw["glUseProgram"](prog.glo)
+                    raw["glBindVertexArray"](vao.glo)
+                    raw["glDrawElements"](_GL_TRIANGLES, self.counts[k], _GL_UNSIGNED_INT, None)
+                    raw["glBindVertexArray"](0)
+                if k == 0:
+                    self.ctx.disable(moderngl.CULL_FACE)
+            first += len(self._parts[k])
+
+    def seen_triangles(self, verts: np.ndarray) -> np.ndarray:
+        """Indices into ``triangles`` of those that cover at least one pixel of the (depth-tested) image of (V, 3)
+        ``verts`` (:mod:`ksdiff.render.visibility`). Needs ``samples=0``."""
+        import moderngl
+
+        if self.resolve is not self.fbo:
+            raise KsdiffError("triangle ids need a renderer without MSAA")
+        if self._id_prog is None:
+            self._id_prog = self.ctx.program(vertex_shader=_ID_VERTEX, fragment_shader=_ID_FRAGMENT)
+            self._id_prog["mvp"].write(self.camera.mvp.T.copy().tobytes())
+            self._id_vaos = [None if ibo is None else
+                             self.ctx.vertex_array(self._id_prog, [(self.vbo_pos, "3f", "in_pos")], index_buffer=ibo)
+                             for ibo in self.ibos]
+        self.vbo_pos.write(np.ascontiguousarray(verts, dtype=np.float32))
+        self.fbo.use()
+        self.ctx.enable(moderngl.DEPTH_TEST)
+        self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self._draw(self._id_prog, self._id_vaos, offsets=True)
+        px = np.frombuffer(self.fbo.read(components=3, alignment=1), np.uint8).reshape(-1, 3).astype(np.int64)
+        ids = px[:, 0] | (px[:, 1] << 8) | (px[:, 2] << 16)
+        order = np.concatenate(self._parts)
+        return order[np.unique(ids[ids > 0]) - 1]
+
     def close(self) -> None:
         objs = list(getattr(self, "vaos", [])) + list(getattr(self, "ibos", []))
+        objs += list(getattr(self, "_id_vaos", None) or []) + [getattr(self, "_id_prog", None)]
         objs += [getattr(self, n, None) for n in ("vbo_col", "vbo_nrm", "vbo_pos", "prog", "resolve", "fbo")]
         for o in objs:
             if o is not None:

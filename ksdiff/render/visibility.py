@@ -14,7 +14,7 @@ whole. :func:`motion_in_range` tells whether a motion stays inside the sampled p
 turns, out-of-range weights) the renderer draws every triangle.
 
 The result depends only on the head asset and the camera; it is cached on disk
-(:func:`cache_dir` ``/visible-<hash>.npy``, 6 KB) after the first computation (about 3 s on a 2-core CPU;
+(:func:`cache_dir` ``/visible-<hash>.npy``, 6 KB) after the first computation (about 4 s on a 2-core CPU;
 ``make install`` does it once: ``python -m ksdiff.render.visibility``).
 """
 
@@ -35,27 +35,9 @@ MAX_TRANS = 3.0
 #: Rings of neighbouring triangles added around the triangles seen.
 RINGS = 4
 #: Image size of the id renders (triangles smaller than a pixel there are caught by the rings).
-ID_SIZE = 192
+ID_SIZE = 256
 #: Bump when the pose set or the rule changes (invalidates caches).
-VERSION = 2
-
-_ID_VERTEX = """
-#version 330
-uniform mat4 mvp;
-in vec3 in_pos;
-void main() { gl_Position = mvp * vec4(in_pos, 1.0); }
-"""
-
-_ID_FRAGMENT = """
-#version 330
-uniform int offset;
-out vec4 f_color;
-void main() {
-    int id = gl_PrimitiveID + offset + 1;
-    f_color = vec4(float(id & 255), float((id >> 8) & 255), float((id >> 16) & 255), 255.0) / 255.0;
-}
-"""
-
+VERSION = 3
 
 def cache_dir() -> Path:
     """``$KSDIFF_CACHE_DIR``, else ``$XDG_CACHE_HOME/ksdiff`` (default ``~/.cache/ksdiff``)."""
@@ -131,51 +113,18 @@ def grow(mask: np.ndarray, triangles: np.ndarray, num_vertices: int, rings: int)
 def measure_visible(model, camera, cull: np.ndarray | None = None, size: int = ID_SIZE) -> np.ndarray:
     """(F,) bool over ``model.render_triangles``: seen from ``camera``'s viewpoint in any sampled pose, grown by
     :data:`RINGS` rings, plus the whole face region. Needs OpenGL (raises :class:`KsdiffError` without)."""
-    import moderngl
-
-    from ksdiff.errors import KsdiffError
     from ksdiff.render.camera import Camera
-    from ksdiff.render.raster_gl import create_context
+    from ksdiff.render.raster_gl import GLRasterizer
 
     tri = np.ascontiguousarray(model.render_triangles, dtype=np.int32)
-    F = len(tri)
-    cull = np.zeros(F, bool) if cull is None else np.asarray(cull, bool)
     cam = Camera(eye=camera.eye, view=camera.view, proj=camera.proj, width=size, height=size)
+    seen = np.zeros(len(tri), bool)
+    r = GLRasterizer(cam, tri, model.vertex_colors, cull=cull)  # KsdiffError without OpenGL
     try:
-        ctx = create_context()
-    except RuntimeError as e:
-        raise KsdiffError(f"OpenGL is unavailable ({e})") from None
-    seen = np.zeros(F, bool)
-    try:
-        fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((size, size), 4)],
-                              depth_attachment=ctx.depth_renderbuffer((size, size)))
-        prog = ctx.program(vertex_shader=_ID_VERTEX, fragment_shader=_ID_FRAGMENT)
-        prog["mvp"].write(cam.mvp.T.copy().tobytes())
-        vbo = ctx.buffer(reserve=model.num_vertices * 12, dynamic=True)
-        parts = [np.where(cull)[0], np.where(~cull)[0]]
-        order = np.concatenate(parts)
-        vaos = [ctx.vertex_array(prog, [(vbo, "3f", "in_pos")],
-                                 index_buffer=ctx.buffer(np.ascontiguousarray(tri[p]).tobytes()))
-                if len(p) else None for p in parts]
         for verts in model.vertices(sample_poses()):
-            vbo.write(np.ascontiguousarray(verts, dtype=np.float32))
-            fbo.use()
-            ctx.enable(moderngl.DEPTH_TEST)
-            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            for k, vao in enumerate(vaos):
-                if vao is None:
-                    continue
-                prog["offset"].value = 0 if k == 0 else len(parts[0])
-                if k == 0:
-                    ctx.front_face = "ccw"
-                    ctx.enable(moderngl.CULL_FACE)
-                vao.render(moderngl.TRIANGLES)
-                ctx.disable(moderngl.CULL_FACE)
-            px = np.frombuffer(fbo.read(components=3, alignment=1), np.uint8).reshape(-1, 3).astype(np.int64)
-            ids = px[:, 0] | (px[:, 1] << 8) | (px[:, 2] << 16)
-            seen[order[np.unique(ids[ids > 0]) - 1]] = True
+            seen[r.seen_triangles(verts)] = True
     finally:
-        ctx.release()
+        r.close()
     keep = grow(seen, tri, model.num_vertices, RINGS)
     names = list(getattr(model, "region_names", []))
     if "face" in names:  # the skin of the face is always drawn whole
@@ -194,13 +143,17 @@ def _key(model, camera) -> str:
     return h.hexdigest()[:20]
 
 
+def _cache_path(model, camera) -> Path:
+    return cache_dir() / f"visible-{_key(model, camera)}.npy"
+
+
 def visible_triangles(model, camera, cull: np.ndarray | None = None) -> np.ndarray | None:
     """The cached :func:`measure_visible` mask for ``model`` seen by ``camera`` (computed and stored on first
     use); None when it cannot be had (no OpenGL)."""
     from ksdiff.errors import KsdiffError
     from ksdiff.utils.io import atomic_path
 
-    path = cache_dir() / f"visible-{_key(model, camera)}.npy"
+    path = _cache_path(model, camera)
     F = len(model.render_triangles)
     if path.is_file():
         try:
@@ -235,10 +188,10 @@ def prepare(face: str = "auto", size: int = 512, backend: str = "auto", asset=No
         return False
     size = int(size) + int(size) % 2
     cam = frame_camera(model.neutral[model.frame_vertices], size)
-    if (cache_dir() / f"visible-{_key(model, cam)}.npy").is_file():
+    if _cache_path(model, cam).is_file():
         return False
     try:
-        make_renderer(model, size, backend, hidden=False).close()
+        make_renderer(model, size, backend, skip_hidden=True).close()
     except Exception:  # noqa: BLE001 - no GL here: render_video falls back on its own; nothing to prepare
         return False
     return True
