@@ -89,7 +89,7 @@ def variant_config(configs: list[str | os.PathLike], variant: str, datasets: lis
     """The :class:`ksdiff.train.config.RunConfig` of one variant: base configs, the variant overlay's own keys,
     then ``overrides``, the datasets, the step budget and the seed."""
     from ksdiff.bench.common import overlay_keys
-    from ksdiff.config import from_dict, load_config_dict, merge, parse_overrides
+    from ksdiff.config import load_config_dict, merge, parse_overrides
     from ksdiff.train.config import load_run_config
 
     d = load_config_dict(list(configs))
@@ -169,7 +169,7 @@ def run_ablation(configs: list[str | os.PathLike], datasets: list[str | os.PathL
     from ksdiff.bench.common import preset_for
     from ksdiff.config import from_dict, to_dict
     from ksdiff.data.dataset import open_dataset
-    from ksdiff.evaluate import EvalResult, checkpoint_predictor, evaluate, load_result, markdown_table
+    from ksdiff.evaluate import EvalResult, checkpoint_predictor, evaluate, load_result
     from ksdiff.train.loop import train
 
     say = log or (lambda _m: None)

@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from ksdiff.data.dataset import Clip, open_dataset
 from ksdiff.audio.envelope import pearson
-from ksdiff.data.motion import Motion, load_motion
+from ksdiff.data.dataset import Clip, open_dataset
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion, load_motion
 from ksdiff.face.specs import ARKIT_MOUTH, get_spec
 from ksdiff.utils.io import atomic_path, write_json, write_text
 
@@ -76,7 +76,7 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
     still: the prediction's values there are replaced by the truth's before any comparison, and head-path metrics
     are skipped when the truth has no head motion."""
     from ksdiff import metrics as M
-    from ksdiff.model.keyframes import keyframe_labels
+    from ksdiff.face.keyframes import keyframe_labels
 
     spec = get_spec(gt.spec)
     P = align_to(pred, gt)
@@ -228,7 +228,7 @@ def plot_example(pred: Motion, gt: Motion, path: str | os.PathLike, title: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ksdiff.model.keyframes import keyframe_labels
+    from ksdiff.face.keyframes import keyframe_labels
 
     spec = get_spec(gt.spec)
     P = align_to(pred, gt)

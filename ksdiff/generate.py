@@ -34,10 +34,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ksdiff.data.motion import Motion
 from ksdiff.diffusion.samplers import get_sampler, initial_noise
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import FaceSpec, get_spec
+from ksdiff.utils.arrays import fit_rows
 
 #: Where a packaged default model would live (ksdiff ships without one unless a release adds it).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.safetensors"
@@ -199,13 +200,9 @@ class Animator:
         ids = np.asarray(sf.tokens, dtype=np.int64).reshape(-1)
         if whole or not self.uses_text or not sf.words:
             return ids
-        words = [w for (w, s, e) in sf.words if start_s <= 0.5 * (float(s) + float(e)) < stop_s]
-        if not words:
-            return np.zeros(0, dtype=np.int64)
-        from ksdiff.audio.tokens import text_to_tokens
+        from ksdiff.audio.tokens import window_tokens, words_in_window
 
-        return np.asarray(text_to_tokens(" ".join(str(w).strip() for w in words), self.tokens),
-                          dtype=np.int64).reshape(-1)
+        return window_tokens(sf.words, words_in_window(sf.words, start_s, stop_s), self.tokens)
 
     def _batch(self, sf, start: int, stop: int, total: int, emotion: np.ndarray | None,
                style: np.ndarray | None) -> dict[str, Tensor]:
@@ -213,8 +210,8 @@ class Animator:
         dev = self.device
         rate = float(sf.rate)
         n0, n1 = int(round(start * rate / self.fps)), int(round(stop * rate / self.fps))
-        feats = _fit_rows(np.asarray(sf.feats, dtype=np.float32)[n0:n1], n1 - n0)
-        pros = _fit_rows(np.asarray(sf.prosody, dtype=np.float32)[n0:n1], n1 - n0)
+        feats = fit_rows(np.asarray(sf.feats, dtype=np.float32)[n0:n1], n1 - n0)
+        pros = fit_rows(np.asarray(sf.prosody, dtype=np.float32)[n0:n1], n1 - n0)
         toks = self._tokens_for(sf, start / self.fps, stop / self.fps, whole=(start == 0 and stop >= total))
         L = max(1, len(toks))
         tokens = torch.zeros(1, L, dtype=torch.long)
@@ -244,7 +241,7 @@ class Animator:
             e = np.tile(e[None], (T, 1))
         if e.ndim != 2 or e.shape[1] != 2:
             raise KsdiffError(f"emotion must be (valence, arousal) or (T, 2) per frame, got shape {e.shape}")
-        e = _fit_rows(e, T)
+        e = fit_rows(e, T)
         if not np.isfinite(e).all():
             raise KsdiffError("emotion values must be finite numbers")
         return np.ascontiguousarray(e)
@@ -410,15 +407,6 @@ class Animator:
             "keyframes": None if keyframes is None else keyframes[0].cpu().numpy().astype(np.uint8),
         }
         return motion
-
-
-def _fit_rows(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim (N, ...) to n rows or pad by repeating the last row (encoder rounding is a frame or two)."""
-    if len(x) >= n:
-        return np.ascontiguousarray(x[:n])
-    if len(x) == 0:
-        return np.zeros((n,) + x.shape[1:], dtype=x.dtype)
-    return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)], axis=0)
 
 
 def _derive_seed(seed: int, tag: str, index: int = 0) -> int:

@@ -155,7 +155,14 @@ def test_prosody_normalisation_and_pitch(speech_dir: Path):
 
 
 def test_char_tokens_fixed_vocabulary():
-    from ksdiff.audio.tokens import CHAR_VOCAB, SPACE, UNK, VOCAB_SIZE_CHARS, text_to_tokens, tokens_to_text
+    from ksdiff.audio.tokens import (
+        CHAR_VOCAB,
+        SPACE,
+        UNK,
+        VOCAB_SIZE_CHARS,
+        text_to_tokens,
+        tokens_to_text,
+    )
 
     assert VOCAB_SIZE_CHARS == 48 and CHAR_VOCAB[3] == "a" and CHAR_VOCAB[29] == "0"
     ids = text_to_tokens("Ab  c", "chars")
@@ -170,7 +177,14 @@ def test_char_tokens_fixed_vocabulary():
 
 def test_phoneme_tokens():
     pytest.importorskip("phonemizer")
-    from ksdiff.audio.tokens import PHONEME_VOCAB, SPACE, UNK, VOCAB_SIZE_PHONEMES, text_to_tokens, tokens_to_text
+    from ksdiff.audio.tokens import (
+        PHONEME_VOCAB,
+        SPACE,
+        UNK,
+        VOCAB_SIZE_PHONEMES,
+        text_to_tokens,
+        tokens_to_text,
+    )
 
     ids = text_to_tokens("Judge the church thing!", "phonemes")
     assert ids.dtype == np.int64 and (ids > 0).all() and (ids < VOCAB_SIZE_PHONEMES).all()
@@ -206,7 +220,7 @@ def test_transcript_jfk(speech_dir: Path):
 
 
 def test_compute_features_mel_chars(speech_dir: Path):
-    from ksdiff.audio.features import compute_features, load_features, save_features
+    from ksdiff.audio.features import compute_features
 
     w = load_audio(speech_dir / "harvard_birch_canoe.wav")
     text = "The birch canoe slid on the smooth planks."
@@ -221,7 +235,7 @@ def test_compute_features_mel_chars(speech_dir: Path):
 
 def _dummy_arkit_motion(w: np.ndarray, fps: float = 25.0):
     """A valid arkit motion driven by the real speech: jaw follows the envelope, the head sways."""
-    from ksdiff.data.motion import Motion
+    from ksdiff.face.motion import Motion
     from ksdiff.face.specs import get_spec
 
     spec = get_spec("arkit")
@@ -253,8 +267,13 @@ def small_dataset(tmp_path: Path, speech_dir: Path) -> Path:
 
 
 def test_prepare_is_resumable_and_skips_cached(small_dataset: Path, capsys):
-    from ksdiff.audio.features import cache_dir, cache_key, load_clip_features, prepare_dataset
     from ksdiff.cli import main
+    from ksdiff.data.features import (
+        cache_dir,
+        cache_key,
+        load_clip_features,
+        prepare_dataset,
+    )
 
     args = ["prepare", str(small_dataset), "--encoder", "mel", "--tokens", "chars", "--quiet"]
     assert main(args) == 0

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ksdiff.audio.decode import SAMPLE_RATE, write_wav
-from ksdiff.data.motion import Motion
 from ksdiff.export.livelink import write_livelink_csv
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 
 ARKIT = get_spec("arkit")

@@ -10,8 +10,8 @@ import types
 import numpy as np
 import pytest
 
-from ksdiff.data.motion import Motion
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 
 ARKIT = get_spec("arkit")
@@ -157,9 +157,7 @@ def flame_motion(T: int = 1, **channels) -> Motion:
 
 
 def test_flame_lbs(tmp_path):
-    from ksdiff.face.flame import FLAMEFaceModel
-
-    from ksdiff.face.flame import rodrigues
+    from ksdiff.face.flame import FLAMEFaceModel, rodrigues
 
     d = tiny_flame(np.random.default_rng(0))
     np.savez(tmp_path / "flame.npz", **d)

@@ -13,8 +13,8 @@ from ksdiff.audio.decode import SAMPLE_RATE, load_audio, write_wav
 from ksdiff.cli import main as cli_main
 from ksdiff.config import from_dict, load_config_dict, parse_overrides, to_dict
 from ksdiff.data.dataset import DatasetWriter, check_dataset
-from ksdiff.data.motion import Motion, load_motion, motion_problems, resample_coeffs
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion, load_motion, motion_problems, resample_coeffs
 from ksdiff.face.specs import get_spec
 
 ARKIT = get_spec("arkit")
@@ -214,9 +214,9 @@ def test_write_wav_round_trip(tmp_path: Path):
 def test_dataset_folds_keep_people_together(tmp_path: Path, speech_dir: Path, capsys):
     """`ksdiff dataset folds`: every clip is tested exactly once, one person's clips share a fold, and each fold
     is a valid dataset with the source's name (same style tokens) that reads the source's clips."""
-    from ksdiff.data.dataset import open_dataset
     import json
 
+    from ksdiff.data.dataset import open_dataset
     from ksdiff.data.folds import assign_folds, make_folds
 
     wave = load_audio(speech_dir / "arctic_a0007.wav")

@@ -15,7 +15,13 @@ from ksdiff.config import to_dict
 from ksdiff.errors import KsdiffError
 from ksdiff.face.specs import get_spec
 from ksdiff.generate import Window, load_model, plan_windows, seam_jumps
-from ksdiff.model.config import DenoiserConfig, DPSEConfig, KELConfig, ModelConfig, TextConfig
+from ksdiff.model.config import (
+    DenoiserConfig,
+    DPSEConfig,
+    KELConfig,
+    ModelConfig,
+    TextConfig,
+)
 from ksdiff.model.ksdiff import KSDiff
 from ksdiff.train.checkpoint import save_checkpoint
 
@@ -166,7 +172,7 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
 def test_cli_writes_motion_livelink_and_summary(ckpt, speech_dir, tmp_path):
     from ksdiff.cli import main
     from ksdiff.data.importers.livelink import read_livelink_csv
-    from ksdiff.data.motion import load_motion
+    from ksdiff.face.motion import load_motion
 
     out = tmp_path / "out"
     rc = main(["generate", str(speech_dir / "arctic_a0009.wav"), str(speech_dir / "one_two_three.wav"),
@@ -201,7 +207,7 @@ def test_cli_user_errors_exit_2(ckpt, speech_dir, tmp_path, capsys):
 def test_flame_model_exports_deca_codes(tmp_path, speech_dir):
     from ksdiff.cli import main
     from ksdiff.data.importers.deca import read_codes
-    from ksdiff.data.motion import load_motion
+    from ksdiff.face.motion import load_motion
 
     ck = make_checkpoint(tmp_path / "flame.safetensors", spec_name="flame")
     out = tmp_path / "out"

@@ -17,10 +17,18 @@ from ksdiff.data.importers import import_dataset
 from ksdiff.data.importers.deca import codes_to_coeffs
 from ksdiff.data.importers.facegood import read_names
 from ksdiff.data.importers.livelink import read_livelink_csv
-from ksdiff.data.motion import Motion, load_motion
 from ksdiff.errors import KsdiffError
-from ksdiff.export.livelink import (BLENDSHAPE_COLUMNS, HEADER, euler_to_rotvec, format_timecode, parse_timecode,
-                                    rotvec_to_euler, unwrap_times, write_livelink_csv)
+from ksdiff.export.livelink import (
+    BLENDSHAPE_COLUMNS,
+    HEADER,
+    euler_to_rotvec,
+    format_timecode,
+    parse_timecode,
+    rotvec_to_euler,
+    unwrap_times,
+    write_livelink_csv,
+)
+from ksdiff.face.motion import Motion, load_motion
 from ksdiff.face.specs import ARKIT_NAMES, get_spec
 
 ARKIT = get_spec("arkit")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from ksdiff.face.keyframes import keyframe_labels, motion_variation
 from ksdiff.face.specs import get_spec
 from ksdiff.model.config import KELConfig
-from ksdiff.model.keyframes import KeyframePredictor, keyframe_labels, motion_variation
+from ksdiff.model.keyframes import KeyframePredictor
 
 
 @pytest.fixture(autouse=True, scope="module")

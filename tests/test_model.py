@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from ksdiff.face.keyframes import keyframe_labels
 from ksdiff.face.specs import get_spec
-from ksdiff.model.config import DenoiserConfig, DPSEConfig, KELConfig, ModelConfig, TextConfig
+from ksdiff.model.config import (
+    DenoiserConfig,
+    DPSEConfig,
+    KELConfig,
+    ModelConfig,
+    TextConfig,
+)
 from ksdiff.model.denoiser import MotionDenoiser, alignment_mask, periodic_alibi_bias
 from ksdiff.model.dpse import DPSE, FiLM, Pooling
-from ksdiff.model.keyframes import keyframe_labels
 from ksdiff.model.ksdiff import KSDiff
 from ksdiff.model.layers import alibi_slopes
 

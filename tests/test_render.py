@@ -7,8 +7,8 @@ import pytest
 
 from ksdiff.audio.decode import load_audio
 from ksdiff.audio.envelope import speech_envelope
-from ksdiff.data.motion import Motion
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 
 ARKIT = get_spec("arkit")
@@ -242,7 +242,12 @@ def test_visible_triangles_render_the_same_pixels(ict):
     motion outside the range is drawn with every triangle."""
     from ksdiff.render import make_renderer
     from ksdiff.render.camera import frame_camera
-    from ksdiff.render.visibility import MAX_ROT, cache_dir, motion_in_range, visible_triangles
+    from ksdiff.render.visibility import (
+        MAX_ROT,
+        cache_dir,
+        motion_in_range,
+        visible_triangles,
+    )
 
     cam = frame_camera(ict.neutral[ict.frame_vertices], 128)
     keep = visible_triangles(ict, cam, ict.cull_triangles)

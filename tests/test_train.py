@@ -21,7 +21,7 @@ import torch
 from ksdiff.cli import main as cli
 from ksdiff.config import load_yaml
 from ksdiff.data.dataset import DatasetWriter
-from ksdiff.data.motion import Motion
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +108,14 @@ def _train(out: Path, data: list[Path], *extra: str) -> int:
 
 
 def test_crops_align_features_and_motion_across_fps(datasets):
-    from ksdiff.train.data import ClipCrops, StreamSampler, collate, compute_stats, load_clips, open_datasets
+    from ksdiff.train.data import (
+        ClipCrops,
+        StreamSampler,
+        collate,
+        compute_stats,
+        load_clips,
+        open_datasets,
+    )
 
     dss, spec = open_datasets(list(datasets))
     clips = load_clips(dss, "train", spec, 25.0, "mel", "chars", transcribe=False)

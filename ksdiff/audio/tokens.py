@@ -170,3 +170,21 @@ def tokens_to_text(ids: np.ndarray, kind: str) -> str:
     if kind == "chars":
         return "".join(syms)
     return " ".join("|" if s == " " else s for s in syms)
+
+
+def words_in_window(words: list[tuple[str, float, float]], start_s: float, stop_s: float) -> tuple[int, int] | None:
+    """(first, last) index of the timed words whose midpoint lies in [start_s, stop_s), or None when none does.
+
+    ``words`` are (word, start_s, end_s) in time order, so the words of a window are a contiguous run.
+    """
+    idx = [j for j, (_, s, e) in enumerate(words) if start_s <= 0.5 * (float(s) + float(e)) < stop_s]
+    return (idx[0], idx[-1]) if idx else None
+
+
+def window_tokens(words: list[tuple[str, float, float]], span: tuple[int, int] | None, kind: str = "phonemes",
+                  language: str = "en-us") -> np.ndarray:
+    """Tokens of the words ``span`` = (first, last) (from :func:`words_in_window`); (0,) int64 when None."""
+    if span is None:
+        return np.zeros(0, dtype=np.int64)
+    text = " ".join(str(words[j][0]).strip() for j in range(span[0], span[1] + 1))
+    return np.asarray(text_to_tokens(text, kind, language=language), dtype=np.int64).reshape(-1)

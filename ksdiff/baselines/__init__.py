@@ -18,8 +18,8 @@ import numpy as np
 
 from ksdiff.audio.envelope import speech_envelope
 from ksdiff.data.dataset import open_dataset
-from ksdiff.data.motion import Motion
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import ARKIT_MOUTH, get_spec
 from ksdiff.utils.io import write_json
 

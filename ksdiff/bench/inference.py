@@ -26,8 +26,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ksdiff.bench.common import (ModelSource, build_model, count_flops, describe_source, fmt, machine_info,
-                                 matmul_gflops, peak_rss_mb, quadratic_fit, reset_peak_rss, rss_mb)
+from ksdiff.bench.common import (
+    ModelSource,
+    build_model,
+    count_flops,
+    describe_source,
+    fmt,
+    machine_info,
+    matmul_gflops,
+    peak_rss_mb,
+    quadratic_fit,
+    reset_peak_rss,
+    rss_mb,
+)
 from ksdiff.errors import KsdiffError
 from ksdiff.generate import generation_defaults
 
@@ -143,7 +154,7 @@ def run_worker(job: dict) -> dict:
     """Measure one (model, length) in this process. ``job``: source, audio (wav path), seconds, generation,
     render_seconds, render_size, threads, mem_budget_mb, seed."""
     from ksdiff.audio.decode import load_audio, write_wav
-    from ksdiff.data.motion import Motion
+    from ksdiff.face.motion import Motion
     from ksdiff.generate import Animator
 
     if job.get("threads"):

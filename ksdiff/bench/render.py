@@ -32,7 +32,7 @@ MODES = ("serial", "threaded", "visible")
 def speech_motion(wave: np.ndarray, fps: float = 25.0, sr: int = 16_000):
     """An ARKit :class:`Motion` driven by ``wave``'s envelope (jaw, lower lip) with a slow head sway."""
     from ksdiff.audio.envelope import speech_envelope
-    from ksdiff.data.motion import Motion
+    from ksdiff.face.motion import Motion
     from ksdiff.face.specs import get_spec
 
     spec = get_spec("arkit")

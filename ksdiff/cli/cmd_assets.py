@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksdiff.face.models import user_data_dir
+    from ksdiff.face.base import user_data_dir
 
     if args.asset == "ict":
         from ksdiff.face.ict import ICT_ASSET_NAME, build_ict_asset

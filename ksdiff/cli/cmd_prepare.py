@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksdiff.audio.features import prepare_dataset
+    from ksdiff.data.features import prepare_dataset
 
     opts = {"compute_type": args.compute_type} if args.compute_type else {}
     s = prepare_dataset(args.dataset, encoder=args.encoder, tokens=args.tokens, transcribe=args.transcribe,

@@ -7,7 +7,7 @@ Layout::
                            "test": [...]}, "format_version"}
       <clip_id>/
         audio.wav         16 kHz mono 16-bit PCM
-        motion.npz        see ksdiff.data.motion
+        motion.npz        see ksdiff.face.motion
         transcript.txt    optional, UTF-8
         meta.json         optional: {"speaker", "emotion": {"valence", "arousal"}, "source", ...}
 """
@@ -24,8 +24,8 @@ from typing import Iterator
 import numpy as np
 
 from ksdiff.audio.decode import SAMPLE_RATE, audio_duration, write_wav
-from ksdiff.data.motion import Motion, load_motion, motion_problems
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion, load_motion, motion_problems
 from ksdiff.utils.io import atomic_dir, write_json, write_text
 
 DATASET_FORMAT_VERSION = 1

@@ -33,8 +33,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from ksdiff.audio.decode import SAMPLE_RATE, load_audio
-from ksdiff.data.motion import Motion, resample_coeffs
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion, resample_coeffs
 from ksdiff.face.specs import ARKIT_NAMES, get_spec
 
 #: Environment variable naming the ``face_landmarker.task`` model file.

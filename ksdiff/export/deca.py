@@ -26,7 +26,7 @@ DECA_SHAPE_DIM = 100  # DECA's identity code size
 
 
 def deca_arrays(motion) -> dict[str, np.ndarray]:
-    """A ``flame`` :class:`ksdiff.data.motion.Motion` (T, 59) as DECA arrays ``exp`` (T, 50), ``pose`` (T, 6),
+    """A ``flame`` :class:`ksdiff.face.motion.Motion` (T, 59) as DECA arrays ``exp`` (T, 50), ``pose`` (T, 6),
     ``cam`` (T, 3), ``shape`` (T, 100) float32 and ``fps``."""
     spec = get_spec("flame")
     if motion.spec != "flame" or set(motion.channels) != set(spec.channels):

@@ -117,7 +117,7 @@ def write_livelink_csv(motion, path: str | os.PathLike, fps: float | None = None
     """Write an ``arkit`` motion as a Live Link Face CSV (atomically).
 
     Args:
-        motion: :class:`ksdiff.data.motion.Motion` in the ``arkit`` spec; ``coeffs`` (T, 58).
+        motion: :class:`ksdiff.face.motion.Motion` in the ``arkit`` spec; ``coeffs`` (T, 58).
         path: the ``.csv`` to write.
         fps: write at this frame rate (e.g. 60, the app's own rate; rotation-aware resampling); default: the
             motion's own rate, whose frame times the ``Timecode`` column carries exactly.
@@ -128,12 +128,12 @@ def write_livelink_csv(motion, path: str | os.PathLike, fps: float | None = None
     is dropped. Importing the file back (:func:`ksdiff.data.importers.livelink.read_livelink_csv`) gives the
     same blendshapes and head rotation (to float32 precision) and zero translation.
     """
-    from ksdiff.data.motion import Motion
+    from ksdiff.face.motion import Motion
     from ksdiff.face.specs import get_spec
     from ksdiff.utils.io import atomic_path
 
     if not isinstance(motion, Motion):
-        raise TypeError("write_livelink_csv needs a ksdiff.data.motion.Motion")
+        raise TypeError("write_livelink_csv needs a ksdiff.face.motion.Motion")
     spec = get_spec("arkit")
     if motion.spec != "arkit" or tuple(motion.channels) != spec.channels:
         raise KsdiffError(f"Live Link Face CSV export needs an 'arkit' motion (got spec {motion.spec!r} "

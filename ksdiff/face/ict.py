@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ksdiff.data.motion import Motion
 from ksdiff.errors import KsdiffError
-from ksdiff.face.models import FaceModel, channel_matrix, find_asset, user_data_dir
+from ksdiff.face.base import FaceModel, channel_matrix, find_asset, user_data_dir
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import ARKIT_HEAD, ARKIT_NAMES
 from ksdiff.utils.io import atomic_path
 

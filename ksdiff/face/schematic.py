@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ksdiff.data.motion import Motion
-from ksdiff.face.models import FaceModel, channel_matrix
+from ksdiff.face.base import FaceModel, channel_matrix
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import ARKIT_HEAD, ARKIT_NAMES, FLAME_GLOBAL, FLAME_JAW
 
 N_OUTLINE, N_BROW, N_LID, N_LIP = 40, 5, 9, 8  # points per outline / brow / eyelid / lip half-contour

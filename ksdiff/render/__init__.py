@@ -14,9 +14,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ksdiff.data.motion import Motion, load_motion
 from ksdiff.errors import KsdiffError
-from ksdiff.face.models import FaceModel, get_face_model
+from ksdiff.face.base import FaceModel
+from ksdiff.face.models import get_face_model
+from ksdiff.face.motion import Motion, load_motion
 from ksdiff.utils.threads import prefetch
 
 BACKENDS = ("auto", "gl", "numpy")

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from ksdiff.data.motion import Motion
 from ksdiff.face.models import get_face_model
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 from ksdiff.render import make_renderer
 

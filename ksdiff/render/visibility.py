@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ksdiff.data.motion import Motion
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import ARKIT_HEAD, get_spec
 
 #: Largest head rotation (radians, per axis) and translation (cm, per axis) among the sampled poses.

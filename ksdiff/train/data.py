@@ -5,7 +5,7 @@ Each item covers one time span in both streams: ``T`` motion frames at the confi
 frames where both grids meet exactly (every frame at 25 fps; every 3rd frame at 30 fps) when the two rates are
 integers. Clips shorter than a crop are padded and masked.
 
-Features come from each dataset's feature cache (``ksdiff.audio.features.load_clip_features``), computed and
+Features come from each dataset's feature cache (``ksdiff.data.features.load_clip_features``), computed and
 cached on first use; motion of any fps is resampled to the config fps; ground-truth keyframes (Eq. 3) are
 computed on the whole clip and cropped with it.
 
@@ -32,6 +32,7 @@ from torch.utils.data import DistributedSampler
 from ksdiff.data.dataset import Dataset, open_dataset
 from ksdiff.errors import KsdiffError
 from ksdiff.face.specs import FaceSpec, get_spec
+from ksdiff.utils.arrays import fit_rows
 
 #: Standard deviations below this are raised to it (channels that never move would otherwise blow up).
 STD_FLOOR = 1e-3
@@ -97,7 +98,7 @@ def load_features(ds_root: Path, clip_id: str, encoder: str, tokens: str, transc
                   language: str = "en-us"):
     """A clip's :class:`ksdiff.audio.features.SpeechFeatures` from the dataset's cache (computed and cached when
     missing or stale)."""
-    from ksdiff.audio.features import load_clip_features
+    from ksdiff.data.features import load_clip_features
 
     return load_clip_features(ds_root, clip_id, encoder, tokens=tokens, transcribe=transcribe, language=language)
 
@@ -105,7 +106,7 @@ def load_features(ds_root: Path, clip_id: str, encoder: str, tokens: str, transc
 def _cache_path(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcribe: bool,
                 language: str) -> Path | None:
     """The feature-cache file ``load_clip_features`` just wrote for a clip (None if it is not there)."""
-    from ksdiff.audio.features import cache_dir, cache_key
+    from ksdiff.data.features import cache_dir, cache_key
 
     p = cache_dir(ds_root, cache_key(encoder, tokens, transcribe, language)) / f"{clip_id}.npz"
     return p if p.is_file() else None
@@ -133,7 +134,7 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
     Motion is resampled to ``fps`` (rotation-aware). Returns clips in a fixed order (dataset order, then the
     split's order).
     """
-    from ksdiff.model.keyframes import keyframe_labels
+    from ksdiff.face.keyframes import keyframe_labels
 
     jobs = [(ds, cid) for ds in datasets if split in ds.splits for cid in ds.clip_ids(split)]
     if max_clips is not None:
@@ -350,17 +351,14 @@ class ClipCrops(TorchDataset):
         T = len(c.motion)
         if (t0 == 0 and n >= T) or not c.words or self.tokens_kind == "none":
             return c.tokens
-        a, b = t0 / self.fps, (t0 + n) / self.fps
-        idx = [j for j, (_, s, e) in enumerate(c.words) if a <= 0.5 * (float(s) + float(e)) < b]
-        if not idx:
-            return np.zeros(0, dtype=np.int64)
-        key = (i, idx[0], idx[-1])
-        if key not in self._token_memo:
-            from ksdiff.audio.tokens import text_to_tokens
+        from ksdiff.audio.tokens import window_tokens, words_in_window
 
-            text = " ".join(str(c.words[j][0]).strip() for j in range(idx[0], idx[-1] + 1))
-            ids = text_to_tokens(text, self.tokens_kind, language=self.language)
-            self._token_memo[key] = np.asarray(ids, dtype=np.int64).reshape(-1)
+        span = words_in_window(c.words, t0 / self.fps, (t0 + n) / self.fps)
+        if span is None:
+            return np.zeros(0, dtype=np.int64)
+        key = (i, *span)
+        if key not in self._token_memo:
+            self._token_memo[key] = window_tokens(c.words, span, self.tokens_kind, self.language)
         return self._token_memo[key]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
@@ -379,8 +377,8 @@ class ClipCrops(TorchDataset):
         feats, prosody = self._clip_features(c)
         n0 = int(round(t0 * self.rate / self.fps))
         nf = self.feat_frames(n)
-        f = _fit(feats[n0:n0 + nf], nf)
-        p = _fit(prosody[n0:n0 + nf], nf)
+        f = fit_rows(feats[n0:n0 + nf], nf)
+        p = fit_rows(prosody[n0:n0 + nf], nf)
         item = {
             "key": c.key, "t0": t0, "pad_frames": want,
             "feats": f, "prosody": p,
@@ -400,15 +398,6 @@ class ClipCrops(TorchDataset):
             else:
                 item["emotion"], item["has_emotion"] = np.zeros((n, 2), np.float32), False
         return item
-
-
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim to n rows or pad by repeating the last row (a frame or two of encoder rounding)."""
-    if len(x) >= n:
-        return x[:n]
-    if len(x) == 0:
-        return np.zeros((n,) + x.shape[1:], dtype=x.dtype)
-    return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)], axis=0)
 
 
 def collate(items: list[dict], fps: float, rate: float) -> dict:

@@ -4,18 +4,20 @@ GL draw, H.264 encoding). numpy, PyAV and the GL draw (called through ctypes, se
 its own thread runs while the next one works.
 
 - :func:`prefetch` runs a producer ahead of its consumer (bounded queue);
-- :class:`Worker` runs a consumer behind its producer (bounded queue), re-raising its error in the caller.
+- :class:`Worker` runs a consumer behind its producer (bounded queue), re-raising its error in the caller;
+- :func:`torch_threads` runs a block with another number of torch intra-op threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["prefetch", "Worker"]
+__all__ = ["prefetch", "Worker", "torch_threads"]
 
 _END = object()
 
@@ -116,3 +118,24 @@ class Worker(Generic[T]):
         self._q.put(_END)
         self._th.join()
         self._check()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int, device=None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads on CPU, restored after (no-op on other devices).
+
+    Autoregressive decoding pushes one token at a time through small matmuls, where thread hand-offs cost more
+    than they save (measured on the 2-core machine: keyframe decoding 2.3 s -> 0.7 s for 8.7 s of speech with one
+    thread).
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    if (device is not None and torch.device(device).type != "cpu") or old == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

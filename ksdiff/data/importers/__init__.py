@@ -45,7 +45,7 @@ class ImportedClip:
     Attributes:
         id: clip id (letters, digits, ``_ - .``).
         wave: (N,) float32 audio at 16 kHz.
-        motion: :class:`ksdiff.data.motion.Motion` at the dataset fps with T = round(N / 16000 × fps).
+        motion: :class:`ksdiff.face.motion.Motion` at the dataset fps with T = round(N / 16000 × fps).
         transcript: text or None.
         meta: ``meta.json`` content (speaker, source, ...).
         source: the file the motion came from (for error messages).
@@ -123,7 +123,7 @@ def fit_motion(coeffs: np.ndarray, channels: tuple[str, ...], spec: str, dst_fps
     Returns:
         Motion (num_frames, C) at ``dst_fps``.
     """
-    from ksdiff.data.motion import Motion, resample_coeffs
+    from ksdiff.face.motion import Motion, resample_coeffs
     from ksdiff.face.specs import SPEC_NAMES, get_spec
 
     coeffs = np.asarray(coeffs, dtype=np.float64)

@@ -16,10 +16,18 @@ from typing import Iterator
 
 import numpy as np
 
-from ksdiff.data.importers import (ImportedClip, check_finite, clip_id, find_audio, find_transcript, fit_motion,
-                                   length_notes, num_frames_for)
-from ksdiff.data.motion import load_motion
+from ksdiff.data.importers import (
+    ImportedClip,
+    check_finite,
+    clip_id,
+    find_audio,
+    find_transcript,
+    fit_motion,
+    length_notes,
+    num_frames_for,
+)
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import load_motion
 from ksdiff.face.specs import SPEC_NAMES, get_spec
 
 

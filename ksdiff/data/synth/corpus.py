@@ -24,7 +24,6 @@ from typing import Callable
 import numpy as np
 
 from ksdiff.audio.decode import SAMPLE_RATE
-from ksdiff.data.motion import Motion
 from ksdiff.data.synth.config import SynthConfig, VoiceStyle
 from ksdiff.data.synth.head import f0_track, find_accents, head_and_face
 from ksdiff.data.synth.mouth import build_segments, mouth_channels
@@ -32,6 +31,7 @@ from ksdiff.data.synth.text import make_sentence
 from ksdiff.data.synth.tts import Utterance, synthesize
 from ksdiff.data.synth.visemes import classify, strip_stress
 from ksdiff.errors import KsdiffError
+from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 from ksdiff.utils.io import write_json
 
