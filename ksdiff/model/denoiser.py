@@ -120,10 +120,27 @@ class MotionDenoiser(nn.Module):
             x0_hat: (B, T, C).
         """
         B, T, _ = x_t.shape
-        dev = x_t.device
         if drop is None:
-            drop = torch.zeros(B, dtype=torch.bool, device=dev)
-        keep = (~drop)[:, None, None]
+            drop = torch.zeros(B, dtype=torch.bool, device=x_t.device)
+        h = self._frame_inputs(x_t, keyframes, emotion, emotion_mask, drop)
+        time_tok, style_tok = self._prefix_tokens(t, style, style_mask, B, h.dtype)
+        prefix = torch.stack([time_tok, style_tok], dim=1)  # (B, 2, D)
+        if self.frame_cond:
+            h = h + (time_tok + style_tok)[:, None, :]
+
+        speech = torch.where((~drop)[:, None, None], speech, self.null_speech.expand(B, T, -1))
+        memory = torch.cat([speech, text], dim=1)  # (B, T + L, D)
+        self_mask, cross_mask = self._attention_masks(frame_mask, text_mask, drop, h.dtype)
+        for layer in self.layers:
+            h = layer(h, prefix, memory, self_mask, cross_mask)
+        return self.out(self.norm(h))
+
+
+    def _frame_inputs(self, x_t: Tensor, keyframes: Tensor | None, emotion: Tensor | None,
+                      emotion_mask: Tensor | None, drop: Tensor) -> Tensor:
+        """Per-frame input (B, T, D): motion + keyframe embeddings (+ emotion) + periodic position, dropout."""
+        B, T, _ = x_t.shape
+        dev = x_t.device
         h = self.inp(x_t)
         for i, emb in enumerate(self.kf):
             if keyframes is None:
@@ -142,29 +159,30 @@ class MotionDenoiser(nn.Module):
                 e = torch.where(present[:, None, None], self.emotion(em), e)
             h = h + e
         pos = torch.arange(T, device=dev) % self.period
-        h = self.drop_in(h + sinusoid(pos, self.dim)[None])
+        return self.drop_in(h + sinusoid(pos, self.dim)[None])
 
-        time_tok = self.time_mlp(sinusoid(t.reshape(-1).expand(B) if t.numel() == 1 else t, self.dim))  # (B, D)
+    def _prefix_tokens(self, t: Tensor, style: Tensor | None, style_mask: Tensor | None, B: int,
+                       dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(time token, style token), each (B, D)."""
+        time_tok = self.time_mlp(sinusoid(t.reshape(-1).expand(B) if t.numel() == 1 else t, self.dim))
         style_tok = self.null_style.expand(B, -1)
         if self.style is not None and style is not None:
-            present = torch.ones(B, dtype=torch.bool, device=dev) if style_mask is None else style_mask
-            style_tok = torch.where(present[:, None], self.style(style.to(h.dtype)), style_tok)
-        prefix = torch.stack([time_tok, style_tok], dim=1)  # (B, 2, D)
-        if self.frame_cond:
-            h = h + (time_tok + style_tok)[:, None, :]
+            present = torch.ones(B, dtype=torch.bool, device=t.device) if style_mask is None else style_mask
+            style_tok = torch.where(present[:, None], self.style(style.to(dtype)), style_tok)
+        return time_tok, style_tok
 
-        speech = torch.where(keep, speech, self.null_speech.expand(B, T, -1))
-        memory = torch.cat([speech, text], dim=1)  # (B, T + L, D)
-
+    def _attention_masks(self, frame_mask: Tensor, text_mask: Tensor, drop: Tensor,
+                         dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Additive biases: self-attention (B, H, T, 2+T) with periodic ALiBi, cross-attention (B, 1, T, 2+T+L)
+        (prefix always visible, speech on the alignment band, text unless dropped)."""
+        B, T = frame_mask.shape
+        dev = frame_mask.device
         ones = torch.ones(B, NUM_PREFIX, dtype=torch.bool, device=dev)
         self_vis = torch.cat([ones, frame_mask], dim=1)[:, None, None, :]  # (B, 1, 1, 2+T)
         alibi = periodic_alibi_bias(self.heads, T, self.period, dev)  # (H, T, T)
         alibi = torch.cat([alibi.new_zeros(self.heads, T, NUM_PREFIX), alibi], dim=-1)[None]  # (1, H, T, 2+T)
-        self_mask = mask_to_bias(self_vis, alibi, h.dtype)
+        self_mask = mask_to_bias(self_vis, alibi, dtype)
         text_vis = text_mask & ~drop[:, None]
         cross_vis = torch.cat([ones[:, None, :].expand(B, T, NUM_PREFIX), alignment_mask(frame_mask),
                                text_vis[:, None, :].expand(B, T, -1)], dim=-1)  # (B, T, 2+T+L)
-        cross_mask = mask_to_bias(cross_vis[:, None], None, h.dtype)
-        for layer in self.layers:
-            h = layer(h, prefix, memory, self_mask, cross_mask)
-        return self.out(self.norm(h))
+        return self_mask, mask_to_bias(cross_vis[:, None], None, dtype)

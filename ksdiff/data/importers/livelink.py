@@ -76,17 +76,7 @@ def is_livelink_csv(path: str | os.PathLike) -> bool:
     return bool(header) and header[0] == TIMECODE_COLUMN.lower() and "jawopen" in header
 
 
-def read_livelink_csv(path: str | os.PathLike) -> LiveLinkTake:
-    """Read a Live Link Face CSV strictly.
-
-    Column names are matched case-insensitively (``BlendShapeCount`` or ``BlendshapeCount``); all 52 blendshape
-    columns and ``Timecode`` are required, head and eye columns are optional.
-
-    Raises:
-        KsdiffError: missing file or columns, a short (truncated) or over-long row, a value that is not a number,
-            a bad timecode, time running backwards, or no rows.
-    """
-    path = Path(path)
+def _read_rows(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise KsdiffError("Live Link CSV not found", path)
     try:
@@ -98,7 +88,11 @@ def read_livelink_csv(path: str | os.PathLike) -> LiveLinkTake:
         raise KsdiffError(f"not a valid CSV ({e})", path) from None
     if not rows:
         raise KsdiffError("empty file (no header)", path)
-    header = [h.strip() for h in rows[0]]
+    return rows
+
+
+def _value_columns(header: list[str], path: Path) -> tuple[int, list[int | None]]:
+    """(timecode column, the columns of the 52 blendshapes + head + eyes; None for an absent optional one)."""
     pos = {h.lower(): i for i, h in enumerate(header)}
     if TIMECODE_COLUMN.lower() not in pos:
         raise KsdiffError(f"not a Live Link Face CSV (no {TIMECODE_COLUMN!r} column in the header)", path)
@@ -106,16 +100,32 @@ def read_livelink_csv(path: str | os.PathLike) -> LiveLinkTake:
     if missing:
         raise KsdiffError(f"missing {len(missing)} blendshape columns: {', '.join(missing[:5])}"
                           f"{' ...' if len(missing) > 5 else ''}", path)
-    tc_col = pos[TIMECODE_COLUMN.lower()]
-    shape_cols = [pos[c.lower()] for c in BLENDSHAPE_COLUMNS]
-    head_cols = [pos.get(c.lower()) for c in HEAD_COLUMNS]
-    eye_cols = [pos.get(c.lower()) for c in EYE_COLUMNS]
+    shape_cols: list[int | None] = [pos[c.lower()] for c in BLENDSHAPE_COLUMNS]
+    return pos[TIMECODE_COLUMN.lower()], shape_cols + [pos.get(c.lower()) for c in HEAD_COLUMNS + EYE_COLUMNS]
+
+
+def _row_values(row: list[str], r: int, header: list[str], value_cols: list[int | None], path: Path) -> list[float]:
+    vals = []
+    for c in value_cols:
+        if c is None:
+            vals.append(0.0)
+            continue
+        try:
+            vals.append(float(row[c]))
+        except ValueError:
+            raise KsdiffError(f"line {r}, column {header[c]}: {row[c].strip()[:20]!r} is not a number",
+                              path) from None
+    return vals
+
+
+def _parse_rows(rows: list[list[str]], header: list[str], tc_col: int, value_cols: list[int | None],
+                path: Path) -> tuple[list[float], list[int], list[str], list[list[float]]]:
+    """(timecodes in s, line numbers, timecode texts, values) of the non-empty data rows."""
     n = len(header)
     stamps: list[float] = []
     line_no: list[int] = []
     texts: list[str] = []
     values: list[list[float]] = []
-    value_cols = shape_cols + head_cols + eye_cols
     for r, row in enumerate(rows[1:], start=2):  # r = line number in the file
         if not row or all(not c.strip() for c in row):
             continue
@@ -128,19 +138,27 @@ def read_livelink_csv(path: str | os.PathLike) -> LiveLinkTake:
             texts.append(row[tc_col].strip())
         except ValueError as e:
             raise KsdiffError(f"line {r}: {e}", path) from None
-        vals = []
-        for c in value_cols:
-            if c is None:
-                vals.append(0.0)
-                continue
-            try:
-                vals.append(float(row[c]))
-            except ValueError:
-                raise KsdiffError(f"line {r}, column {header[c]}: {row[c].strip()[:20]!r} is not a number",
-                                  path) from None
-        values.append(vals)
+        values.append(_row_values(row, r, header, value_cols, path))
     if not stamps:
         raise KsdiffError("no frames (header only)", path)
+    return stamps, line_no, texts, values
+
+
+def read_livelink_csv(path: str | os.PathLike) -> LiveLinkTake:
+    """Read a Live Link Face CSV strictly.
+
+    Column names are matched case-insensitively (``BlendShapeCount`` or ``BlendshapeCount``); all 52 blendshape
+    columns and ``Timecode`` are required, head and eye columns are optional.
+
+    Raises:
+        KsdiffError: missing file or columns, a short (truncated) or over-long row, a value that is not a number,
+            a bad timecode, time running backwards, or no rows.
+    """
+    path = Path(path)
+    rows = _read_rows(path)
+    header = [h.strip() for h in rows[0]]
+    tc_col, value_cols = _value_columns(header, path)
+    stamps, line_no, texts, values = _parse_rows(rows, header, tc_col, value_cols, path)
     arr = np.asarray(values, dtype=np.float64)
     check_finite(arr, [header[c] if c is not None else "?" for c in value_cols], path)
     times = unwrap_times(np.asarray(stamps))
