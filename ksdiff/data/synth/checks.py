@@ -20,6 +20,7 @@ speakers
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -46,6 +47,70 @@ def band_power(x: np.ndarray, fps: float, split_hz: float) -> tuple[float, float
     return low, high
 
 
+class _Tally:
+    """Running sums of the corpus checks over clips (see :func:`corpus_report`)."""
+
+    def __init__(self, split_hz: float):
+        self.split_hz = split_hz
+        self.n_bil = self.hits = 0.0
+        self.jaws: list[np.ndarray] = []
+        self.envs: list[np.ndarray] = []
+        self.rs: list[float] = []
+        self.head = [0.0, 0.0]
+        self.mouth = [0.0, 0.0]
+        self.seconds = 0.0
+        self.blinks = self.accents = self.clips = 0
+        self.per_speaker: dict[str, dict[str, list]] = {}
+
+    def add(self, clip) -> None:
+        phones = load_phones(clip.root)
+        m = clip.motion()
+        wave = clip.audio()
+        jaw, close, press = m.channel("jawOpen"), m.channel("mouthClose"), m.channel("mouthPressLeft")
+        nb = sum(1 for p, _, _ in phones if p.upper().rstrip("012") in BILABIALS)
+        if nb:
+            self.n_bil += nb
+            self.hits += bilabial_closure(jaw, close, press, phones, m.fps) * nb
+        env = speech_envelope(wave, m.fps, num_frames=m.num_frames)
+        self.jaws.append(jaw)
+        self.envs.append(env)
+        self.rs.append(pearson(jaw, env))
+        for acc, names in ((self.head, ARKIT_HEAD), (self.mouth, ARKIT_MOUTH)):
+            lo, hi = band_power(m.select(names), m.fps, self.split_hz)
+            acc[0] += lo
+            acc[1] += hi
+        spk = self.per_speaker.setdefault(str(clip.meta().get("speaker", "?")), {"jaw": [], "round": []})
+        spk["jaw"].append(jaw)
+        spk["round"].append(np.maximum(m.channel("mouthPucker"), m.channel("mouthFunnel")))
+        self.seconds += len(wave) / 16000.0
+        gt = clip.root / "phones.json"
+        if gt.is_file():
+            d = json.loads(gt.read_text(encoding="utf-8"))
+            self.blinks += len(d.get("blinks", []))
+            self.accents += len(d.get("accents", []))
+        self.clips += 1
+
+    def report(self) -> dict:
+        minutes = self.seconds / 60.0
+        (head_lo, head_hi), (mouth_lo, mouth_hi) = self.head, self.mouth
+        return {
+            "clips": self.clips,
+            "seconds": round(self.seconds, 3),
+            "bilabials": int(self.n_bil),
+            "bilabial_closure": self.hits / self.n_bil if self.n_bil else float("nan"),
+            "jaw_envelope_r": pearson(np.concatenate(self.jaws), np.concatenate(self.envs)),
+            "jaw_envelope_r_mean": float(np.mean(self.rs)),
+            "head_low_frac": head_lo / (head_lo + head_hi) if head_lo + head_hi > 0 else float("nan"),
+            "mouth_high_frac": mouth_hi / (mouth_lo + mouth_hi) if mouth_lo + mouth_hi > 0 else float("nan"),
+            "split_hz": self.split_hz,
+            "blinks_per_min": self.blinks / minutes if minutes else 0.0,
+            "accents_per_min": self.accents / minutes if minutes else 0.0,
+            "speakers": {k: {"jaw_p95": float(np.percentile(np.concatenate(v["jaw"]), 95)),
+                             "rounding_p95": float(np.percentile(np.concatenate(v["round"]), 95))}
+                         for k, v in sorted(self.per_speaker.items())},
+        }
+
+
 def corpus_report(dataset: str | os.PathLike, split: str | None = None, split_hz: float = 2.0,
                   max_clips: int | None = None) -> dict:
     """The checks above over the clips of ``dataset`` (all splits by default).
@@ -57,62 +122,11 @@ def corpus_report(dataset: str | os.PathLike, split: str | None = None, split_hz
     ds = open_dataset(dataset)
     if ds.spec != "arkit":
         raise KsdiffError(f"corpus_report needs an arkit dataset, not {ds.spec!r}", ds.root)
-    n_bil = hits = 0.0
-    jaws, envs, rs = [], [], []
-    head_lo = head_hi = mouth_lo = mouth_hi = 0.0
-    seconds = 0.0
-    blinks = accents = 0
-    clips = 0
-    per_speaker: dict[str, dict[str, list]] = {}
-    import json
-
+    tally = _Tally(split_hz)
     for clip in ds.clips(split):
-        if max_clips is not None and clips >= max_clips:
+        if max_clips is not None and tally.clips >= max_clips:
             break
-        phones = load_phones(clip.root)
-        m = clip.motion()
-        wave = clip.audio()
-        fps = m.fps
-        jaw, close, press = m.channel("jawOpen"), m.channel("mouthClose"), m.channel("mouthPressLeft")
-        nb = sum(1 for p, _, _ in phones if p.upper().rstrip("012") in BILABIALS)
-        if nb:
-            frac = bilabial_closure(jaw, close, press, phones, fps)
-            n_bil += nb
-            hits += frac * nb
-        env = speech_envelope(wave, fps, num_frames=m.num_frames)
-        jaws.append(jaw)
-        envs.append(env)
-        rs.append(pearson(jaw, env))
-        lo, hi = band_power(m.select(ARKIT_HEAD), fps, split_hz)
-        head_lo, head_hi = head_lo + lo, head_hi + hi
-        lo, hi = band_power(m.select(ARKIT_MOUTH), fps, split_hz)
-        mouth_lo, mouth_hi = mouth_lo + lo, mouth_hi + hi
-        spk = per_speaker.setdefault(str(clip.meta().get("speaker", "?")), {"jaw": [], "round": []})
-        spk["jaw"].append(jaw)
-        spk["round"].append(np.maximum(m.channel("mouthPucker"), m.channel("mouthFunnel")))
-        seconds += len(wave) / 16000.0
-        gt = clip.root / "phones.json"
-        if gt.is_file():
-            d = json.loads(gt.read_text(encoding="utf-8"))
-            blinks += len(d.get("blinks", []))
-            accents += len(d.get("accents", []))
-        clips += 1
-    if not clips:
+        tally.add(clip)
+    if not tally.clips:
         raise KsdiffError("dataset has no clips to check", ds.root)
-    minutes = seconds / 60.0
-    return {
-        "clips": clips,
-        "seconds": round(seconds, 3),
-        "bilabials": int(n_bil),
-        "bilabial_closure": hits / n_bil if n_bil else float("nan"),
-        "jaw_envelope_r": pearson(np.concatenate(jaws), np.concatenate(envs)),
-        "jaw_envelope_r_mean": float(np.mean(rs)),
-        "head_low_frac": head_lo / (head_lo + head_hi) if head_lo + head_hi > 0 else float("nan"),
-        "mouth_high_frac": mouth_hi / (mouth_lo + mouth_hi) if mouth_lo + mouth_hi > 0 else float("nan"),
-        "split_hz": split_hz,
-        "blinks_per_min": blinks / minutes if minutes else 0.0,
-        "accents_per_min": accents / minutes if minutes else 0.0,
-        "speakers": {k: {"jaw_p95": float(np.percentile(np.concatenate(v["jaw"]), 95)),
-                         "rounding_p95": float(np.percentile(np.concatenate(v["round"]), 95))}
-                     for k, v in sorted(per_speaker.items())},
-    }
+    return tally.report()

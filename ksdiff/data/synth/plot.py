@@ -16,6 +16,42 @@ MAIN_CHANNELS: tuple[str, ...] = ("jawOpen", "mouthClose", "mouthPressLeft", "mo
                                   "headRotX", "browInnerUp", "eyeBlinkLeft")
 
 
+def _draw_phones(axes, lab, phones: list[dict], t_end: float) -> None:
+    """Phone labels on ``lab``; /p b m/ shaded red across every axis."""
+    k = 0
+    for ph in phones:
+        s, e = ph["start"], ph["end"]
+        if s >= t_end:
+            continue
+        lab.axvline(s, color="0.85", lw=0.5)
+        if ph["phone"] == "SIL":
+            continue
+        bil = ph["phone"] in ("P", "B", "M")
+        if bil:
+            for ax in axes:
+                ax.axvspan(s, e, color="tab:red", alpha=0.12, lw=0)
+        lab.text(0.5 * (s + e), 0.7 if k % 2 == 0 else 0.25, ph["espeak"].replace("'", "ˈ"), ha="center",
+                 va="center", fontsize=7, color="tab:red" if bil else "k")
+        k += 1
+
+
+def _draw_channel(ax, name: str, t: np.ndarray, y: np.ndarray, gt: dict, t_end: float) -> None:
+    """One channel over time, with pitch accents (head channels) or blink onsets (blink channels)."""
+    ax.plot(t, y, ".-", lw=1.0, ms=2.5)
+    ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    if name.startswith("head"):
+        for a, _ in gt.get("accents", []):
+            if a <= t_end:
+                ax.axvline(a, color="tab:green", lw=0.8, alpha=0.7)
+    elif name.startswith("eyeBlink"):
+        for b in gt.get("blinks", []):
+            if b <= t_end:
+                ax.axvline(b, color="tab:purple", lw=0.8, alpha=0.7)
+    else:
+        ax.set_ylim(-0.02, max(0.3, float(y.max()) * 1.1))
+    ax.grid(alpha=0.3)
+
+
 def plot_clip(dataset: str | os.PathLike, clip_id: str | None, path: str | os.PathLike,
               channels: tuple[str, ...] = MAIN_CHANNELS, seconds: float | None = None) -> Path:
     """Plot ``channels`` of one clip (the first of the dataset when ``clip_id`` is None) over its waveform, phone
@@ -46,37 +82,9 @@ def plot_clip(dataset: str | os.PathLike, clip_id: str | None, path: str | os.Pa
     lab.set_ylim(0, 1)
     lab.set_yticks([])
     lab.set_ylabel("phones", rotation=0, ha="right", va="center")
-    k = 0
-    for ph in gt["phones"]:
-        s, e = ph["start"], ph["end"]
-        if s >= t_end:
-            continue
-        lab.axvline(s, color="0.85", lw=0.5)
-        if ph["phone"] == "SIL":
-            continue
-        bil = ph["phone"] in ("P", "B", "M")
-        if bil:
-            for ax in axes:
-                ax.axvspan(s, e, color="tab:red", alpha=0.12, lw=0)
-        lab.text(0.5 * (s + e), 0.7 if k % 2 == 0 else 0.25, ph["espeak"].replace("'", "ˈ"), ha="center",
-                 va="center", fontsize=7, color="tab:red" if bil else "k")
-        k += 1
-    axes = axes[1:]
-    for ax, name in zip(axes[1:], channels):
-        y = m.channel(name)
-        ax.plot(t[sel], y[sel], ".-", lw=1.0, ms=2.5)
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-        if name.startswith("head"):
-            for a, st in gt.get("accents", []):
-                if a <= t_end:
-                    ax.axvline(a, color="tab:green", lw=0.8, alpha=0.7)
-        elif name.startswith("eyeBlink"):
-            for b in gt.get("blinks", []):
-                if b <= t_end:
-                    ax.axvline(b, color="tab:purple", lw=0.8, alpha=0.7)
-        else:
-            ax.set_ylim(-0.02, max(0.3, float(y.max()) * 1.1))
-        ax.grid(alpha=0.3)
+    _draw_phones(axes, lab, gt["phones"], t_end)
+    for ax, name in zip(axes[2:], channels):
+        _draw_channel(ax, name, t[sel], m.channel(name)[sel], gt, t_end)
     axes[-1].set_xlabel("seconds  (red bands: /p b m/; green lines: pitch accents; purple: blink onsets)")
     meta = clip.meta()
     fig.suptitle(f"{clip.id}  ({meta.get('speaker')}, espeak {meta.get('voice')} {meta.get('rate')} wpm): "
