@@ -301,3 +301,85 @@ def test_gl_draw_without_gil_matches_moderngl(ict):
         assert fast.std() > 10
     finally:
         r.close()
+
+
+def _ksdiff_cli(*args: str):
+    """The real ``ksdiff`` command in a subprocess."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("ksdiff")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ksdiff"]
+    env = dict(os.environ, PYTHONWARNINGS="default")
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120, env=env,
+                          check=False)
+
+
+def _assert_one_line_error(r, file, *words: str) -> None:
+    lines = r.stderr.strip("\n").splitlines()
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"ksdiff: {file}: "), r.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize("fps", [1e9, 1e-6])
+def test_render_cli_refuses_a_frame_rate_out_of_range(tmp_path, speech_dir, fps):
+    """A motion at 1e9 fps would have made round(seconds × 1e9) frames (hundreds of GiB) for the audio; at 1e-6
+    fps one frame lasting days. Both, with or without audio, are one line naming the motion file, exit 2, no
+    mp4 and no temporary file left."""
+    motion = tmp_path / "m.npz"
+    arkit_motion(20, fps=fps, jawOpen=np.linspace(0, 1, 20)).save(motion)
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    for audio in (["--audio", str(speech_dir / "arctic_a0009.wav")], []):
+        r = _ksdiff_cli("render", str(motion), "--out", str(outs / "v.mp4"), "--face", "schematic", "--size", "32",
+                        *audio)
+        _assert_one_line_error(r, motion, f"fps {fps:g}", "1 to 240")
+        assert list(outs.iterdir()) == []
+
+
+def test_render_cli_caps_the_video_length(tmp_path, speech_dir):
+    """A ground truth at an absurd frame rate is refused, naming its file; a video over MAX_VIDEO_SECONDS is
+    refused before anything is allocated for it; the limits themselves are allowed."""
+    from ksdiff.render import MAX_VIDEO_SECONDS, render_frame_count
+
+    motion, gt = tmp_path / "m.npz", tmp_path / "gt.npz"
+    arkit_motion(20, jawOpen=0.5).save(motion)
+    arkit_motion(20, fps=1e9, jawOpen=0.5).save(gt)
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    r = _ksdiff_cli("render", str(motion), "--gt", str(gt), "--out", str(outs / "v.mp4"), "--face", "schematic",
+                    "--size", "32")
+    _assert_one_line_error(r, gt, "fps 1e+09", "1000")
+    long_motion = tmp_path / "long.npz"
+    arkit_motion(int(MAX_VIDEO_SECONDS) + 1, fps=1.0).save(long_motion)
+    r = _ksdiff_cli("render", str(long_motion), "--out", str(outs / "v.mp4"), "--face", "schematic", "--size", "32")
+    _assert_one_line_error(r, long_motion, "at most 7200 s")
+    assert list(outs.iterdir()) == []
+    m = arkit_motion(3, fps=240.0)
+    assert render_frame_count(m, MAX_VIDEO_SECONDS) == int(MAX_VIDEO_SECONDS * 240)
+    with pytest.raises(KsdiffError, match="at most 7200 s") as e:
+        render_frame_count(m, MAX_VIDEO_SECONDS + 1, audio_path="long.wav")
+    assert e.value.path == "long.wav"
+    assert render_frame_count(arkit_motion(3, fps=1.0), None) == 3
+    with pytest.raises(KsdiffError, match="fps nan"):
+        render_frame_count(arkit_motion(3, fps=float("nan")), 2.0)
+
+
+def test_ground_truth_at_another_frame_rate_resamples_only_the_frames_shown(tmp_path):
+    """The ground truth is resampled to the video's fps; only the frames shown are made (a 1e-6 fps one would
+    otherwise be 10⁹ frames), and they equal the full resampling's."""
+    from ksdiff.render import _ground_truth
+
+    c = np.random.default_rng(0).uniform(0, 1, (40, ARKIT.dim)).astype(np.float32)
+    c[:, 52:] = 0.1
+    gt = Motion(c, ARKIT.channels, 30.0, "arkit")
+    for n in (10, 33, 60):  # shorter than, equal to and longer than the resampled ground truth (33 frames)
+        ref = gt.resample(25.0).coeffs
+        ref = np.concatenate([ref, np.repeat(ref[-1:], max(0, n - len(ref)), 0)])[:n]
+        np.testing.assert_array_equal(_ground_truth(gt, 25.0, n).coeffs, ref)
+    slow = _ground_truth(Motion(c, ARKIT.channels, 1e-6, "arkit"), 25.0, 50)
+    assert slow.coeffs.shape == (50, ARKIT.dim)
+    np.testing.assert_allclose(slow.coeffs[-1], c[0], atol=1e-5)  # 2 s into a 10⁶ s first frame

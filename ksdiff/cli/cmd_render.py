@@ -10,7 +10,7 @@ ORDER = 70
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("motion", help="motion .npz")
+    p.add_argument("motion", help="motion .npz (its fps, 1 to 240, is the video's)")
     p.add_argument("--audio", help="speech to put in the video (any format); the video lasts as long as it")
     p.add_argument("--out", required=True, help="the .mp4 to write")
     p.add_argument("--face", default="auto", choices=["auto", "ict", "flame", "schematic"],

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -18,12 +19,18 @@ from ksdiff.errors import KsdiffError
 from ksdiff.face.base import FaceModel
 from ksdiff.face.models import get_face_model
 from ksdiff.face.motion import Motion, load_motion
+from ksdiff.render.video import VIDEO_FPS_RANGE, check_video_fps
 from ksdiff.utils.threads import prefetch
 
 BACKENDS = ("auto", "gl", "numpy")
 LABELS = ("prediction", "ground truth")
+#: Frame rates of a ground-truth motion (``side_by_side``), which is resampled to the video's: 0 < fps <= 1000.
+MOTION_FPS_RANGE = (0.0, 1000.0)
+#: The longest video rendered, in seconds (2 hours: at most 1,728,000 frames at 240 fps).
+MAX_VIDEO_SECONDS = 7200.0
 
-__all__ = ["BACKENDS", "make_renderer", "render_frames", "render_image", "render_video"]
+__all__ = ["BACKENDS", "MAX_VIDEO_SECONDS", "MOTION_FPS_RANGE", "VIDEO_FPS_RANGE", "check_video_fps", "make_renderer",
+           "render_frame_count", "render_frames", "render_image", "render_video"]
 
 
 def make_renderer(model: FaceModel, size: int = 512, backend: str = "auto", antialias: bool = False,
@@ -132,6 +139,85 @@ def _label_overlay(width: int, height: int, labels: tuple[str, ...]) -> tuple[np
     return arr[..., :3] * 255.0, arr[..., 3:], h
 
 
+def render_frame_count(motion: Motion, audio_seconds: float | None, motion_path: str | os.PathLike | None = None,
+                       audio_path: str | os.PathLike | None = None) -> int:
+    """The number of video frames for ``motion`` (its fps checked by :func:`check_video_fps`): round(audio
+    seconds × fps), at least 1, with audio, else the motion's own frame count.
+
+    Raises :class:`KsdiffError`, naming the audio file or else the motion file, when the video would last
+    longer than :data:`MAX_VIDEO_SECONDS` (this bounds the frames to ``MAX_VIDEO_SECONDS × 240``).
+    """
+    check_video_fps(motion.fps, motion_path)
+    if audio_seconds is not None:
+        if audio_seconds > MAX_VIDEO_SECONDS:
+            raise KsdiffError(f"audio lasts {audio_seconds:.0f} s; ksdiff renders videos of at most "
+                              f"{MAX_VIDEO_SECONDS:.0f} s", audio_path)
+        return max(1, round(audio_seconds * motion.fps))
+    if motion.duration > MAX_VIDEO_SECONDS:
+        raise KsdiffError(f"motion lasts {motion.duration:.0f} s ({motion.num_frames} frames at {motion.fps:g} fps); "
+                          f"ksdiff renders videos of at most {MAX_VIDEO_SECONDS:.0f} s", motion_path)
+    return motion.num_frames
+
+
+def _ground_truth(side_by_side: Motion | str | os.PathLike, fps: float, num_frames: int) -> Motion:
+    """The ground-truth panel's motion at ``fps``, trimmed or padded to ``num_frames`` (T, C) frames.
+
+    Only the frames shown are resampled (the first ones of the full resampling, the same values), so a
+    ground truth at a tiny frame rate cannot make a huge array.
+    """
+    path = None if isinstance(side_by_side, Motion) else side_by_side
+    gt = side_by_side if path is None else load_motion(path)
+    lo, hi = MOTION_FPS_RANGE
+    if not lo < gt.fps <= hi:
+        raise KsdiffError(f"fps {gt.fps:g} is outside the motion frame rates ksdiff renders ({lo:g} < fps <= "
+                          f"{hi:g})", path)
+    if abs(gt.fps - fps) > 1e-6:
+        natural = gt.num_frames / gt.fps * fps  # resample_coeffs' default length, round(duration × fps)
+        gt = gt.resample(fps, num_frames=num_frames if natural >= num_frames else None)
+    return fit_length(gt, num_frames)
+
+
+def _panels(motion: Motion, model: FaceModel, gt: Motion | None, face: str, size: int, backend: str,
+            asset: str | os.PathLike | None, antialias: bool, skip_hidden: bool) -> list[tuple[Motion, FaceModel, Any]]:
+    """(motion, face model, renderer) for each panel, left to right: ``motion`` and then ``gt`` if given (with
+    its own model and renderer when its spec differs). The caller closes the renderers (one per panel, or one
+    shared by both)."""
+    if skip_hidden and model.name == "ict":
+        from ksdiff.render.visibility import motion_in_range
+
+        skip_hidden = all(motion_in_range(m) for m in ([motion] if gt is None else [motion, gt]))
+    renderer = make_renderer(model, size, backend, antialias=antialias, skip_hidden=skip_hidden)
+    panels: list[tuple[Motion, FaceModel, Any]] = [(motion, model, renderer)]
+    if gt is None:
+        return panels
+    if (gt.spec or "arkit") == (motion.spec or "arkit"):
+        panels.append((gt, model, renderer))
+        return panels
+    try:
+        gmodel = get_face_model(gt, face=face, asset=asset)
+        gmodel.check_motion(gt)
+        panels.append((gt, gmodel, make_renderer(gmodel, size, backend, antialias=antialias)))
+    except BaseException:
+        renderer.close()
+        raise
+    return panels
+
+
+def _composite(panels: list[tuple[Motion, FaceModel, Any]], overlay: tuple[np.ndarray, np.ndarray, int] | None,
+               threaded: bool) -> Iterator[np.ndarray]:
+    """The video frames: the panels' (H, W, 3) frames side by side, (H, W × panels, 3) uint8, under the labels
+    ``overlay`` (see :func:`_label_overlay`) if given."""
+    iters = [render_frames(m, fm, r, threaded=threaded) for m, fm, r in panels]
+    for imgs in zip(*iters):
+        frame = imgs[0] if len(imgs) == 1 else np.concatenate(imgs, axis=1)
+        if overlay is not None:
+            rgb, alpha, h = overlay
+            top = frame[:h].astype(np.float32)
+            frame = frame.copy()
+            frame[:h] = (top * (1.0 - alpha) + rgb * alpha + 0.5).astype(np.uint8)
+        yield frame
+
+
 def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | None, out_path: str | os.PathLike,
                  face: str = "auto", size: int = 512, side_by_side: Motion | str | os.PathLike | None = None,
                  backend: str = "auto", asset: str | os.PathLike | None = None, antialias: bool = False,
@@ -139,13 +225,16 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
     """Render ``motion`` as an mp4 with ``audio`` (written atomically).
 
     Args:
-        motion: a :class:`Motion` or a motion ``.npz``.
+        motion: a :class:`Motion` or a motion ``.npz``; its fps is the video's and must be in
+            :data:`VIDEO_FPS_RANGE` (1 to 240).
         audio: the speech (any format PyAV reads) or None for a silent video. With audio, the video has
             round(audio seconds × fps) frames: the motion is trimmed, or padded with its last frame.
+            The video may last at most :data:`MAX_VIDEO_SECONDS` (2 hours).
         out_path: the ``.mp4`` to write.
         face: ``auto`` | ``ict`` | ``flame`` | ``schematic`` (see :func:`ksdiff.face.models.get_face_model`).
         size: frame height and width of one panel in pixels (rounded up to even).
-        side_by_side: a ground-truth motion shown to the right, with the labels "prediction | ground truth".
+        side_by_side: a ground-truth motion shown to the right, with the labels "prediction | ground truth";
+            resampled to the motion's fps (its own must be in :data:`MOTION_FPS_RANGE`).
         backend: ``auto`` | ``gl`` | ``numpy``.
         asset: the face model file (ICT / FLAME ``.npz``), default: found automatically.
         threaded: overlap the stages (vertices + normals, drawing, H.264 encoding) in three threads; False runs
@@ -155,68 +244,37 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
 
     Returns:
         {"path", "frames", "fps", "seconds", "face", "backend", "render_fps", "video_seconds", "audio_seconds"}.
+
+    Raises:
+        KsdiffError: naming the bad input's file (fps out of range, video too long, unreadable motion or audio).
     """
     from ksdiff.render.video import AUDIO_RATE, load_audio_for_video, write_video
 
-    if not isinstance(motion, Motion):
-        motion = load_motion(motion)
+    motion_path = None if isinstance(motion, Motion) else motion
+    if motion_path is not None:
+        motion = load_motion(motion_path)
+    check_video_fps(motion.fps, motion_path)
     size = int(size) + int(size) % 2
     if size < 16:
         raise KsdiffError(f"--size must be at least 16 pixels, got {size}")
-    samples = None
-    if audio is not None:
-        samples = load_audio_for_video(audio, AUDIO_RATE)
-        num_frames = max(1, int(round(len(samples) / AUDIO_RATE * motion.fps)))
-    else:
-        num_frames = motion.num_frames
+    samples = None if audio is None else load_audio_for_video(audio, AUDIO_RATE)
+    num_frames = render_frame_count(motion, None if samples is None else len(samples) / AUDIO_RATE, motion_path,
+                                    audio)
     motion = fit_length(motion, num_frames)
     model = get_face_model(motion, face=face, asset=asset)
     model.check_motion(motion)
-    gt = None
-    if side_by_side is not None:
-        gt = side_by_side if isinstance(side_by_side, Motion) else load_motion(side_by_side)
-        if abs(gt.fps - motion.fps) > 1e-6:
-            gt = gt.resample(motion.fps)
-        gt = fit_length(gt, num_frames)
-    if skip_hidden and model.name == "ict":
-        from ksdiff.render.visibility import motion_in_range
-
-        skip_hidden = all(motion_in_range(m) for m in ([motion] if gt is None else [motion, gt]))
-    renderer = make_renderer(model, size, backend, antialias=antialias, skip_hidden=skip_hidden)
-    panels: list[tuple[Motion, FaceModel, object]] = [(motion, model, renderer)]
-    extra = []
-    if gt is not None:
-        if (gt.spec or "arkit") == (motion.spec or "arkit"):
-            panels.append((gt, model, renderer))
-        else:
-            gmodel = get_face_model(gt, face=face, asset=asset)
-            gmodel.check_motion(gt)
-            grend = make_renderer(gmodel, size, backend, antialias=antialias)
-            extra.append(grend)
-            panels.append((gt, gmodel, grend))
-        overlay = _label_overlay(size * 2, size, tuple(labels))
-    else:
-        overlay = None
-
-    def frames() -> Iterator[np.ndarray]:
-        iters = [render_frames(m, fm, r, threaded=threaded) for m, fm, r in panels]
-        for imgs in zip(*iters):
-            frame = imgs[0] if len(imgs) == 1 else np.concatenate(imgs, axis=1)
-            if overlay is not None:
-                rgb, alpha, h = overlay
-                top = frame[:h].astype(np.float32)
-                frame = frame.copy()
-                frame[:h] = (top * (1.0 - alpha) + rgb * alpha + 0.5).astype(np.uint8)
-            yield frame
-
+    gt = None if side_by_side is None else _ground_truth(side_by_side, motion.fps, num_frames)
+    panels = _panels(motion, model, gt, face, size, backend, asset, antialias, skip_hidden)
+    overlay = None if gt is None else _label_overlay(size * 2, size, tuple(labels))
     t0 = time.perf_counter()
     try:
-        info = write_video(frames(), motion.fps, out_path, audio=samples, audio_rate=AUDIO_RATE, threaded=threaded)
+        info = write_video(_composite(panels, overlay, threaded), motion.fps, out_path, audio=samples,
+                           audio_rate=AUDIO_RATE, threaded=threaded)
     finally:
-        for r in [renderer] + extra:
+        for r in {id(r): r for _, _, r in panels}.values():
             r.close()
     elapsed = time.perf_counter() - t0
-    info.update({"fps": motion.fps, "seconds": elapsed, "face": model.name, "backend": renderer.backend,
+    info.update({"fps": motion.fps, "seconds": elapsed, "face": model.name, "backend": panels[0][2].backend,
                  "render_fps": info["frames"] / elapsed if elapsed > 0 else float("inf"),
                  "path": str(Path(out_path))})
     return info

@@ -9,11 +9,29 @@ interpolate the colours with their barycentric weights.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import NamedTuple
+
 import numpy as np
 
 from ksdiff.render.camera import BACKGROUND, Camera, shade, vertex_normals
 
 _MAX_CANDIDATES = 1 << 22  # pixels tested per chunk (bounds memory: ~4M × a few arrays)
+
+
+class _Setup(NamedTuple):
+    """The triangles kept for one frame: ``ids`` (N,) into the mesh's triangles; ``x0``, ``y0`` (F,) pixel-box
+    corners of every triangle; ``bw``, ``bh`` (N,) box sizes; ``A``, ``B``, ``C`` (N, 3) float32 barycentric
+    planes l_k = A_k x + B_k y + C_k with x, y measured from the box corner."""
+
+    ids: np.ndarray
+    x0: np.ndarray
+    y0: np.ndarray
+    bw: np.ndarray
+    bh: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    C: np.ndarray
 
 
 class NumpyRasterizer:
@@ -42,9 +60,22 @@ class NumpyRasterizer:
         cam = self.camera
         W, H = cam.width, cam.height
         verts = np.asarray(verts, dtype=np.float32)
-        tri = self.triangles
         xy, z, w = cam.project(verts)
-        # Triangle setup: keep triangles in front of the camera and inside the image.
+        setup = self._setup(xy, w)
+        img = np.empty((H * W, 3), dtype=np.uint8)
+        img[:] = self.background
+        frags = self._fragments(setup, z[self.triangles[setup.ids]], W)
+        if frags is None:
+            return img.reshape(H, W, 3)
+        covered, tri_of, lam = self._depth_test(*frags, H * W)
+        img[covered] = self._shade_pixels(verts, setup.ids, tri_of, lam)
+        return img.reshape(H, W, 3)
+
+    def _setup(self, xy: np.ndarray, w: np.ndarray) -> _Setup:
+        """Triangle setup from projected (V, 2) pixel positions and (V,) clip w: keep the triangles in front
+        of the camera and inside the image, with their pixel boxes and barycentric planes."""
+        W, H = self.camera.width, self.camera.height
+        tri = self.triangles
         txy = xy[tri]  # (F, 3, 2)
         ok = (w[tri] > 0).all(axis=1)
         x0 = np.ceil(txy[..., 0].min(axis=1) - 0.5).astype(np.int64)
@@ -70,29 +101,38 @@ class NumpyRasterizer:
                      axis=1) * inv[:, None]
         # Re-base C at each triangle's bounding-box corner so the per-pixel part stays small (float32-safe).
         C = C + A * x0[ids, None] + B * y0[ids, None]
-        A32, B32, C32 = A.astype(np.float32), B.astype(np.float32), C.astype(np.float32)
-        tz = z[tri[ids]]  # (N, 3)
-        bw, bh = (x1 - x0 + 1)[ids], (y1 - y0 + 1)[ids]
-        # Bins: exact (width, height) up to 8 pixels, then powers of two; each bin is one vectorised test.
+        return _Setup(ids, x0, y0, (x1 - x0 + 1)[ids], (y1 - y0 + 1)[ids],
+                      A.astype(np.float32), B.astype(np.float32), C.astype(np.float32))
+
+    @staticmethod
+    def _bins(bw: np.ndarray, bh: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(bin width, bin height, member indices) for triangles with (N,) box sizes ``bw`` × ``bh``: exact
+        (width, height) up to 8 pixels, then powers of two; each bin is one vectorised test."""
         kw = np.where(bw <= 8, bw, 1 << np.ceil(np.log2(np.maximum(bw, 1))).astype(np.int64))
         kh = np.where(bh <= 8, bh, 1 << np.ceil(np.log2(np.maximum(bh, 1))).astype(np.int64))
         key = kw * 4096 + kh
         order = np.argsort(key, kind="stable")
         keys, starts = np.unique(key[order], return_index=True)
         bounds = list(starts) + [len(order)]
-        frag_pix, frag_z, frag_t, frag_l = [], [], [], []
         for b, k in enumerate(keys):
-            sw, sh = int(k // 4096), int(k % 4096)
+            yield int(k // 4096), int(k % 4096), order[bounds[b]:bounds[b + 1]]
+
+    def _fragments(self, s: _Setup, tz: np.ndarray, W: int) -> tuple[np.ndarray, ...] | None:
+        """Every covered (triangle, pixel) of the setup ``s`` (``tz``: (N, 3) vertex depths of its triangles)
+        in an image ``W`` wide: (P,) pixel index, (P,) float32 depth, (P,) triangle (into ``s.ids``) and (P, 2)
+        barycentric weights of the first two corners; None when nothing is covered."""
+        ids, x0, y0, bw, bh = s.ids, s.x0, s.y0, s.bw, s.bh
+        frag_pix, frag_z, frag_t, frag_l = [], [], [], []
+        for sw, sh, members in self._bins(bw, bh):
             per = sw * sh
             oy, ox = np.divmod(np.arange(per, dtype=np.int64), sw)
             fx, fy = (ox + 0.5).astype(np.float32), (oy + 0.5).astype(np.float32)
-            members = order[bounds[b]:bounds[b + 1]]
             exact = sw <= 8 and sh <= 8
             chunk = max(1, _MAX_CANDIDATES // per)
             for c0 in range(0, len(members), chunk):
                 g = members[c0:c0 + chunk]
-                l0 = A32[g, 0, None] * fx + B32[g, 0, None] * fy + C32[g, 0, None]  # (n, per)
-                l1 = A32[g, 1, None] * fx + B32[g, 1, None] * fy + C32[g, 1, None]
+                l0 = s.A[g, 0, None] * fx + s.B[g, 0, None] * fy + s.C[g, 0, None]  # (n, per)
+                l1 = s.A[g, 1, None] * fx + s.B[g, 1, None] * fy + s.C[g, 1, None]
                 l2 = 1.0 - l0 - l1
                 inside = (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6)
                 if not exact:
@@ -106,32 +146,38 @@ class NumpyRasterizer:
                 frag_z.append(L0 * tz[t, 0] + L1 * tz[t, 1] + L2 * tz[t, 2])
                 frag_t.append(t)
                 frag_l.append(np.stack([L0, L1], axis=1))
-        img = np.empty((H * W, 3), dtype=np.uint8)
-        img[:] = self.background
         if not frag_pix:
-            return img.reshape(H, W, 3)
-        pix = np.concatenate(frag_pix)
-        fz = np.concatenate(frag_z).astype(np.float32)
-        ft = np.concatenate(frag_t)
-        fl = np.concatenate(frag_l)
-        zbuf = np.full(H * W, np.inf, dtype=np.float32)
+            return None
+        return (np.concatenate(frag_pix), np.concatenate(frag_z).astype(np.float32), np.concatenate(frag_t),
+                np.concatenate(frag_l))
+
+    @staticmethod
+    def _depth_test(pix: np.ndarray, fz: np.ndarray, ft: np.ndarray, fl: np.ndarray,
+                    num_pixels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nearest fragment per pixel (see :meth:`_fragments`): (P,) covered pixel indices, (P,) their
+        triangles (into the setup's ``ids``) and (P, 3) float32 barycentric weights."""
+        zbuf = np.full(num_pixels, np.inf, dtype=np.float32)
         np.minimum.at(zbuf, pix, fz)
         win = np.where(fz <= zbuf[pix])[0]
-        owner = np.full(H * W, -1, dtype=np.int64)
+        owner = np.full(num_pixels, -1, dtype=np.int64)
         owner[pix[win]] = win  # ties: any one of the nearest fragments
         covered = np.where(owner >= 0)[0]
         f = owner[covered]
-        corners = tri[ids[ft[f]]]  # (P, 3)
         lam = np.empty((len(f), 3), dtype=np.float32)
         lam[:, :2] = fl[f]
         lam[:, 2] = 1.0 - lam[:, 0] - lam[:, 1]
+        return covered, ft[f], lam
+
+    def _shade_pixels(self, verts: np.ndarray, ids: np.ndarray, tri_of: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """(P, 3) uint8 colours of pixels showing triangles ``ids[tri_of]`` at barycentric weights ``lam``."""
+        tri = self.triangles
+        corners = tri[ids[tri_of]]  # (P, 3)
         # Shade the vertices (the mesh is dense: a few pixels a triangle), then interpolate the colours.
         used = np.unique(tri[ids])
         vrgb = np.zeros((len(verts), 3), dtype=np.float32)
-        vrgb[used] = shade(vertex_normals(verts, tri)[used], self.colors[used], verts[used], cam.eye)
+        vrgb[used] = shade(vertex_normals(verts, tri)[used], self.colors[used], verts[used], self.camera.eye)
         rgb = np.einsum("pk,pkc->pc", lam, vrgb[corners])
-        img[covered] = (rgb * 255.0 + 0.5).astype(np.uint8)
-        return img.reshape(H, W, 3)
+        return (rgb * 255.0 + 0.5).astype(np.uint8)
 
     def close(self) -> None:
         pass
