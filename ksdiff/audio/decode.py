@@ -1,7 +1,8 @@
-"""Decode any common audio (or the audio stream of a video) to 16 kHz mono float32 with PyAV + soxr."""
+"""Decode any common audio (or the audio stream of a video) to 16 kHz mono float32 with PyAV + soxr, streaming."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import wave
@@ -15,53 +16,109 @@ from ksdiff.utils.io import atomic_path
 SAMPLE_RATE = 16_000  # Hz; every speech encoder here expects 16 kHz mono
 
 
-def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: bool = False) -> np.ndarray:
+def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: bool = False, *,
+               max_seconds: float | None = None) -> np.ndarray:
     """Decode ``path`` (wav/flac/mp3/m4a/aac/aiff/ogg, or a video's audio stream) to mono float32 at ``sr``.
 
-    Channels are averaged; the rate is converted with soxr (high quality).
+    Decoding streams: frames are averaged to mono and resampled (soxr, high quality) block by block, so memory
+    stays near the size of the result (230 MB per hour at 16 kHz), never the decoded multi-channel source.
+
+    Args:
+        max_seconds: refuse audio longer than this: the container's declared duration is checked first (when it
+            is clearly over), and decoding stops as soon as the decoded audio passes the limit (a header can lie).
 
     Returns:
         wave: float32 array (N,), N ≈ seconds × sr, values in [-1, 1].
 
     Raises:
-        KsdiffError: the file is missing, is not audio, has no audio stream, is empty, or is silent throughout
-            (unless ``allow_silent``).
+        KsdiffError: the file is missing, is not audio, has no audio stream, is empty, is longer than
+            ``max_seconds``, or is silent throughout (unless ``allow_silent``).
     """
     import av
-    import soxr
 
     path = Path(path)
     if not path.is_file():
         raise KsdiffError("audio file not found", path)
-    chunks: list[np.ndarray] = []
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             streams = [s for s in container.streams if s.type == "audio"]
             if not streams:
                 raise KsdiffError("no audio stream in this file", path)
-            stream = streams[0]
-            src_rate = stream.codec_context.sample_rate or stream.rate
-            # Convert to planar float keeping the channels, then average them here: FFmpeg's own downmix of an
-            # unnamed 2-channel layout ("2 channels", common in wav) scales by sqrt(2) and clips.
-            resampler = av.AudioResampler(format="fltp", rate=src_rate)
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().mean(axis=0))
+            if max_seconds is not None:
+                _check_declared_duration(container, streams[0], max_seconds, path)
+            wav = _decode_mono(container, streams[0], sr, max_seconds, path)
     except KsdiffError:
         raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as e:  # type: ignore[attr-defined]
         raise KsdiffError(f"not readable as audio ({_short(e)})", path) from None
-    if not chunks or sum(len(c) for c in chunks) == 0:
+    if len(wav) == 0:
         raise KsdiffError("audio is empty (no samples decoded)", path)
-    wav = np.concatenate(chunks).astype(np.float32)
-    if not np.isfinite(wav).all():
-        raise KsdiffError("audio contains NaN or inf samples", path)
-    if src_rate != sr:
-        wav = soxr.resample(wav, src_rate, sr, quality="HQ").astype(np.float32)
     if not allow_silent and float(np.abs(wav).max(initial=0.0)) < 1e-4:
         raise KsdiffError("audio is silent throughout", path)
+    return wav
+
+
+def _too_long(max_seconds: float, path: Path, seconds: float | None = None) -> KsdiffError:
+    said = f"audio is {seconds:.0f} s long, over" if seconds is not None else "audio is longer than"
+    return KsdiffError(f"{said} the {max_seconds:g} s limit (--max-seconds)", path)
+
+
+def _check_declared_duration(container, stream, max_seconds: float, path: Path) -> None:
+    """Refuse early when the container says the audio is clearly longer than ``max_seconds`` (2 % + 1 s of slack:
+    durations estimated from the bitrate are approximate). A header that says less proves nothing."""
+    declared = None
+    if stream.duration is not None and stream.time_base is not None:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        declared = container.duration / 1_000_000  # AV_TIME_BASE
+    if declared is not None and declared > max_seconds * 1.02 + 1.0:
+        raise _too_long(max_seconds, path, declared)
+
+
+def _decode_mono(container, stream, sr: int, max_seconds: float | None, path: Path) -> np.ndarray:
+    """Decode ``stream`` frame by frame to mono and resample it to ``sr`` in blocks of ~1 s.
+
+    Returns the (N,) float32 wave at ``sr``, grown in place (realloc: no second copy of the result at any time).
+    Raises KsdiffError on NaN/inf samples or once the decoded audio passes ``max_seconds``.
+    """
+    import av
+    import soxr
+
+    src_rate = stream.codec_context.sample_rate or stream.rate
+    # Convert to planar float keeping the channels, then average them here: FFmpeg's own downmix of an
+    # unnamed 2-channel layout ("2 channels", common in wav) scales by sqrt(2) and clips.
+    converter = av.AudioResampler(format="fltp", rate=src_rate)
+    rs = soxr.ResampleStream(src_rate, sr, 1, dtype="float32", quality="HQ") if src_rate != sr else None
+    limit = None if max_seconds is None else int(np.ceil(max_seconds * src_rate))
+    wav = np.empty(60 * sr, dtype=np.float32)  # grows by doubling
+    n = decoded = 0
+    block: list[np.ndarray] = []
+
+    def flush(last: bool) -> None:
+        nonlocal n
+        x = np.concatenate(block) if block else np.zeros(0, np.float32)
+        block.clear()
+        if not np.isfinite(x).all():
+            raise KsdiffError("audio contains NaN or inf samples", path)
+        y = rs.resample_chunk(x, last=last) if rs is not None else x
+        if n + len(y) > len(wav):
+            wav.resize(max(2 * len(wav), n + len(y)), refcheck=False)
+        wav[n:n + len(y)] = y
+        n += len(y)
+
+    for frame in itertools.chain(container.decode(stream), [None]):  # None: flush the converter
+        for conv in converter.resample(frame):
+            mono = conv.to_ndarray().mean(axis=0, dtype=np.float32)
+            decoded += len(mono)
+            if limit is not None and decoded > limit:
+                raise _too_long(max_seconds, path)
+            block.append(mono)
+            if sum(len(b) for b in block) >= src_rate:
+                flush(last=False)
+    flush(last=True)
+    wav.resize(n, refcheck=False)
     return wav
 
 
