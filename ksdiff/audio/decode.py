@@ -55,7 +55,7 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: boo
         raise KsdiffError(f"not readable as audio ({_short(e)})", path) from None
     if len(wav) == 0:
         raise KsdiffError("audio is empty (no samples decoded)", path)
-    if not allow_silent and float(np.abs(wav).max(initial=0.0)) < 1e-4:
+    if not allow_silent and max(float(wav.max()), -float(wav.min())) < 1e-4:  # no |wav| copy
         raise KsdiffError("audio is silent throughout", path)
     return wav
 
