@@ -287,28 +287,15 @@ def build_ict_asset(src: str | os.PathLike, out: str | os.PathLike) -> dict:
 
     Returns: {"vertices", "triangles", "expressions", "identities", "path"}.
     """
-    import json
-
     src = Path(src)
     folder = src / "FaceXModel" if (src / "FaceXModel").is_dir() else src
     neutral_path = folder / "generic_neutral_mesh.obj"
     if not neutral_path.is_file():
         raise KsdiffError("not an ICT-FaceKit checkout (no FaceXModel/generic_neutral_mesh.obj)", src)
-    config = {}
-    cfg_path = folder / "vertex_indices.json"
-    if cfg_path.is_file():
-        try:
-            config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise KsdiffError(f"unreadable vertex_indices.json ({e})", cfg_path) from None
+    config = _read_vertex_indices(folder)
     neutral, polys = read_obj(neutral_path)
     V_all = len(neutral)
-    names = [str(n) for n in config.get("expressions", [])]
-    if not names:
-        names = sorted(p.stem for p in folder.glob("*.obj")
-                       if p.stem != "generic_neutral_mesh" and not (p.stem.startswith("identity") and p.stem[8:].isdigit()))
-    if not names:
-        raise KsdiffError("no expression OBJs beside generic_neutral_mesh.obj", folder)
+    names = _expression_names(folder, config)
     ids = []
     while (folder / f"identity{len(ids):03d}.obj").is_file():
         ids.append(folder / f"identity{len(ids):03d}.obj")
@@ -316,30 +303,13 @@ def build_ict_asset(src: str | os.PathLike, out: str | os.PathLike) -> dict:
     full_ict = V_all >= ICT_REGIONS[-1][2]
     V = ICT_REGIONS[-1][2] if full_ict else V_all
     regions = ICT_REGIONS if full_ict else (("face", 0, V),)
-
-    def shape_deltas(paths: list[Path]) -> np.ndarray:
-        out = np.zeros((len(paths), V, 3), dtype=np.float16)
-        for i, p in enumerate(paths):
-            v, _ = read_obj(p, faces=False)
-            if len(v) != V_all:
-                raise KsdiffError(f"has {len(v)} vertices, generic_neutral_mesh.obj has {V_all}", p)
-            out[i] = (v[:V] - neutral[:V]).astype(np.float16)
-        return out
-
     exp_paths = []
     for n in names:
         p = folder / f"{n}.obj"
         if not p.is_file():
             raise KsdiffError(f"expression {n!r} listed but {p.name} is missing", folder)
         exp_paths.append(p)
-    tris = []
-    for poly in polys:
-        for k in range(1, len(poly) - 1):
-            tris.append((poly[0], poly[k], poly[k + 1]))
-    tri = np.array(tris, dtype=np.int64).reshape(-1, 3)
-    if tri.size and (tri.min() < 0 or tri.max() >= V_all):
-        raise KsdiffError("face indices outside the vertex list", neutral_path)
-    tri = tri[(tri < V).all(axis=1)].astype(np.int32)
+    tri = _fan_triangles(polys, V_all, V, neutral_path)
     vregion = np.zeros(V, dtype=np.int64)
     for r, (_, a, b) in enumerate(regions):
         vregion[a:b] = r
@@ -350,8 +320,8 @@ def build_ict_asset(src: str | os.PathLike, out: str | os.PathLike) -> dict:
         "region_names": np.array([r[0] for r in regions]),
         "region_ranges": np.array([[a, b] for _, a, b in regions], dtype=np.int32),
         "expression_names": np.array(names),
-        "expression_deltas": shape_deltas(exp_paths),
-        "identity_deltas": shape_deltas(ids) if ids else np.zeros((0, V, 3), np.float16),
+        "expression_deltas": _shape_deltas(exp_paths, neutral, V),
+        "identity_deltas": _shape_deltas(ids, neutral, V) if ids else np.zeros((0, V, 3), np.float16),
     }
     lms = config.get("idx_to_landmark_verts")
     if lms is not None and len(lms) == 68 and max(lms) < V:
@@ -360,5 +330,55 @@ def build_ict_asset(src: str | os.PathLike, out: str | os.PathLike) -> dict:
                                           np.arange(regions[0][1], regions[0][2])).astype(np.int32)
     with atomic_path(out, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **data)
-    return {"vertices": V, "triangles": int(len(tri)), "expressions": len(names), "identities": len(ids),
+    return {"vertices": V, "triangles": len(tri), "expressions": len(names), "identities": len(ids),
             "path": str(out)}
+
+
+def _read_vertex_indices(folder: Path) -> dict:
+    """``folder/vertex_indices.json`` (expression names, landmark vertices), or {} when there is none."""
+    import json
+
+    cfg_path = folder / "vertex_indices.json"
+    if not cfg_path.is_file():
+        return {}
+    try:
+        return json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise KsdiffError(f"unreadable vertex_indices.json ({e})", cfg_path) from None
+
+
+def _expression_names(folder: Path, config: dict) -> list[str]:
+    """The expressions: listed in ``config`` (vertex_indices.json), else every OBJ in ``folder`` but the neutral
+    mesh and ``identityNNN.obj``, sorted."""
+    names = [str(n) for n in config.get("expressions", [])]
+    if not names:
+        names = sorted(p.stem for p in folder.glob("*.obj")
+                       if p.stem != "generic_neutral_mesh" and not (p.stem.startswith("identity") and p.stem[8:].isdigit()))
+    if not names:
+        raise KsdiffError("no expression OBJs beside generic_neutral_mesh.obj", folder)
+    return names
+
+
+def _shape_deltas(paths: list[Path], neutral: np.ndarray, V: int) -> np.ndarray:
+    """(len(paths), V, 3) float16: each OBJ's first ``V`` vertices minus the (V_all, 3) ``neutral``'s; every OBJ
+    must have V_all vertices."""
+    V_all = len(neutral)
+    out = np.zeros((len(paths), V, 3), dtype=np.float16)
+    for i, p in enumerate(paths):
+        v, _ = read_obj(p, faces=False)
+        if len(v) != V_all:
+            raise KsdiffError(f"has {len(v)} vertices, generic_neutral_mesh.obj has {V_all}", p)
+        out[i] = (v[:V] - neutral[:V]).astype(np.float16)
+    return out
+
+
+def _fan_triangles(polys: list[list[int]], V_all: int, V: int, path: Path) -> np.ndarray:
+    """(F, 3) int32 triangles of the polygons (fans), those among the first ``V`` of ``V_all`` vertices."""
+    tris = []
+    for poly in polys:
+        for k in range(1, len(poly) - 1):
+            tris.append((poly[0], poly[k], poly[k + 1]))
+    tri = np.array(tris, dtype=np.int64).reshape(-1, 3)
+    if tri.size and (tri.min() < 0 or tri.max() >= V_all):
+        raise KsdiffError("face indices outside the vertex list", path)
+    return tri[(tri < V).all(axis=1)].astype(np.int32)

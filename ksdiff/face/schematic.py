@@ -21,6 +21,8 @@ head                            roll (headRotZ) = in-plane tilt about the neck; 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ksdiff.face.base import FaceModel, channel_matrix
@@ -96,7 +98,6 @@ class SchematicFace(FaceModel):
         w = self._weights(motion)
         T = motion.num_frames
         P = np.zeros((T, NUM_POINTS, 2), dtype=np.float64)
-        L = LAYOUT
         g = lambda n: w[n].astype(np.float64)  # noqa: E731
 
         jaw = np.clip(g("jawOpen"), 0, 1)
@@ -104,87 +105,108 @@ class SchematicFace(FaceModel):
                           + 1.5 * (g("mouthLowerDownLeft") + g("mouthLowerDownRight"))
                           + 1.5 * (g("mouthUpperUpLeft") + g("mouthUpperUpRight")), 0.0, None)
         chin_drop = 12.0 * jaw
-
-        # Outline: an egg, widened at the cheeks by cheekPuff, the lower half dropped with the jaw.
-        a = np.linspace(0, 2 * np.pi, N_OUTLINE, endpoint=False)
-        ox, oy = 68.0 * np.sin(a), 92.0 * np.cos(a)
-        lower = np.clip(-np.cos(a), 0, None)  # 0 at the top, 1 at the chin
-        cheek = np.exp(-((oy + 40.0) / 25.0) ** 2)
-        P[:, L["outline"], 0] = ox * (1 + (0.08 * g("cheekPuff"))[:, None] * cheek) * (1 - 0.12 * lower ** 2)
-        P[:, L["outline"], 1] = oy - chin_drop[:, None] * lower ** 2
-
-        # Brows (inner -> outer), per side s = +1 (subject's left, image right) / -1.
-        u = np.linspace(0, 1, N_BROW)
+        _place_outline(P, g, chin_drop)
         for side, s, sfx in (("l", 1.0, "Left"), ("r", -1.0, "Right")):
-            bx = s * (14.0 + 36.0 * u)
-            arch = 38.0 + 6.0 * np.sin(np.pi * (0.3 + 0.7 * u))
-            lift = (np.outer(g("browInnerUp"), 9.0 * (1 - u)) + np.outer(g("browOuter" + "Up" + sfx), 9.0 * u)
-                    - np.outer(g("browDown" + sfx), 6.0 * (1.2 - 0.4 * u)))
-            P[:, L["brow_" + side], 0] = bx
-            P[:, L["brow_" + side], 1] = arch + lift
-
-            # Eyes: lids from the inner to the outer corner; the opening closes with a blink.
-            openness = (np.clip(1 - g("eyeBlink" + sfx), 0, 1) * (1 + 0.4 * g("eyeWide" + sfx))
-                        * (1 - 0.35 * g("eyeSquint" + sfx)))
-            t = np.linspace(-1, 1, N_LID)
-            prof = np.sqrt(np.clip(1 - t ** 2, 0, None))
-            ex = s * EYE_X + EYE_HW * t * s
-            P[:, L["lid_up_" + side], 0] = ex
-            P[:, L["lid_up_" + side], 1] = EYE_Y + np.outer(EYE_OPEN * openness, prof)
-            P[:, L["lid_lo_" + side], 0] = ex
-            P[:, L["lid_lo_" + side], 1] = EYE_Y - np.outer(0.55 * EYE_OPEN * np.maximum(openness, 0.15), prof)
-            # Pupils: "out" is towards the face's side s, "in" towards the nose.
-            look_x = s * (g("eyeLookOut" + sfx) - g("eyeLookIn" + sfx))
-            look_y = g("eyeLookUp" + sfx) - g("eyeLookDown" + sfx)
-            P[:, L["pupil_" + side], 0] = (s * EYE_X + 6.0 * look_x)[:, None]
-            P[:, L["pupil_" + side], 1] = (EYE_Y + 3.0 * look_y)[:, None]
-
+            _place_brow(P, g, side, s, sfx)
+            _place_eye(P, g, side, s, sfx)
         sneer = 0.5 * (g("noseSneerLeft") + g("noseSneerRight"))
-        P[:, L["nose"], 0] = np.array([-1.0, -9.0, 0.0, 9.0, 1.0])
-        P[:, L["nose"], 1] = np.array([22.0, -12.0, -16.0, -12.0, 22.0]) + np.outer(sneer, [0, 3, 1, 3, 0])
-
-        # Mouth.
-        shift = 8.0 * (g("mouthLeft") - g("mouthRight"))
-        rnd = np.clip(g("mouthFunnel") + g("mouthPucker"), 0, 1)
-        e = (1.0 - 0.5 * rnd)[:, None]  # profile exponent: 1 = lens (parabola), 0.5 = round (ellipse)
-        half = {}
-        corner_y = {}
-        for s, sfx in ((1.0, "Left"), (-1.0, "Right")):
-            half[s] = MOUTH_HW * (1 + 0.25 * g("mouthStretch" + sfx) + 0.2 * g("mouthSmile" + sfx)
-                                  - 0.35 * g("mouthPucker") - 0.25 * g("mouthFunnel"))
-            corner_y[s] = 6.0 * g("mouthSmile" + sfx) - 5.0 * g("mouthFrown" + sfx) - 0.3 * chin_drop
-        t = np.linspace(-1, 1, 2 * N_LIP)  # from the image-left (s = -1) corner to the image-right one
-        tt = np.abs(t)[None, :]
-        xs = np.where(t[None, :] < 0, t[None, :] * half[-1.0][:, None], t[None, :] * half[1.0][:, None])
-        cy = np.where(t[None, :] < 0, corner_y[-1.0][:, None], corner_y[1.0][:, None]) * tt
-        prof = np.clip(1 - tt ** 2, 0, None) ** e
-        up_in = MOUTH_Y + cy + (0.3 * opening)[:, None] * prof
-        lo_in = MOUTH_Y + cy - (0.7 * opening)[:, None] * prof
-        up_th = (6.0 * (1 - 0.7 * g("mouthRollUpper")))[:, None]
-        lo_th = (7.5 * (1 - 0.7 * g("mouthRollLower")))[:, None]
-        cupid = 1.0 - 0.25 * np.exp(-(t[None, :] / 0.15) ** 2)  # a dip in the middle of the upper lip
-        x = xs + shift[:, None]
-        for k in ("lip_out_up", "lip_out_lo", "lip_in_up", "lip_in_lo"):
-            P[:, L[k], 0] = x
-        P[:, L["lip_in_up"], 1] = up_in
-        P[:, L["lip_in_lo"], 1] = lo_in
-        P[:, L["lip_out_up"], 1] = up_in + up_th * prof ** 0.5 * cupid
-        P[:, L["lip_out_lo"], 1] = lo_in - lo_th * prof ** 0.5
-
-        # Head: roll = in-plane tilt about the neck; yaw / pitch / translation = offsets; headTz = scale.
-        head = w["_head"].astype(np.float64)
-        roll, yaw, pitch = head[:, 2], head[:, 1], head[:, 0]
-        c, sn = np.cos(roll), np.sin(roll)
-        rel = P - PIVOT
-        P = np.stack([c[:, None] * rel[..., 0] - sn[:, None] * rel[..., 1],
-                      sn[:, None] * rel[..., 0] + c[:, None] * rel[..., 1]], axis=-1) + PIVOT
-        scale = 1.0 + 10.0 * head[:, 5] / 500.0
-        P *= scale[:, None, None]
-        P[..., 0] += (120.0 * np.sin(yaw) + 10.0 * head[:, 3])[:, None]
-        P[..., 1] += (-120.0 * np.sin(pitch) + 10.0 * head[:, 4])[:, None]
+        P[:, LAYOUT["nose"], 0] = np.array([-1.0, -9.0, 0.0, 9.0, 1.0])
+        P[:, LAYOUT["nose"], 1] = np.array([22.0, -12.0, -16.0, -12.0, 22.0]) + np.outer(sneer, [0, 3, 1, 3, 0])
+        _place_mouth(P, g, opening, chin_drop)
+        P = _pose_head(P, w["_head"].astype(np.float64))
         out = np.zeros((T, NUM_POINTS, 3), dtype=np.float32)
         out[..., :2] = P
         return out if indices is None else out[:, np.asarray(indices, dtype=np.int64)]
+
+
+_Weight = Callable[[str], np.ndarray]  # a channel name -> its (T,) float64 weights
+
+
+def _place_outline(P: np.ndarray, g: _Weight, chin_drop: np.ndarray) -> None:
+    """Outline into the (T, V, 2) points ``P``: an egg, widened at the cheeks by cheekPuff, the lower half
+    dropped with the jaw (``chin_drop`` (T,) mm)."""
+    a = np.linspace(0, 2 * np.pi, N_OUTLINE, endpoint=False)
+    ox, oy = 68.0 * np.sin(a), 92.0 * np.cos(a)
+    lower = np.clip(-np.cos(a), 0, None)  # 0 at the top, 1 at the chin
+    cheek = np.exp(-((oy + 40.0) / 25.0) ** 2)
+    P[:, LAYOUT["outline"], 0] = ox * (1 + (0.08 * g("cheekPuff"))[:, None] * cheek) * (1 - 0.12 * lower ** 2)
+    P[:, LAYOUT["outline"], 1] = oy - chin_drop[:, None] * lower ** 2
+
+
+def _place_brow(P: np.ndarray, g: _Weight, side: str, s: float, sfx: str) -> None:
+    """One brow (inner -> outer) into ``P``, for side ``s`` = +1 (subject's left, image right) / -1."""
+    u = np.linspace(0, 1, N_BROW)
+    bx = s * (14.0 + 36.0 * u)
+    arch = 38.0 + 6.0 * np.sin(np.pi * (0.3 + 0.7 * u))
+    lift = (np.outer(g("browInnerUp"), 9.0 * (1 - u)) + np.outer(g("browOuter" + "Up" + sfx), 9.0 * u)
+            - np.outer(g("browDown" + sfx), 6.0 * (1.2 - 0.4 * u)))
+    P[:, LAYOUT["brow_" + side], 0] = bx
+    P[:, LAYOUT["brow_" + side], 1] = arch + lift
+
+
+def _place_eye(P: np.ndarray, g: _Weight, side: str, s: float, sfx: str) -> None:
+    """One eye into ``P``: lids from the inner to the outer corner (the opening closes with a blink) and the
+    pupil ("out" is towards the face's side ``s``, "in" towards the nose)."""
+    L = LAYOUT
+    openness = (np.clip(1 - g("eyeBlink" + sfx), 0, 1) * (1 + 0.4 * g("eyeWide" + sfx))
+                * (1 - 0.35 * g("eyeSquint" + sfx)))
+    t = np.linspace(-1, 1, N_LID)
+    prof = np.sqrt(np.clip(1 - t ** 2, 0, None))
+    ex = s * EYE_X + EYE_HW * t * s
+    P[:, L["lid_up_" + side], 0] = ex
+    P[:, L["lid_up_" + side], 1] = EYE_Y + np.outer(EYE_OPEN * openness, prof)
+    P[:, L["lid_lo_" + side], 0] = ex
+    P[:, L["lid_lo_" + side], 1] = EYE_Y - np.outer(0.55 * EYE_OPEN * np.maximum(openness, 0.15), prof)
+    look_x = s * (g("eyeLookOut" + sfx) - g("eyeLookIn" + sfx))
+    look_y = g("eyeLookUp" + sfx) - g("eyeLookDown" + sfx)
+    P[:, L["pupil_" + side], 0] = (s * EYE_X + 6.0 * look_x)[:, None]
+    P[:, L["pupil_" + side], 1] = (EYE_Y + 3.0 * look_y)[:, None]
+
+
+def _place_mouth(P: np.ndarray, g: _Weight, opening: np.ndarray, chin_drop: np.ndarray) -> None:
+    """The four lip contours into ``P`` (``opening`` (T,) mm between the inner lips, ``chin_drop`` (T,) mm)."""
+    L = LAYOUT
+    shift = 8.0 * (g("mouthLeft") - g("mouthRight"))
+    rnd = np.clip(g("mouthFunnel") + g("mouthPucker"), 0, 1)
+    e = (1.0 - 0.5 * rnd)[:, None]  # profile exponent: 1 = lens (parabola), 0.5 = round (ellipse)
+    half = {}
+    corner_y = {}
+    for s, sfx in ((1.0, "Left"), (-1.0, "Right")):
+        half[s] = MOUTH_HW * (1 + 0.25 * g("mouthStretch" + sfx) + 0.2 * g("mouthSmile" + sfx)
+                              - 0.35 * g("mouthPucker") - 0.25 * g("mouthFunnel"))
+        corner_y[s] = 6.0 * g("mouthSmile" + sfx) - 5.0 * g("mouthFrown" + sfx) - 0.3 * chin_drop
+    t = np.linspace(-1, 1, 2 * N_LIP)  # from the image-left (s = -1) corner to the image-right one
+    tt = np.abs(t)[None, :]
+    xs = np.where(t[None, :] < 0, t[None, :] * half[-1.0][:, None], t[None, :] * half[1.0][:, None])
+    cy = np.where(t[None, :] < 0, corner_y[-1.0][:, None], corner_y[1.0][:, None]) * tt
+    prof = np.clip(1 - tt ** 2, 0, None) ** e
+    up_in = MOUTH_Y + cy + (0.3 * opening)[:, None] * prof
+    lo_in = MOUTH_Y + cy - (0.7 * opening)[:, None] * prof
+    up_th = (6.0 * (1 - 0.7 * g("mouthRollUpper")))[:, None]
+    lo_th = (7.5 * (1 - 0.7 * g("mouthRollLower")))[:, None]
+    cupid = 1.0 - 0.25 * np.exp(-(t[None, :] / 0.15) ** 2)  # a dip in the middle of the upper lip
+    x = xs + shift[:, None]
+    for k in ("lip_out_up", "lip_out_lo", "lip_in_up", "lip_in_lo"):
+        P[:, L[k], 0] = x
+    P[:, L["lip_in_up"], 1] = up_in
+    P[:, L["lip_in_lo"], 1] = lo_in
+    P[:, L["lip_out_up"], 1] = up_in + up_th * prof ** 0.5 * cupid
+    P[:, L["lip_out_lo"], 1] = lo_in - lo_th * prof ** 0.5
+
+
+def _pose_head(P: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """(T, V, 2) points ``P`` posed by the (T, 6) ``head`` channels (rot x, y, z, translation x, y, z): roll =
+    in-plane tilt about the neck; yaw / pitch / translation = offsets; headTz = scale."""
+    roll, yaw, pitch = head[:, 2], head[:, 1], head[:, 0]
+    c, sn = np.cos(roll), np.sin(roll)
+    rel = P - PIVOT
+    P = np.stack([c[:, None] * rel[..., 0] - sn[:, None] * rel[..., 1],
+                  sn[:, None] * rel[..., 0] + c[:, None] * rel[..., 1]], axis=-1) + PIVOT
+    scale = 1.0 + 10.0 * head[:, 5] / 500.0
+    P *= scale[:, None, None]
+    P[..., 0] += (120.0 * np.sin(yaw) + 10.0 * head[:, 3])[:, None]
+    P[..., 1] += (-120.0 * np.sin(pitch) + 10.0 * head[:, 4])[:, None]
+    return P
 
 
 class SchematicRenderer:
