@@ -25,16 +25,32 @@ def test_weighted_bce_matches_hand_computation():
 
 
 def test_positive_weight_is_the_clipped_class_ratio():
+    b = {"lo": 1.5, "hi": 20.0}  # the model config's default bounds (KELConfig.pos_weight_min / max)
     k = torch.zeros(2, 20)
     k[0, 3] = k[1, 7] = 1.0
-    assert positive_weight(k) == pytest.approx(19.0)  # 38 negatives / 2 positives
+    assert positive_weight(k, **b) == pytest.approx(19.0)  # 38 negatives / 2 positives
     mask = torch.ones(2, 20, dtype=torch.bool)
     mask[:, 10:] = False
-    assert positive_weight(k, mask) == pytest.approx(9.0)  # padding does not count
-    assert positive_weight(k, hi=5.0) == 5.0
-    assert positive_weight(torch.ones(1, 4), lo=1.5) == 1.5
-    assert positive_weight(torch.zeros(1, 4), hi=7.0) == 7.0  # no positive at all
-    assert positive_weight(k, fixed=3.0) == 3.0
+    assert positive_weight(k, mask, **b) == pytest.approx(9.0)  # padding does not count
+    assert positive_weight(k, lo=1.5, hi=5.0) == 5.0
+    assert positive_weight(torch.ones(1, 4), **b) == 1.5
+    assert positive_weight(torch.zeros(1, 4), lo=1.5, hi=7.0) == 7.0  # no positive at all
+    assert positive_weight(k, fixed=3.0, **b) == 3.0
+
+
+def test_class_ratio_weight_is_w1_from_counts_or_rates():
+    """The one definition of w1: the batch form above and the training set's (from its keyframe rate) agree."""
+    from ksdiff.diffusion.losses import class_ratio_weight
+
+    assert class_ratio_weight(2, 38, lo=1.5, hi=20.0) == pytest.approx(19.0)
+    assert class_ratio_weight(0.05, 0.95, lo=1.5, hi=20.0) == pytest.approx(19.0)  # a rate: same ratio
+    assert class_ratio_weight(0.01, 0.99, lo=1.5, hi=20.0) == 20.0 and class_ratio_weight(0.6, 0.4, lo=1.5, hi=20.0) \
+        == 1.5
+    assert class_ratio_weight(0.0, 1.0, lo=1.5, hi=20.0) == 20.0  # no positive at all
+    k = torch.zeros(4, 25)
+    k[:, ::5] = 1.0
+    rate = float(k.mean())  # 0.2: 4 negatives per positive
+    assert positive_weight(k, lo=1.0, hi=100.0) == pytest.approx(class_ratio_weight(rate, 1 - rate, lo=1.0, hi=100.0))
 
 
 def test_diffusion_loss_hand_computation():

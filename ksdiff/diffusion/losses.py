@@ -82,18 +82,29 @@ def mr_stft_loss(x_hat: Tensor, x: Tensor, mask: Tensor | None = None,
     return total
 
 
-def positive_weight(target: Tensor, mask: Tensor | None = None, fixed: float = 0.0, lo: float = 1.5,
-                    hi: float = 20.0) -> float:
-    """w1 of the weighted BCE: ``fixed`` when > 0, else negatives / positives among the valid frames, clipped to
-    [lo, hi] (``hi`` when there is no positive)."""
+def class_ratio_weight(positives: float, negatives: float, *, lo: float, hi: float) -> float:
+    """w1 of the weighted BCE from class counts (or rates): ``negatives / positives`` clipped to [lo, hi], ``hi``
+    when there is no positive. The one definition of w1: :func:`positive_weight` (a batch's labels) and the
+    training set's w1 (``ksdiff.train.loop``, from its keyframe rate) both use it, with the bounds of
+    ``model.kel.pos_weight_min / pos_weight_max``."""
+    if positives <= 0:
+        return float(hi)
+    return float(min(max(negatives / positives, lo), hi))
+
+
+def positive_weight(target: Tensor, mask: Tensor | None = None, fixed: float = 0.0, *, lo: float,
+                    hi: float) -> float:
+    """w1 of the weighted BCE for a batch: ``fixed`` when > 0, else :func:`class_ratio_weight` of the positives
+    and negatives among the valid frames.
+
+    target: (B, T) labels in {0, 1}; mask: (B, T) bool (True = valid) or None.
+    """
     if fixed > 0:
         return float(fixed)
     valid = torch.ones_like(target, dtype=torch.bool) if mask is None else mask.bool()
     pos = float(((target > 0.5) & valid).sum())
     neg = float(((target <= 0.5) & valid).sum())
-    if pos == 0:
-        return float(hi)
-    return float(min(max(neg / pos, lo), hi))
+    return class_ratio_weight(pos, neg, lo=lo, hi=hi)
 
 
 def weighted_bce(logits: Tensor, target: Tensor, mask: Tensor | None = None, w1: float = 1.0,

@@ -307,43 +307,59 @@ class KSDiff(nn.Module):
         """
         motion = batch["motion"]
         B, T, C = motion.shape
-        dev = motion.device
         if C != self.spec.dim:
             raise KsdiffError(f"motion has {C} channels, the model's face spec {self.spec.name!r} has {self.spec.dim}")
         mask = batch.get("motion_mask")
-        mask = torch.ones(B, T, dtype=torch.bool, device=dev) if mask is None else mask.bool()
+        mask = torch.ones(B, T, dtype=torch.bool, device=motion.device) if mask is None else mask.bool()
         cond = self._encode(batch, T)
         cond["frame_mask"] = mask
-        lc = self.cfg.loss
-        out: dict[str, Tensor] = {}
-        total = motion.new_zeros(())
-
         # channels a clip does not observe (e.g. FACEGOOD animates only the mouth) are unknown, not zero:
         # they are left out of every loss; a path with no observed channel also skips its keyframe loss
         cmask = batch.get("channel_mask")
-        cmask = None if cmask is None else cmask.bool().to(dev)  # (B, C)
-        kf_gt = batch.get("keyframes")
-        if self.kel is not None:
-            if kf_gt is None:
-                raise KsdiffError("the batch has no ground-truth 'keyframes' but the model uses keyframes")
-            kf_gt = kf_gt.to(motion.dtype)
-            for i, p in enumerate(PATHS):
-                logits = self.kel[p](cond["f"][p], kf_gt[..., i], cond["text"], cond["text_mask"])
-                c = self.cfg.kel
-                pmask = mask
-                if cmask is not None:
-                    seen = cmask[:, self.spec.head_idx if p == "h" else self.spec.expression_idx].any(dim=1)
-                    pmask = mask & seen[:, None]
-                w1 = positive_weight(kf_gt[..., i], pmask, c.pos_weight, c.pos_weight_min, c.pos_weight_max)
-                bce = weighted_bce(logits, kf_gt[..., i], pmask, w1=w1)
-                total = total + lc.bce * bce
-                out[f"bce_{p}"], out[f"w1_{p}"] = bce.detach(), torch.tensor(w1, device=dev)
-            cond["keyframes"] = kf_gt
-        else:
-            cond["keyframes"] = None
+        cmask = None if cmask is None else cmask.bool().to(motion.device)  # (B, C)
+        out: dict[str, Tensor] = {}
+        total = self._keyframe_loss(batch, cond, mask, cmask, out)  # before the noise draws: keeps the RNG order
         for k in ("style", "style_mask", "emotion", "emotion_mask"):
             cond[k] = batch.get(k)
+        out["loss"] = self._diffusion_loss(motion, cond, mask, cmask, out, total, (t, noise, generator))
+        return out
 
+    def _keyframe_loss(self, batch: dict, cond: dict[str, Any], mask: Tensor, cmask: Tensor | None,
+                       out: dict[str, Tensor]) -> Tensor:
+        """``bce × L_BCE`` summed over paths (Eq. 4), teacher-forced; sets ``cond["keyframes"]`` (B, T, 2) or None
+        and ``out`` bce_<p>, w1_<p>. ``mask`` (B, T) valid frames; ``cmask`` (B, C) observed channels or None."""
+        motion = batch["motion"]
+        total = motion.new_zeros(())
+        kf_gt = batch.get("keyframes")
+        if self.kel is None:
+            cond["keyframes"] = None
+            return total
+        if kf_gt is None:
+            raise KsdiffError("the batch has no ground-truth 'keyframes' but the model uses keyframes")
+        kf_gt = kf_gt.to(motion.dtype)
+        c = self.cfg.kel
+        for i, p in enumerate(PATHS):
+            logits = self.kel[p](cond["f"][p], kf_gt[..., i], cond["text"], cond["text_mask"])
+            pmask = mask
+            if cmask is not None:
+                seen = cmask[:, self.spec.head_idx if p == "h" else self.spec.expression_idx].any(dim=1)
+                pmask = mask & seen[:, None]
+            w1 = positive_weight(kf_gt[..., i], pmask, c.pos_weight, lo=c.pos_weight_min, hi=c.pos_weight_max)
+            bce = weighted_bce(logits, kf_gt[..., i], pmask, w1=w1)
+            total = total + self.cfg.loss.bce * bce
+            out[f"bce_{p}"], out[f"w1_{p}"] = bce.detach(), torch.tensor(w1, device=motion.device)
+        cond["keyframes"] = kf_gt
+        return total
+
+    def _diffusion_loss(self, motion: Tensor, cond: dict[str, Any], mask: Tensor, cmask: Tensor | None,
+                        out: dict[str, Tensor], total: Tensor,
+                        draw: tuple[Tensor | None, Tensor | None, torch.Generator | None]) -> Tensor:
+        """``total`` plus ``diff × L_diff + mr × L_mr`` of every denoiser path (Eq. 5-6), added in that order, for
+        one draw of (t, noise, condition dropout); sets ``out`` diff_<p>, rec_<p>, vel_<p>, mr_<p>.
+
+        ``motion`` (B, T, C) raw; ``draw`` = (t (B,) or None, noise (B, T, C) or None, generator) as given to
+        :meth:`training_loss`."""
+        (t, noise, generator), B, dev, lc = draw, motion.shape[0], motion.device, self.cfg.loss
         x0 = self.normalize(motion) * mask[..., None]
         if t is None:
             t = torch.randint(0, self.schedule.num_steps, (B,), device=dev, generator=generator)
@@ -357,7 +373,6 @@ class KSDiff(nn.Module):
             drop, style_keep, emotion_keep = u[0] < dc.cond_drop_prob, u[1] >= dc.style_drop_prob, \
                 u[2] >= dc.emotion_drop_prob
         x0_hat = self._denoise_paths(x_t, t, cond, drop, style_keep, emotion_keep)
-
         target = x0 if cmask is None else torch.where(cmask[:, None, :], x0, x0_hat.detach())
         for p, idx in self.path_idx.items():
             l_diff, l_rec, l_vel = diffusion_loss(x0_hat[..., idx], target[..., idx], mask, lc.rec, lc.vel)
@@ -365,8 +380,7 @@ class KSDiff(nn.Module):
             total = total + lc.diff * l_diff + lc.mr * l_mr
             out[f"diff_{p}"], out[f"rec_{p}"], out[f"vel_{p}"], out[f"mr_{p}"] = (
                 l_diff.detach(), l_rec.detach(), l_vel.detach(), l_mr.detach())
-        out["loss"] = total
-        return out
+        return total
 
     def num_parameters(self) -> dict[str, int]:
         """Trainable parameters per part and in total."""

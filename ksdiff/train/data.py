@@ -36,8 +36,6 @@ from ksdiff.utils.arrays import fit_rows
 
 #: Standard deviations below this are raised to it (channels that never move would otherwise blow up).
 STD_FLOOR = 1e-3
-#: Clip range of the keyframe BCE positive-class weight w1 = negatives / positives.
-POS_WEIGHT_RANGE = (1.0, 100.0)
 
 
 @dataclass
@@ -222,14 +220,15 @@ class DataStats:
         mean / std: (C,) per-channel motion normalisation (std floored at :data:`STD_FLOOR`).
         keyframe_pos: (2,) fraction of keyframe frames per path (head, expression), over the clips observing it.
         keyframe_frames: (2,) frames those fractions were counted over.
-        pos_weight: (2,) BCE weight of positives, negatives / positives clipped to :data:`POS_WEIGHT_RANGE`.
         frames: number of motion frames they were computed over.
+
+    The keyframe BCE weight w1 of the training set is derived from :meth:`overall_keyframe_rate` with the model
+    config's bounds (``ksdiff.train.loop.prepare``, ``ksdiff.diffusion.losses.class_ratio_weight``).
     """
 
     mean: np.ndarray
     std: np.ndarray
     keyframe_pos: np.ndarray
-    pos_weight: np.ndarray
     frames: int
     keyframe_frames: np.ndarray | None = None
 
@@ -237,11 +236,6 @@ class DataStats:
         """Keyframe frames / frames over both paths together (counting only paths a clip observes)."""
         n = self.keyframe_frames if self.keyframe_frames is not None else np.ones(2)
         return float((self.keyframe_pos * n).sum() / max(float(n.sum()), 1.0))
-
-    def to_dict(self) -> dict:
-        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
-                "keyframe_pos": [float(v) for v in self.keyframe_pos],
-                "pos_weight": [float(v) for v in self.pos_weight], "frames": int(self.frames)}
 
 
 def compute_stats(clips: list[ClipData], spec: FaceSpec | None = None) -> DataStats:
@@ -269,10 +263,7 @@ def compute_stats(clips: list[ClipData], spec: FaceSpec | None = None) -> DataSt
     var = np.maximum(s2 / np.maximum(n, 1) - mean * mean, 0.0)
     std = np.where(seen, np.maximum(np.sqrt(var), STD_FLOOR), 1.0)
     pos = kpos / np.maximum(kn, 1)
-    with np.errstate(divide="ignore"):
-        w = np.where(pos > 0, (1.0 - pos) / np.maximum(pos, 1e-12), POS_WEIGHT_RANGE[1])
-    w = np.clip(w, *POS_WEIGHT_RANGE)
-    return DataStats(mean.astype(np.float32), std.astype(np.float32), pos.astype(np.float32), w.astype(np.float32),
+    return DataStats(mean.astype(np.float32), std.astype(np.float32), pos.astype(np.float32),
                      sum(len(c.motion) for c in clips), kn)
 
 
