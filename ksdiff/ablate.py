@@ -166,12 +166,6 @@ def run_ablation(configs: list[str | os.PathLike], datasets: list[str | os.PathL
     Returns:
         the ablation.json dict.
     """
-    from ksdiff.bench.common import preset_for
-    from ksdiff.config import from_dict, to_dict
-    from ksdiff.data.dataset import open_dataset
-    from ksdiff.evaluate import EvalResult, checkpoint_predictor, evaluate, load_result
-    from ksdiff.train.loop import train
-
     say = log or (lambda _m: None)
     if steps < 1:
         raise KsdiffError(f"--steps must be at least 1, got {steps}")
@@ -179,6 +173,41 @@ def run_ablation(configs: list[str | os.PathLike], datasets: list[str | os.PathL
         raise KsdiffError("no data: give --data DATASET")
     if eval_seeds < 1:
         raise KsdiffError(f"--eval-seeds must be at least 1, got {eval_seeds}")
+    dss, spec, names, eval_sets = _open_datasets(datasets, variants, eval_split)
+    cfgs = {v: variant_config(configs, v, datasets, steps, seed, overrides) for v in names}  # fail early
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"configs": [str(c) for c in configs], "datasets": [str(d.root) for d in dss], "spec": spec,
+                "steps": steps, "seed": seed, "eval_split": eval_split, "eval_steps": eval_steps,
+                "eval_sampler": eval_sampler, "eval_seeds": eval_seeds, "overrides": list(overrides or []),
+                "variants": names}
+    results: dict[str, dict] = {}
+    for k, v in enumerate(names):
+        vdir = out / v
+        want = _check_variant_folder(v, cfgs[v], vdir)
+        say(f"[{k + 1}/{len(names)}] {v}: {VARIANTS[v].label}")
+        train_s = _train_variant(v, cfgs[v], want, vdir, steps, device, progress, say)
+        gen, extra = _generation_settings(v, eval_steps, eval_sampler)
+        evals = {}
+        for ds in eval_sets:
+            edir = vdir / ("eval" if len(eval_sets) == 1 else f"eval-{ds.name}")
+            res = _evaluate_variant(v, vdir, ds, edir, eval_split, eval_seeds, gen, extra,
+                                    reuse=train_s is None, progress=progress, say=say)
+            evals[ds.name] = {"mean": res.mean, "info": res.info, "report": str(edir / "report.md")}
+        results[v] = {"label": VARIANTS[v].label, "run": str(vdir), "steps": _train_step(vdir),
+                      "final_loss": _last_train_loss(vdir), "params": _param_count(vdir / "model.safetensors"),
+                      "train_seconds": train_s, "generation": {**gen, **extra}, "eval": evals}
+
+    doc = {"settings": settings, "variants": results}
+    write_json(out / "ablation.json", doc)
+    write_text(out / "ablation.md", ablation_markdown(doc))
+    return doc
+
+
+def _open_datasets(datasets: list[str | os.PathLike], variants: str | list[str], eval_split: str) -> tuple[list, str, list[str], list]:
+    """(datasets opened, their one face spec, the variant names, the datasets with clips in ``eval_split``)."""
+    from ksdiff.data.dataset import open_dataset
+
     dss = [open_dataset(d) for d in datasets]
     specs = {d.spec for d in dss}
     if len(specs) > 1:
@@ -189,82 +218,87 @@ def run_ablation(configs: list[str | os.PathLike], datasets: list[str | os.PathL
     if not eval_sets:
         raise KsdiffError(f"no dataset has clips in the evaluation split {eval_split!r} "
                           f"(choose one with --eval-split)", dss[0].root)
-    cfgs = {v: variant_config(configs, v, datasets, steps, seed, overrides) for v in names}  # fail early
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {"configs": [str(c) for c in configs], "datasets": [str(d.root) for d in dss], "spec": spec,
-                "steps": steps, "seed": seed, "eval_split": eval_split, "eval_steps": eval_steps,
-                "eval_sampler": eval_sampler, "eval_seeds": eval_seeds, "overrides": list(overrides or []),
-                "variants": names}
-    results: dict[str, dict] = {}
-    for k, v in enumerate(names):
-        cfg = cfgs[v]
-        vdir = out / v
-        want = to_dict(cfg)
-        marker = vdir / "variant.json"
-        if marker.is_file():
-            have = json.loads(marker.read_text(encoding="utf-8")).get("config")
-            try:  # fill keys added to the config since (with their defaults) before comparing
-                have = to_dict(from_dict(type(cfg), have))
-            except KsdiffError:
-                pass
-            diff = _first_difference(have, want)
-            if diff:
-                raise KsdiffError(f"variant {v} was started with other settings ({diff} differs); use another --out "
-                                  "or remove that folder", vdir)
-        step = _train_step(vdir)
-        say(f"[{k + 1}/{len(names)}] {v}: {VARIANTS[v].label}")
-        t0 = time.perf_counter()
-        if step is not None and step >= steps and (vdir / "model.safetensors").is_file():
-            say(f"  trained already (step {step}); skipping training")
-            trained_now = False
-        else:
-            if step is None:
-                write_json(marker, {"variant": v, "label": VARIANTS[v].label, "config": want})
-            else:
-                say(f"  resuming at step {step}")
-            r = train(cfg, vdir, resume=step is not None, device=device, progress=progress)
-            if r.interrupted:
-                raise KsdiffError(f"training of variant {v} stopped at step {r.step}; run the same command again "
-                                  "to resume", vdir)
-            trained_now = True
-        train_s = time.perf_counter() - t0 if trained_now else None
+    return dss, spec, names, eval_sets
 
-        gen: dict[str, Any] = {}
-        if VARIANTS[v].overlay:
-            gen = preset_for(VARIANTS[v].overlay)
-        if eval_steps is not None:
-            gen["steps"] = eval_steps
-        if eval_sampler is not None:
-            gen["sampler"] = eval_sampler
-        window = gen.pop("window_s", None)
-        extra = {} if window is None else {"window_s": window}
-        evals: dict[str, dict] = {}
-        for ds in eval_sets:
-            edir = vdir / ("eval" if len(eval_sets) == 1 else f"eval-{ds.name}")
-            want_eval = {"split": eval_split, "seeds": list(range(eval_seeds)), "generation": {**gen, **extra}}
-            res: EvalResult | None = None
-            if (edir / "metrics.json").is_file() and (edir / "settings.json").is_file() and not trained_now:
-                if json.loads((edir / "settings.json").read_text(encoding="utf-8")) == want_eval:
-                    res = load_result(edir / "metrics.json")
-                    say(f"  evaluation on {ds.name}/{eval_split} exists; reusing it")
-            if res is None:
-                say(f"  evaluating on {ds.name}/{eval_split} ({len(ds.clip_ids(eval_split))} clips)")
-                pred = checkpoint_predictor(vdir / "model.safetensors", steps=gen.get("steps"),
-                                            sampler=gen.get("sampler"), **extra)
-                with atomic_dir(edir) as tmp:
-                    res = evaluate(ds.root, pred, split=eval_split, seeds=tuple(range(eval_seeds)), out=tmp,
-                                   name=v, plots=True, progress=progress)
-                    write_json(tmp / "settings.json", want_eval)
-            evals[ds.name] = {"mean": res.mean, "info": res.info, "report": str(edir / "report.md")}
-        results[v] = {"label": VARIANTS[v].label, "run": str(vdir), "steps": _train_step(vdir),
-                      "final_loss": _last_train_loss(vdir), "params": _param_count(vdir / "model.safetensors"),
-                      "train_seconds": train_s, "generation": {**gen, **extra}, "eval": evals}
 
-    doc = {"settings": settings, "variants": results}
-    write_json(out / "ablation.json", doc)
-    write_text(out / "ablation.md", ablation_markdown(doc))
-    return doc
+def _check_variant_folder(v: str, cfg, vdir: Path) -> dict:
+    """The config of variant ``v`` as a dict; refuses a folder ``vdir`` started with other settings."""
+    from ksdiff.config import from_dict, to_dict
+
+    want = to_dict(cfg)
+    marker = vdir / "variant.json"
+    if marker.is_file():
+        have = json.loads(marker.read_text(encoding="utf-8")).get("config")
+        try:  # fill keys added to the config since (with their defaults) before comparing
+            have = to_dict(from_dict(type(cfg), have))
+        except KsdiffError:
+            pass
+        diff = _first_difference(have, want)
+        if diff:
+            raise KsdiffError(f"variant {v} was started with other settings ({diff} differs); use another --out "
+                              "or remove that folder", vdir)
+    return want
+
+
+def _train_variant(v: str, cfg, want: dict, vdir: Path, steps: int, device: str, progress: bool,
+                   say: Callable[[str], None]) -> float | None:
+    """Train variant ``v`` (config ``cfg``, ``want`` as a dict) in ``vdir`` (resuming its run, or skipping it when
+    it reached ``steps``); returns the seconds it trained, None when skipped."""
+    from ksdiff.train.loop import train
+
+    step = _train_step(vdir)
+    t0 = time.perf_counter()
+    if step is not None and step >= steps and (vdir / "model.safetensors").is_file():
+        say(f"  trained already (step {step}); skipping training")
+        return None
+    if step is None:
+        write_json(vdir / "variant.json", {"variant": v, "label": VARIANTS[v].label, "config": want})
+    else:
+        say(f"  resuming at step {step}")
+    r = train(cfg, vdir, resume=step is not None, device=device, progress=progress)
+    if r.interrupted:
+        raise KsdiffError(f"training of variant {v} stopped at step {r.step}; run the same command again "
+                          "to resume", vdir)
+    return time.perf_counter() - t0
+
+
+def _generation_settings(v: str, eval_steps: int | None, eval_sampler: str | None) -> tuple[dict, dict]:
+    """(generator settings, extra predictor arguments: ``window_s``) for evaluating variant ``v``: its preset,
+    then ``eval_steps`` / ``eval_sampler`` when given."""
+    from ksdiff.bench.common import preset_for
+
+    gen: dict[str, Any] = {}
+    if VARIANTS[v].overlay:
+        gen = preset_for(VARIANTS[v].overlay)
+    if eval_steps is not None:
+        gen["steps"] = eval_steps
+    if eval_sampler is not None:
+        gen["sampler"] = eval_sampler
+    window = gen.pop("window_s", None)
+    return gen, ({} if window is None else {"window_s": window})
+
+
+def _evaluate_variant(v: str, vdir: Path, ds, edir: Path, eval_split: str, eval_seeds: int, gen: dict, extra: dict,
+                      reuse: bool, progress: bool, say: Callable[[str], None]):
+    """The :class:`~ksdiff.evaluate.EvalResult` of variant ``v``'s checkpoint on dataset ``ds``, written to
+    ``edir``; with ``reuse`` (the model was not trained now) an evaluation there with the same settings is
+    read back instead."""
+    from ksdiff.evaluate import checkpoint_predictor, evaluate, load_result
+
+    want_eval = {"split": eval_split, "seeds": list(range(eval_seeds)), "generation": {**gen, **extra}}
+    if (edir / "metrics.json").is_file() and (edir / "settings.json").is_file() and reuse:
+        if json.loads((edir / "settings.json").read_text(encoding="utf-8")) == want_eval:
+            res = load_result(edir / "metrics.json")
+            say(f"  evaluation on {ds.name}/{eval_split} exists; reusing it")
+            return res
+    say(f"  evaluating on {ds.name}/{eval_split} ({len(ds.clip_ids(eval_split))} clips)")
+    pred = checkpoint_predictor(vdir / "model.safetensors", steps=gen.get("steps"), sampler=gen.get("sampler"),
+                                **extra)
+    with atomic_dir(edir) as tmp:
+        res = evaluate(ds.root, pred, split=eval_split, seeds=tuple(range(eval_seeds)), out=tmp, name=v, plots=True,
+                       progress=progress)
+        write_json(tmp / "settings.json", want_eval)
+    return res
 
 
 def _param_count(path: Path) -> int | None:
