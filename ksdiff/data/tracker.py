@@ -190,94 +190,132 @@ def track_video(path: str | os.PathLike, model: str | os.PathLike | None = None,
     mp, BaseOptions, vision = _import_mediapipe()
     from tqdm import tqdm
 
-    arkit = _arkit_index()
-    times: list[float] = []
-    valid: list[bool] = []
-    shapes: list[np.ndarray] = []
-    mats: list[np.ndarray] = []
-    lms: list[np.ndarray] = []
-    nan_shape = np.full(len(ARKIT_NAMES), np.nan, np.float32)
-    nan_mat = np.full((4, 4), np.nan, np.float32)
-    nan_lm = np.full((_NUM_LANDMARKS, 3), np.nan, np.float32)
     t_start = time.perf_counter()
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:  # type: ignore[attr-defined]
         raise KsdiffError(f"not readable as video ({type(e).__name__}: {str(e)[:120]})", path) from None
+    track = _Track()
     with container:
-        vstreams = [s for s in container.streams if s.type == "video"]
-        if not vstreams:
-            raise KsdiffError("no video stream in this file", path)
-        stream = vstreams[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 25)
-        if audio_start is None:
-            astreams = [s for s in container.streams if s.type == "audio"]
-            a = astreams[0] if astreams else None
-            audio_start = float(a.start_time * a.time_base) if a is not None and a.start_time is not None else 0.0
-        total = stream.frames or None
-        if total is None and stream.duration is not None and stream.time_base is not None:
-            total = int(round(float(stream.duration * stream.time_base) * fps))
-        if max_seconds is not None and total:
-            total = min(total, int(np.ceil(max_seconds * fps)))
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=vision.RunningMode.VIDEO,
-            num_faces=1,
-            output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True,
-        )
+        stream, fps, audio_start, total = _video_stream(container, path, audio_start, max_seconds)
         with _native_stderr_silenced(quiet) as err:
-            try:
-                landmarker = vision.FaceLandmarker.create_from_options(options)
-            except (RuntimeError, ValueError) as e:
-                raise KsdiffError(f"MediaPipe could not load this face landmarker model ({str(e)[:120]})",
-                                  model_path) from None
+            landmarker = _create_landmarker(BaseOptions, vision, model_path)
             bar = tqdm(total=total, unit="frame", desc=desc or path.stem, file=err, leave=False,
                        disable=None if progress else True)
             try:
-                last_ms = -1
-                t0 = None
-                index = 0
-                for frame in container.decode(stream):
-                    t = float(frame.time) if frame.time is not None else index / fps
-                    if t0 is None:
-                        t0 = t
-                    if max_seconds is not None and t - t0 >= max_seconds - 1e-9:
-                        break
-                    rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-                    ms = max(int(round((t - t0) * 1000.0)), last_ms + 1)  # strictly increasing, as VIDEO mode needs
-                    last_ms = ms
-                    res = landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
-                    times.append(t - audio_start)
-                    if res.face_landmarks and res.face_blendshapes and res.facial_transformation_matrixes:
-                        w = np.zeros(len(ARKIT_NAMES), np.float32)  # tongueOut: MediaPipe has none, stays 0
-                        for cat in res.face_blendshapes[0]:
-                            i = arkit.get(cat.category_name)
-                            if i is not None:
-                                w[i] = cat.score
-                        shapes.append(np.clip(w, 0.0, 1.0))
-                        mats.append(np.asarray(res.facial_transformation_matrixes[0], np.float32).reshape(4, 4))
-                        lms.append(np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32))
-                        valid.append(True)
-                    else:
-                        shapes.append(nan_shape)
-                        mats.append(nan_mat)
-                        lms.append(nan_lm)
-                        valid.append(False)
-                    index += 1
-                    bar.update(1)
+                with contextlib.closing(_video_frames(container, stream, fps, max_seconds)) as frames:
+                    for t, rgb, ms in frames:
+                        res = landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
+                        track.add(t - audio_start, res)
+                        bar.update(1)
             except av.error.FFmpegError as e:  # type: ignore[attr-defined]
-                raise KsdiffError(f"video decoding failed at frame {len(times)} ({str(e)[:120]})", path) from None
+                raise KsdiffError(f"video decoding failed at frame {len(track.times)} ({str(e)[:120]})",
+                                  path) from None
             finally:
                 bar.close()
                 landmarker.close()
-    if not times:
+    if not track.times:
         raise KsdiffError("the video stream has no frames", path)
-    lm_arr = np.stack([x if x.shape == (_NUM_LANDMARKS, 3) else _pad_landmarks(x) for x in lms])
-    return TrackResult(source=path, times=np.asarray(times, np.float64), valid=np.asarray(valid, bool),
-                       blendshapes=np.stack(shapes).astype(np.float32), matrices=np.stack(mats).astype(np.float32),
-                       landmarks=lm_arr, video_fps=fps, seconds=time.perf_counter() - t_start)
+    return track.result(path, fps, time.perf_counter() - t_start)
+
+
+def _create_landmarker(BaseOptions, vision, model_path: Path):
+    """A MediaPipe FaceLandmarker for video (one face, blendshapes and transformation matrices) from the
+    ``face_landmarker.task`` at ``model_path``."""
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(model_path)),
+        running_mode=vision.RunningMode.VIDEO,
+        num_faces=1,
+        output_face_blendshapes=True,
+        output_facial_transformation_matrixes=True,
+    )
+    try:
+        return vision.FaceLandmarker.create_from_options(options)
+    except (RuntimeError, ValueError) as e:
+        raise KsdiffError(f"MediaPipe could not load this face landmarker model ({str(e)[:120]})",
+                          model_path) from None
+
+
+def _video_stream(container, path: Path, audio_start: float | None,
+                  max_seconds: float | None) -> tuple[object, float, float, int | None]:
+    """(the first video stream, its fps, the audio start in s (``audio_start``, else the audio stream's, else 0),
+    the frame count to expect or None) of an open PyAV ``container``."""
+    vstreams = [s for s in container.streams if s.type == "video"]
+    if not vstreams:
+        raise KsdiffError("no video stream in this file", path)
+    stream = vstreams[0]
+    stream.thread_type = "AUTO"
+    fps = float(stream.average_rate or stream.guessed_rate or 25)
+    if audio_start is None:
+        astreams = [s for s in container.streams if s.type == "audio"]
+        a = astreams[0] if astreams else None
+        audio_start = float(a.start_time * a.time_base) if a is not None and a.start_time is not None else 0.0
+    total = stream.frames or None
+    if total is None and stream.duration is not None and stream.time_base is not None:
+        total = int(round(float(stream.duration * stream.time_base) * fps))
+    if max_seconds is not None and total:
+        total = min(total, int(np.ceil(max_seconds * fps)))
+    return stream, fps, audio_start, total
+
+
+def _video_frames(container, stream, fps: float, max_seconds: float | None) -> Iterator[tuple[float, np.ndarray, int]]:
+    """(presentation time in s, (H, W, 3) uint8 RGB, strictly increasing timestamp in ms from the first frame, as
+    MediaPipe's VIDEO mode needs) of each frame of ``stream``, up to ``max_seconds`` after the first."""
+    last_ms = -1
+    t0 = None
+    for index, frame in enumerate(container.decode(stream)):
+        t = float(frame.time) if frame.time is not None else index / fps
+        if t0 is None:
+            t0 = t
+        if max_seconds is not None and t - t0 >= max_seconds - 1e-9:
+            break
+        rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+        ms = max(int(round((t - t0) * 1000.0)), last_ms + 1)
+        last_ms = ms
+        yield t, rgb, ms
+
+
+class _Track:
+    """The per-frame results of one video as they come (NaN rows where no face was found)."""
+
+    _NAN_SHAPE = np.full(len(ARKIT_NAMES), np.nan, np.float32)
+    _NAN_MAT = np.full((4, 4), np.nan, np.float32)
+    _NAN_LM = np.full((_NUM_LANDMARKS, 3), np.nan, np.float32)
+
+    def __init__(self) -> None:
+        self.arkit = _arkit_index()
+        self.times: list[float] = []
+        self.valid: list[bool] = []
+        self.shapes: list[np.ndarray] = []
+        self.mats: list[np.ndarray] = []
+        self.lms: list[np.ndarray] = []
+
+    def add(self, t: float, res) -> None:
+        """One frame at time ``t`` (s) with its FaceLandmarker result ``res``."""
+        self.times.append(t)
+        if res.face_landmarks and res.face_blendshapes and res.facial_transformation_matrixes:
+            w = np.zeros(len(ARKIT_NAMES), np.float32)  # tongueOut: MediaPipe has none, stays 0
+            for cat in res.face_blendshapes[0]:
+                i = self.arkit.get(cat.category_name)
+                if i is not None:
+                    w[i] = cat.score
+            self.shapes.append(np.clip(w, 0.0, 1.0))
+            self.mats.append(np.asarray(res.facial_transformation_matrixes[0], np.float32).reshape(4, 4))
+            self.lms.append(np.array([(p.x, p.y, p.z) for p in res.face_landmarks[0]], np.float32))
+            self.valid.append(True)
+        else:
+            self.shapes.append(self._NAN_SHAPE)
+            self.mats.append(self._NAN_MAT)
+            self.lms.append(self._NAN_LM)
+            self.valid.append(False)
+
+    def result(self, path: Path, fps: float, seconds: float) -> TrackResult:
+        """The :class:`TrackResult` of the frames added (at least one)."""
+        lm_arr = np.stack([x if x.shape == (_NUM_LANDMARKS, 3) else _pad_landmarks(x) for x in self.lms])
+        return TrackResult(source=path, times=np.asarray(self.times, np.float64), valid=np.asarray(self.valid, bool),
+                           blendshapes=np.stack(self.shapes).astype(np.float32),
+                           matrices=np.stack(self.mats).astype(np.float32), landmarks=lm_arr, video_fps=fps,
+                           seconds=seconds)
 
 
 def _pad_landmarks(x: np.ndarray) -> np.ndarray:
