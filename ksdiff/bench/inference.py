@@ -153,31 +153,17 @@ def _set_memory_limit(budget_mb: float | None) -> float | None:
 def run_worker(job: dict) -> dict:
     """Measure one (model, length) in this process. ``job``: source, audio (wav path), seconds, generation,
     render_seconds, render_size, threads, mem_budget_mb, seed."""
-    from ksdiff.audio.decode import load_audio, write_wav
-    from ksdiff.face.motion import Motion
-    from ksdiff.generate import Animator
+    from ksdiff.audio.decode import load_audio
 
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
     gen = {**DEFAULT_GENERATION, **(job.get("generation") or {})}
     res: dict[str, Any] = {"seconds": job["seconds"], "generation": gen, "threads": torch.get_num_threads()}
     t0 = time.perf_counter()
-    source = ModelSource.from_dict(job["source"])
-    model, cfg = build_model(source)
-    animator = Animator(model, cfg, path=source.checkpoint, window_s=float(gen["window_s"]))
+    animator, feat_info = _load_animator(job, gen)
     gen = {**animator.defaults, **gen}
     res["generation"] = gen
     res["load_s"] = time.perf_counter() - t0
-    feat_info: dict = {}
-    plain = animator.speech_features
-
-    def speech_features(wave, text=None):  # records the front-end's own split (encoder, prosody, transcript)
-        sf = plain(wave, text)
-        feat_info.clear()
-        feat_info.update(sf.info)
-        return sf
-
-    animator.speech_features = speech_features  # type: ignore[method-assign]
     kw = dict(steps=int(gen["steps"]), sampler=str(gen["sampler"]), guidance=float(gen["guidance"]),
               seed=int(job.get("seed", 0)))
 
@@ -205,26 +191,52 @@ def run_worker(job: dict) -> dict:
     res["num_frames"] = int(info["num_frames"])
     res["windows"] = [list(w) for w in info["windows"]]
     res["fps"] = float(info["fps"])
-
     rs = float(job.get("render_seconds") or 0.0)
     if rs > 0:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.getrlimit(resource.RLIMIT_AS)[1]))
-        from ksdiff.render import render_video
-
-        n = max(1, min(motion.num_frames, int(round(rs * motion.fps))))
-        part = Motion(motion.coeffs[:n], motion.channels, motion.fps, motion.spec)
-        with tempfile.TemporaryDirectory(prefix="ksdiff-bench-") as tmp:
-            wav = Path(tmp) / "slice.wav"
-            write_wav(wav, wave[:int(round(n / motion.fps * SAMPLE_RATE))])
-            t0 = time.perf_counter()
-            r = render_video(part, wav, Path(tmp) / "slice.mp4", face=job.get("render_face", "auto"),
-                             size=int(job.get("render_size", 512)))
-            res["render"] = {"seconds": time.perf_counter() - t0, "audio_seconds": n / motion.fps,
-                             "frames": int(r["frames"]), "face": r["face"], "backend": r["backend"],
-                             "size": int(job.get("render_size", 512))}
+        res["render"] = _time_render(motion, wave, rs, job.get("render_face", "auto"), int(job.get("render_size", 512)))
     return res
+
+
+def _load_animator(job: dict, gen: dict) -> tuple[Any, dict]:
+    """(the :class:`~ksdiff.generate.Animator` of ``job``'s source with ``gen``'s window, the dict its speech
+    front-end fills with its own split of the last call's time: encoder, prosody, transcript)."""
+    from ksdiff.generate import Animator
+
+    source = ModelSource.from_dict(job["source"])
+    model, cfg = build_model(source)
+    animator = Animator(model, cfg, path=source.checkpoint, window_s=float(gen["window_s"]))
+    feat_info: dict = {}
+    plain = animator.speech_features
+
+    def speech_features(wave, text=None):  # records the front-end's own split (encoder, prosody, transcript)
+        sf = plain(wave, text)
+        feat_info.clear()
+        feat_info.update(sf.info)
+        return sf
+
+    animator.speech_features = speech_features  # type: ignore[method-assign]
+    return animator, feat_info
+
+
+def _time_render(motion, wave: np.ndarray, seconds: float, face: str, size: int) -> dict[str, Any]:
+    """Render the first ``seconds`` of ``motion`` with the matching (N,) 16 kHz ``wave`` to an mp4 (no memory
+    cap); returns {"seconds" (wall), "audio_seconds", "frames", "face", "backend", "size"}."""
+    import resource
+
+    from ksdiff.audio.decode import write_wav
+    from ksdiff.face.motion import Motion
+    from ksdiff.render import render_video
+
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    n = max(1, min(motion.num_frames, int(round(seconds * motion.fps))))
+    part = Motion(motion.coeffs[:n], motion.channels, motion.fps, motion.spec)
+    with tempfile.TemporaryDirectory(prefix="ksdiff-bench-") as tmp:
+        wav = Path(tmp) / "slice.wav"
+        write_wav(wav, wave[:int(round(n / motion.fps * SAMPLE_RATE))])
+        t0 = time.perf_counter()
+        r = render_video(part, wav, Path(tmp) / "slice.mp4", face=face, size=size)
+        return {"seconds": time.perf_counter() - t0, "audio_seconds": n / motion.fps, "frames": int(r["frames"]),
+                "face": r["face"], "backend": r["backend"], "size": size}
 
 
 def _worker_main(path: str) -> int:

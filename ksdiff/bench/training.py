@@ -53,9 +53,6 @@ def bench_train(sources: list[ModelSource], batch: int = 32, crop_s: float = 4.0
         "sec_per_step" (median), "sec_per_step_mean", "steps_per_s", "audio_s_per_s", "flops_per_step",
         "floor_sec_per_step", "peak_rss_mb", "loss"}]}
     """
-    from ksdiff.train.ema import EMA
-    from ksdiff.train.loop import param_groups
-
     if steps < 1 or batch < 1 or crop_s <= 0:
         raise KsdiffError(f"--steps and --batch must be at least 1 and --crop positive "
                           f"(got {steps}, {batch}, {crop_s})")
@@ -67,56 +64,73 @@ def bench_train(sources: list[ModelSource], batch: int = 32, crop_s: float = 4.0
     say(f"matmul rate: {out['matmul_gflops']:.1f} GFLOP/s fp32 ({torch.get_num_threads()} threads)")
     out["sources"] = []
     for src in sources:
+        entry = _bench_source(src, batch, crop_s, steps, out["matmul_gflops"], say)
+        out["sources"].append(entry)
+    return out
+
+
+class _Trainer:
+    """One model with the trainer's optimiser (AdamW over ``param_groups``), gradient clipping and EMA, taking
+    its settings from the source's run config (a checkpoint: the defaults)."""
+
+    def __init__(self, src: ModelSource):
+        from ksdiff.train.ema import EMA
+        from ksdiff.train.loop import param_groups
+
         cfg = resolve_run_config(src) if src.random_init else None
-        model, _ = build_model(src)
-        model.train()
+        self.model, _ = build_model(src)
+        self.model.train()
         tc = cfg.train if cfg is not None else None
         lr = tc.lr if tc else 1e-4
         wd = tc.weight_decay if tc else 0.01
-        clip = tc.grad_clip if tc else 1.0
-        opt = torch.optim.AdamW(param_groups(model, wd), lr=lr)
-        ema = EMA(model, tc.ema_decay if tc else 0.999)
-        g = torch.Generator().manual_seed(int(src.seed))
-        data = synthetic_batch(model, batch, crop_s, g)
+        self.clip = tc.grad_clip if tc else 1.0
+        self.opt = torch.optim.AdamW(param_groups(self.model, wd), lr=lr)
+        self.ema = EMA(self.model, tc.ema_decay if tc else 0.999)
 
-        def step() -> float:
-            loss = model.training_loss(data)["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            ema.update(model)
-            return float(loss.detach())
+    def forward_backward(self, data: dict[str, Tensor]) -> Tensor:
+        """Loss and gradients of one batch; returns the loss."""
+        loss = self.model.training_loss(data)["loss"]
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
 
-        say(f"{src.label}: warm-up step ...")
-        step()
-        reset_peak_rss()
-        times, losses = [], []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            losses.append(step())
-            times.append(time.perf_counter() - t0)
-        peak = peak_rss_mb()
+    def step(self, data: dict[str, Tensor]) -> float:
+        """One training step as ``ksdiff.train.loop`` makes it; returns the loss."""
+        loss = self.forward_backward(data)
+        if self.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.opt.step()
+        self.ema.update(self.model)
+        return float(loss.detach())
 
-        def fwd_bwd() -> None:
-            loss = model.training_loss(data)["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
 
-        flops = count_flops(fwd_bwd)
-        opt.zero_grad(set_to_none=True)
-        med = statistics.median(times)
-        entry = {"label": src.label, "description": describe_source(src), "params": model.num_parameters(),
-                 "sec_per_step": med, "sec_per_step_mean": statistics.fmean(times), "steps_per_s": 1.0 / med,
-                 "audio_s_per_s": batch * crop_s / med, "flops_per_step": flops,
-                 "floor_sec_per_step": flops / (out["matmul_gflops"] * 1e9), "peak_rss_mb": peak,
-                 "loss": losses[-1], "times": times}
-        say(f"  {med:.3f} s/step ({1.0 / med:.2f} steps/s), {flops / 1e9:.1f} GFLOP/step, "
-            f"{entry['params']['total'] / 1e6:.2f} M parameters")
-        out["sources"].append(entry)
-        del model, opt, ema
-    return out
+def _bench_source(src: ModelSource, batch: int, crop_s: float, steps: int, matmul_gflops: float,
+                  say: Callable[[str], None]) -> dict[str, Any]:
+    """Time ``steps`` training steps of one model after a warm-up step, and count its FLOPs; one entry of
+    :func:`bench_train`'s ``sources``. The model and optimiser are freed on return."""
+    tr = _Trainer(src)
+    g = torch.Generator().manual_seed(int(src.seed))
+    data = synthetic_batch(tr.model, batch, crop_s, g)
+    say(f"{src.label}: warm-up step ...")
+    tr.step(data)
+    reset_peak_rss()
+    times, losses = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        losses.append(tr.step(data))
+        times.append(time.perf_counter() - t0)
+    peak = peak_rss_mb()
+    flops = count_flops(lambda: tr.forward_backward(data))
+    tr.opt.zero_grad(set_to_none=True)
+    med = statistics.median(times)
+    entry = {"label": src.label, "description": describe_source(src), "params": tr.model.num_parameters(),
+             "sec_per_step": med, "sec_per_step_mean": statistics.fmean(times), "steps_per_s": 1.0 / med,
+             "audio_s_per_s": batch * crop_s / med, "flops_per_step": flops,
+             "floor_sec_per_step": flops / (matmul_gflops * 1e9), "peak_rss_mb": peak,
+             "loss": losses[-1], "times": times}
+    say(f"  {med:.3f} s/step ({1.0 / med:.2f} steps/s), {flops / 1e9:.1f} GFLOP/step, "
+        f"{entry['params']['total'] / 1e6:.2f} M parameters")
+    return entry
 
 
 def markdown(res: dict) -> str:

@@ -34,6 +34,12 @@ def _output(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    _add_generate(sub)
+    _add_train(sub)
+    _add_render(sub)
+
+
+def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="RTF per stage and peak memory against audio length",
                        description="Real-time factor of generation per stage and peak memory against audio length.")
     src = g.add_mutually_exclusive_group()
@@ -66,6 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per measurement (default 3600)")
     _common(g)
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="training seconds/step, steps/s and parameter counts",
                        description="Training speed on random batches of the right shapes, and parameter counts.")
     t.add_argument("--config", default="default", help="config file or shipped name (default: default)")
@@ -76,6 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up (default 5)")
     _common(t)
 
+
+def _add_render(sub) -> None:
     r = sub.add_parser("render", help="seconds to render motion + speech to an mp4: serial vs threaded stages, "
                                       "all triangles vs the visible ones",
                        description="Render real speech-driven motion to an mp4 (vertices, drawing, H.264 + AAC) "
@@ -113,77 +123,13 @@ def _label(name: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ksdiff.bench import common as C
-    from ksdiff.config import resolve_config_path
     from ksdiff.errors import KsdiffError
     from ksdiff.utils.io import write_json
 
     if getattr(args, "threads", None) is not None and args.threads < 1:
         raise KsdiffError(f"--threads must be at least 1, got {args.threads}")
-    if args.what == "generate":
-        from ksdiff.bench.inference import DEFAULT_AUDIO_DIR, bench_generate, markdown
-
-        seconds = _seconds(args.seconds)
-        if args.checkpoint:
-            ck = Path(args.checkpoint)
-            if not ck.exists():
-                raise KsdiffError("checkpoint not found", ck)
-            first = C.ModelSource("ksdiff", checkpoint=str(ck), seed=args.seed)
-        elif args.random_init:
-            resolve_config_path(args.random_init)
-            first = C.ModelSource(_label(args.random_init), configs=[args.random_init], spec=args.spec,
-                                  seed=args.seed)
-        else:
-            raise KsdiffError("no model to benchmark: give --checkpoint C (a trained model) or --random-init CONFIG "
-                              "(e.g. --random-init default: speed does not depend on the weights)")
-        main_gen = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("window_s", args.window))
-                    if v is not None}
-        first.generation = main_gen
-        sources = [first]
-        if args.vs or args.vs_config:
-            if args.vs:
-                if not Path(args.vs).exists():
-                    raise KsdiffError("checkpoint not found", args.vs)
-                second = C.ModelSource(_label(Path(args.vs).parent.name if Path(args.vs).is_file() else args.vs),
-                                       checkpoint=args.vs, seed=args.seed)
-                gen = dict(main_gen)
-            else:
-                resolve_config_path(args.vs_config)
-                second = C.ModelSource(_label(args.vs_config), checkpoint=first.checkpoint,
-                                       configs=list(first.configs), overlays=[args.vs_config], spec=args.spec,
-                                       seed=args.seed)
-                gen = {**main_gen, **C.preset_for(args.vs_config)}
-            gen.update({k: v for k, v in (("steps", args.vs_steps), ("sampler", args.vs_sampler),
-                                          ("window_s", args.vs_window)) if v is not None})
-            second.generation = gen
-            if second.label == first.label:
-                second.label += "-vs"
-            sources.append(second)
-        res = bench_generate(sources, seconds, args.audio_dir or DEFAULT_AUDIO_DIR,
-                             render_seconds=args.render_seconds, render_size=args.render_size,
-                             threads=args.threads, timeout=args.timeout, seed=args.seed)
-        table = markdown(res)
-        title = "Generation: RTF per stage and peak memory against audio length"
-    elif args.what == "render":
-        from ksdiff.bench.inference import DEFAULT_AUDIO_DIR
-        from ksdiff.bench.render import bench_render, markdown
-
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        res = bench_render(args.seconds, args.audio_dir or DEFAULT_AUDIO_DIR, size=args.size, face=args.face,
-                           backend=args.backend, modes=modes, repeats=args.repeats)
-        table = markdown(res)
-        title = "Rendering: serial vs threaded stages vs visible triangles only"
-    else:
-        from ksdiff.bench.training import bench_train, markdown
-
-        resolve_config_path(args.config)
-        sources = [C.ModelSource(_label(args.config), configs=[args.config], spec=args.spec, seed=args.seed)]
-        if args.vs_config:
-            resolve_config_path(args.vs_config)
-            sources.append(C.ModelSource(_label(args.vs_config), configs=[args.config], overlays=[args.vs_config],
-                                         spec=args.spec, seed=args.seed))
-        res = bench_train(sources, batch=args.batch, crop_s=args.crop, steps=args.steps, threads=args.threads)
-        table = markdown(res)
-        title = "Training: seconds per step and parameters"
+    bench = {"generate": _run_generate, "render": _run_render}.get(args.what, _run_train)
+    res, table, title = bench(args)
     print()
     print(table)
     if args.json:
@@ -194,3 +140,84 @@ def run(args: argparse.Namespace) -> int:
                                  machine=res["machine"])
         print(f"appended to {path}")
     return 0
+
+
+def _generate_sources(args: argparse.Namespace) -> list:
+    """The :class:`~ksdiff.bench.common.ModelSource` of ``bench generate``: the model (--checkpoint or
+    --random-init) and the one to compare it with (--vs or --vs-config), with their generation settings."""
+    from ksdiff.bench import common as C
+    from ksdiff.config import resolve_config_path
+    from ksdiff.errors import KsdiffError
+
+    if args.checkpoint:
+        ck = Path(args.checkpoint)
+        if not ck.exists():
+            raise KsdiffError("checkpoint not found", ck)
+        first = C.ModelSource("ksdiff", checkpoint=str(ck), seed=args.seed)
+    elif args.random_init:
+        resolve_config_path(args.random_init)
+        first = C.ModelSource(_label(args.random_init), configs=[args.random_init], spec=args.spec, seed=args.seed)
+    else:
+        raise KsdiffError("no model to benchmark: give --checkpoint C (a trained model) or --random-init CONFIG "
+                          "(e.g. --random-init default: speed does not depend on the weights)")
+    main_gen = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("window_s", args.window))
+                if v is not None}
+    first.generation = main_gen
+    if not (args.vs or args.vs_config):
+        return [first]
+    if args.vs:
+        if not Path(args.vs).exists():
+            raise KsdiffError("checkpoint not found", args.vs)
+        second = C.ModelSource(_label(Path(args.vs).parent.name if Path(args.vs).is_file() else args.vs),
+                               checkpoint=args.vs, seed=args.seed)
+        gen = dict(main_gen)
+    else:
+        resolve_config_path(args.vs_config)
+        second = C.ModelSource(_label(args.vs_config), checkpoint=first.checkpoint, configs=list(first.configs),
+                               overlays=[args.vs_config], spec=args.spec, seed=args.seed)
+        gen = {**main_gen, **C.preset_for(args.vs_config)}
+    gen.update({k: v for k, v in (("steps", args.vs_steps), ("sampler", args.vs_sampler),
+                                  ("window_s", args.vs_window)) if v is not None})
+    second.generation = gen
+    if second.label == first.label:
+        second.label += "-vs"
+    return [first, second]
+
+
+def _run_generate(args: argparse.Namespace) -> tuple[dict, str, str]:
+    """``bench generate``: (measurements, Markdown table, title)."""
+    from ksdiff.bench.inference import DEFAULT_AUDIO_DIR, bench_generate, markdown
+
+    seconds = _seconds(args.seconds)
+    sources = _generate_sources(args)
+    res = bench_generate(sources, seconds, args.audio_dir or DEFAULT_AUDIO_DIR,
+                         render_seconds=args.render_seconds, render_size=args.render_size,
+                         threads=args.threads, timeout=args.timeout, seed=args.seed)
+    return res, markdown(res), "Generation: RTF per stage and peak memory against audio length"
+
+
+def _run_render(args: argparse.Namespace) -> tuple[dict, str, str]:
+    """``bench render``: (measurements, Markdown table, title)."""
+    from ksdiff.bench.inference import DEFAULT_AUDIO_DIR
+    from ksdiff.bench.render import bench_render, markdown
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    res = bench_render(args.seconds, args.audio_dir or DEFAULT_AUDIO_DIR, size=args.size, face=args.face,
+                       backend=args.backend, modes=modes, repeats=args.repeats)
+    return res, markdown(res), "Rendering: serial vs threaded stages vs visible triangles only"
+
+
+def _run_train(args: argparse.Namespace) -> tuple[dict, str, str]:
+    """``bench train``: (measurements, Markdown table, title)."""
+    from ksdiff.bench import common as C
+    from ksdiff.bench.training import bench_train, markdown
+    from ksdiff.config import resolve_config_path
+
+    resolve_config_path(args.config)
+    sources = [C.ModelSource(_label(args.config), configs=[args.config], spec=args.spec, seed=args.seed)]
+    if args.vs_config:
+        resolve_config_path(args.vs_config)
+        sources.append(C.ModelSource(_label(args.vs_config), configs=[args.config], overlays=[args.vs_config],
+                                     spec=args.spec, seed=args.seed))
+    res = bench_train(sources, batch=args.batch, crop_s=args.crop, steps=args.steps, threads=args.threads)
+    return res, markdown(res), "Training: seconds per step and parameters"
