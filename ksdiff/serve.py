@@ -1,20 +1,42 @@
 """A small web page for people who would rather click: upload or record speech, optional transcript,
 steps and seed → the rendered video and the motion files.
 
-``ksdiff serve [--checkpoint C] [--host 127.0.0.1] [--port 7860]`` (FastAPI + uvicorn).
+``ksdiff serve [--checkpoint C] [--host 127.0.0.1] [--port 7860] [--max-seconds 600] [--max-upload-mb 200]
+[--max-jobs 1] [--keep-results 20] [--api-docs]`` (FastAPI + uvicorn).
+
+Limits, so that one request cannot take the machine: the upload is streamed to disk and refused with 413 once
+it passes ``max_upload_mb``; the audio is decoded in a streaming way and refused (400) as soon as it passes
+``max_seconds``; at most ``max_jobs`` requests are handled at once, any other gets 503 (``Retry-After``) at
+once, before its upload is read (no queue). The form fields are checked as they arrive, before the upload is
+stored (the page sends them first). Every answer is JSON, errors ``{"detail": "..."}``. The upload is deleted
+after every job; results (mp4, npz, csv) are kept for the ``keep_results`` newest jobs; the work folder is
+removed at shutdown when serve made it. /docs and /openapi.json only with ``api_docs``.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime
 
 import os
+import re
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from ksdiff.errors import KsdiffError
+
+MAX_SECONDS = 600.0  # default audio length cap: 10 minutes
+MAX_UPLOAD_MB = 200.0  # default upload cap (10 min of 48 kHz stereo 16-bit wav: 110 MB)
+MAX_JOBS = 1  # default number of requests handled at once
+KEEP_RESULTS = 20  # default number of finished jobs whose files stay downloadable
+FACES = ("auto", "ict", "schematic")
+STEPS_RANGE = (2, 200)
+SEED_MAX = 2**32 - 1
+TEXT_MAX = 2000  # characters of transcript
+FIELD_MAX = 16 * 1024  # bytes of any one form field
+RESULT_FILES = ("video.mp4", "motion.npz", "motion.csv")
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ksdiff — speech to face</title>
@@ -31,7 +53,7 @@ PAGE = """<!doctype html>
 <h1>ksdiff</h1><p class="sub">Speech in, animated 3D face out (KSDiff, keyframe-augmented dual-path diffusion).</p>
 <form id="f">
 <fieldset><legend>Speech</legend>
- <label for="audio">Audio file (wav, flac, mp3, m4a, ogg, …)</label><input id="audio" name="audio" type="file" accept="audio/*,video/*">
+ <label for="audio">Audio file (wav, flac, mp3, m4a, ogg, …; __LIMITS__)</label><input id="audio" name="audio" type="file" accept="audio/*,video/*">
  <div style="margin-top:.6em"><button type="button" id="rec">● Record</button> <span id="recstate"></span></div>
  <label for="text">Transcript (optional)</label><textarea id="text" name="text" rows="2" placeholder="leave empty for an automatic transcript"></textarea>
 </fieldset>
@@ -56,11 +78,19 @@ document.getElementById('rec').onclick=async()=>{
 document.getElementById('f').onsubmit=async(ev)=>{
   ev.preventDefault(); const st=document.getElementById('status'); st.className='';
   const fd=new FormData(); const f=document.getElementById('audio').files[0];
-  if(f) fd.append('audio',f); else if(recBlob) fd.append('audio',recBlob,'recording.webm'); else {st.textContent='Choose an audio file or record one.';return;}
+  if(!f&&!recBlob){st.textContent='Choose an audio file or record one.';return;}
+  // the fields first: the server checks them before it stores any of the upload
   for(const k of ['text','steps','seed','face']) fd.append(k,document.getElementById(k).value);
-  st.textContent='Animating… (features, keyframes, diffusion, rendering)'; document.getElementById('result').hidden=true;
-  const t0=performance.now(); const r=await fetch('api/animate',{method:'POST',body:fd}); const j=await r.json();
-  if(!r.ok){st.className='err'; st.textContent='Error: '+(j.detail||r.statusText); return;}
+  if(f) fd.append('audio',f); else fd.append('audio',recBlob,'recording.webm');
+  st.textContent='Animating… (features, keyframes, diffusion, rendering)';
+  document.getElementById('result').hidden=true;
+  const go=document.getElementById('go'); go.disabled=true; const t0=performance.now(); let r, j=null, body='';
+  try{r=await fetch('api/animate',{method:'POST',body:fd}); body=await r.text(); try{j=JSON.parse(body);}catch(e){}}
+  catch(e){st.className='err'; st.textContent='Error: the server did not answer ('+e.message+')'; return;}
+  finally{go.disabled=false;}
+  if(!r.ok||!j||!j.mp4){  // any error, JSON or not (a proxy's page), is shown: never "Animating…" forever
+    const d=j&&j.detail, raw=(r.status+' '+r.statusText+' '+body.slice(0,200)).trim();
+    st.className='err'; st.textContent='Error: '+(typeof d==='string'?d:d?JSON.stringify(d):raw); return;}
   st.textContent='Done in '+((performance.now()-t0)/1000).toFixed(1)+' s. '+j.summary;
   const v=document.getElementById('video'); v.src=j.mp4; document.getElementById('result').hidden=false;
   document.getElementById('dl_mp4').href=j.mp4; document.getElementById('dl_npz').href=j.npz;
@@ -70,16 +100,312 @@ document.getElementById('f').onsubmit=async(ev)=>{
 """
 
 
-def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.PathLike | None = None,
-               default_steps: int | None = None):
-    """The FastAPI app. The model is loaded once, at the first request (or eagerly by :func:`serve`)."""
-    from fastapi import FastAPI, File, Form, HTTPException, UploadFile
-    from fastapi.responses import FileResponse, HTMLResponse
+@dataclass(frozen=True)
+class Limits:
+    """What one request may take: seconds of audio, megabytes of upload; jobs at once; finished jobs kept."""
 
+    max_seconds: float = MAX_SECONDS
+    max_upload_mb: float = MAX_UPLOAD_MB
+    max_jobs: int = MAX_JOBS
+    keep_results: int = KEEP_RESULTS
+
+    def __post_init__(self) -> None:
+        for flag, value, least in [("--max-seconds", self.max_seconds, 0), ("--max-upload-mb", self.max_upload_mb, 0),
+                                   ("--max-jobs", self.max_jobs, 1), ("--keep-results", self.keep_results, 1)]:
+            if not (value > 0 if least == 0 else value >= least):  # NaN fails too
+                raise KsdiffError(f"{flag} must be {'positive' if least == 0 else 'at least 1'}, got {value}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The checked form fields of one request."""
+
+    text: str
+    steps: int
+    seed: int
+    face: str
+
+
+def _http(status: int, detail: str, **headers: str):
+    from fastapi import HTTPException
+
+    return HTTPException(status, detail, headers=headers or None)
+
+
+def check_field(name: str, value: str) -> str | int:
+    """The parsed value of the form field ``name`` (text, steps, seed, face); HTTP 400 naming it when wrong."""
+    if name == "text":
+        if len(value) > TEXT_MAX:
+            raise _http(400, f"text: at most {TEXT_MAX} characters, got {len(value)}")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+            raise _http(400, "text: control characters are not allowed")
+        return value.strip()
+    if name in ("steps", "seed"):
+        lo, hi = STEPS_RANGE if name == "steps" else (0, SEED_MAX)
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+        if number is None or not lo <= number <= hi:
+            raise _http(400, f"{name} must be a whole number from {lo} to {hi}, got {value[:24]!r}")
+        return number
+    if name == "face":
+        if value not in FACES:
+            raise _http(400, f"face must be one of {', '.join(FACES)}, got {value[:24]!r}")
+        if value == "ict":
+            from ksdiff.face.ict import find_ict_asset
+
+            try:
+                found = find_ict_asset(required=False)
+            except KsdiffError:
+                found = None
+            if found is None:
+                raise _http(400, "face 'ict': the ICT-FaceKit head is not installed on this server (choose auto "
+                                 "or schematic)")
+        return value
+    raise _http(400, f"unknown form field {name[:40]!r} (the fields: audio, text, steps, seed, face)")
+
+
+def display_name(filename: str) -> str:
+    """The client's file name as messages show it: its last path part, printable characters, at most 80."""
+    name = "".join(c for c in re.split(r"[\\/]", filename)[-1] if c.isprintable()) or "upload"
+    return name if len(name) <= 80 else name[:60] + "…" + name[-19:]
+
+
+def safe_suffix(filename: str) -> str:
+    """The extension of the client's file name when it is a plain short one (".wav", ".m4a"), else "": the
+    decoder probes the content anyway, and the client's name never reaches the file system."""
+    m = re.fullmatch(r"[^\\/]*(\.[A-Za-z0-9]{1,5})", re.split(r"[\\/]", filename)[-1])
+    return m.group(1).lower() if m else ""
+
+
+class FormReader:
+    """One multipart/form-data body, streamed from the socket: the small fields into :attr:`fields`, each checked
+    by :func:`check_field` as it ends (a wrong field sent before the file stops the request before any of the
+    upload is stored), the file of the field ``audio`` written chunk by chunk to ``folder``/input.<ext>, never
+    held in memory, and refused with 413 as soon as it passes ``max_bytes``."""
+
+    def __init__(self, boundary: bytes, folder: Path, max_bytes: int, max_mb: float):
+        from python_multipart.multipart import MultipartParser
+
+        self.folder, self.max_bytes, self.max_mb = folder, max_bytes, max_mb
+        self.fields: dict[str, str | int] = {}
+        self.upload: Path | None = None  # where the file went
+        self.filename = ""  # the client's name for it, for messages only (display_name)
+        self.size = 0  # bytes of the file stored
+        self._hname, self._hvalue, self._disposition, self._value = bytearray(), bytearray(), b"", bytearray()
+        self._name = ""
+        self._fh = None
+        self._parser = MultipartParser(boundary, callbacks={
+            "on_part_begin": self._begin, "on_header_field": self._header_field, "on_header_value": self._header_value,
+            "on_header_end": self._header_end, "on_headers_finished": self._headers_done,
+            "on_part_data": self._data, "on_part_end": self._end})
+
+    async def read(self, request) -> None:
+        """Consume the request body; HTTP 400/413 on a bad body, field or size."""
+        from python_multipart.exceptions import FormParserError
+
+        try:
+            async for chunk in request.stream():
+                self._parser.write(chunk)
+            self._parser.finalize()
+        except FormParserError:
+            raise _http(400, "the request body is not valid multipart/form-data") from None
+        finally:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+    def _begin(self) -> None:
+        self._disposition, self._name = b"", ""
+        self._value.clear()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._hname += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._hvalue += data[start:end]
+
+    def _header_end(self) -> None:
+        if bytes(self._hname).strip().lower() == b"content-disposition":
+            self._disposition = bytes(self._hvalue)
+        self._hname.clear()
+        self._hvalue.clear()
+
+    def _headers_done(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, opts = parse_options_header(self._disposition)
+        self._name = opts.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in opts:
+            if self._name != "audio" or self.upload is not None:
+                raise _http(400, "send one file, in the form field 'audio'")
+            raw = opts[b"filename"].decode("utf-8", "replace")
+            self.filename = display_name(raw)
+            self.upload = self.folder / f"input{safe_suffix(raw)}"
+            self._fh = open(self.upload, "wb")  # noqa: SIM115 (written by the following callbacks)
+        elif self._name == "audio":
+            raise _http(400, "audio: expected a file")
+        elif self._name in self.fields:
+            raise _http(400, f"form field {self._name[:40]!r} given twice")
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._fh is not None:
+            if self.size + (end - start) > self.max_bytes:
+                raise _http(413, f"the upload is larger than the {self.max_mb:g} MB limit (--max-upload-mb)")
+            self._fh.write(data[start:end])
+            self.size += end - start
+        else:
+            self._value += data[start:end]
+            if len(self._value) > FIELD_MAX:
+                raise _http(400, f"form field {self._name[:40]!r} is longer than {FIELD_MAX} bytes")
+
+    def _end(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        else:
+            self.fields[self._name] = check_field(self._name, self._value.decode("utf-8", "replace"))
+
+
+class Jobs:
+    """The job slots (at most ``limits.max_jobs`` at once), the work folder (made when first needed; removed at
+    shutdown when serve made it) and the finished jobs kept (the ``limits.keep_results`` newest)."""
+
+    def __init__(self, workdir: str | os.PathLike | None, limits: Limits):
+        self.limits = limits
+        self._given = None if workdir is None else Path(workdir)
+        self._folder = self._given
+        self._lock = threading.Lock()
+        self.running: set[str] = set()
+        self._kept: list[str] = []  # finished jobs, oldest first
+        self.stats = {"jobs": 0, "busy": 0, "upload_bytes": 0}
+
+    def folder(self) -> Path:
+        """The work folder, made now if needed."""
+        with self._lock:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="ksdiff-serve-"))
+            self._folder.mkdir(parents=True, exist_ok=True)
+            return self._folder
+
+    def result(self, job: str, name: str) -> Path | None:
+        """A finished job's file, or None."""
+        with self._lock:
+            ok = self._folder is not None and job in self._kept and name in RESULT_FILES
+        p = self._folder / job / name if ok else None
+        return p if p is not None and p.is_file() else None
+
+    def start(self) -> str | None:
+        """A new job's id (its slot taken until :meth:`finish`), or None when every slot is taken."""
+        with self._lock:
+            if len(self.running) >= self.limits.max_jobs:
+                self.stats["busy"] += 1
+                return None
+            job = uuid.uuid4().hex[:12]
+            self.running.add(job)
+            self.stats["jobs"] += 1
+            return job
+
+    def finish(self, job: str, ok: bool) -> None:
+        """Free the slot; keep the job's results when ``ok`` (dropping the oldest beyond keep_results), else
+        remove its folder."""
+        with self._lock:
+            self.running.discard(job)
+            if ok:
+                self._kept.append(job)
+            drop = self._kept[:-self.limits.keep_results] if ok else [job]
+            self._kept = self._kept[-self.limits.keep_results:]
+            folder = self._folder
+        for j in drop if folder is not None else []:
+            shutil.rmtree(folder / j, ignore_errors=True)
+
+    def close(self) -> None:
+        """At shutdown: remove the work folder when serve made it."""
+        with self._lock:
+            folder, self._folder, self._kept = self._folder, self._given, []
+        if self._given is None and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _boundary(request, limits: Limits) -> bytes:
+    """The multipart boundary, from the headers alone: 415 when not a form, 413 when the declared length is over."""
+    from python_multipart.multipart import parse_options_header
+
+    ctype, opts = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or not opts.get(b"boundary"):
+        raise _http(415, "send multipart/form-data: the fields text, steps, seed, face and the file audio")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limits.max_upload_bytes + 8 * FIELD_MAX:
+        raise _http(413, f"the upload is larger than the {limits.max_upload_mb:g} MB limit (--max-upload-mb)")
+    return opts[b"boundary"]
+
+
+def _params(reader: FormReader, steps_default: int) -> Params:
+    """The request's parameters (fields checked as they arrived; defaults for the missing)."""
+    if reader.upload is None:
+        raise _http(400, "no audio: send the file in the form field 'audio'")
+    f = reader.fields
+    return Params(text=str(f.get("text", "")), steps=int(f.get("steps", steps_default)), seed=int(f.get("seed", 0)),
+                  face=str(f.get("face", "auto")))
+
+
+def _message(e: KsdiffError, src: Path, shown: str) -> str:
+    """A KsdiffError as the client sees it: the upload named by the client's (sanitised) file name."""
+    if e.path == str(src):
+        return f"{shown}: {e.problem}"
+    return e.problem if e.path is None else str(e)
+
+
+def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> dict:
+    """Decode (at most ``max_seconds``), generate, save and render one job in ``src``'s folder; its JSON answer.
+    User errors come back as HTTP 400."""
+    from ksdiff.audio.decode import load_audio
+    from ksdiff.render import render_video
+
+    d, job = src.parent, src.parent.name
+    try:
+        wave = load_audio(src, max_seconds=max_seconds)
+        if p.face == "ict" and animator.spec.name != "arkit":
+            raise KsdiffError(f"face 'ict' shows arkit motion, this model makes {animator.spec.name!r}: choose auto "
+                              "or schematic")
+        t0 = time.perf_counter()
+        m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed)
+        t_gen = time.perf_counter() - t0
+        m.save(d / "motion.npz")
+        csv = None
+        if m.spec == "arkit":
+            from ksdiff.export.livelink import write_livelink_csv
+
+            write_livelink_csv(m, d / "motion.csv")
+            csv = f"files/{job}/motion.csv"
+        t1 = time.perf_counter()
+        render_video(m, src, d / "video.mp4", face=p.face)
+        t_render = time.perf_counter() - t1
+    except KsdiffError as e:
+        raise _http(400, _message(e, src, shown)) from None
+    summary = (f"{m.num_frames} frames at {m.fps:g} fps ({m.duration:.1f} s); generation {t_gen:.1f} s, "
+               f"rendering {t_render:.1f} s.")
+    return {"mp4": f"files/{job}/video.mp4", "npz": f"files/{job}/motion.npz", "csv": csv, "summary": summary}
+
+
+_OPENAPI_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["audio"], "properties": {
+        "text": {"type": "string", "maxLength": TEXT_MAX},
+        "steps": {"type": "integer", "minimum": STEPS_RANGE[0], "maximum": STEPS_RANGE[1]},
+        "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
+        "face": {"type": "string", "enum": list(FACES)},
+        "audio": {"type": "string", "format": "binary"}}}}}}}
+
+
+def _model_loader(checkpoint: str | os.PathLike | None):
+    """A function that loads the model at its first call (once, whatever the threads) and returns it."""
     from ksdiff.generate import load_model
 
-    work = Path(workdir or tempfile.mkdtemp(prefix="ksdiff-serve-"))
-    work.mkdir(parents=True, exist_ok=True)
     state: dict = {}
     lock = threading.Lock()
 
@@ -89,64 +415,102 @@ def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.Pa
                 state["model"] = load_model(checkpoint)
             return state["model"]
 
-    app = FastAPI(title="ksdiff", docs_url=None, redoc_url=None)
-    app.state.model = model
+    return model
+
+
+async def _unexpected(request, exc: Exception):
+    """Any exception that is not an HTTP error: a JSON 500 (the traceback goes to the server's log)."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server's log has the details"},
+                        status_code=500)
+
+
+def _add_animate(app, jobs: Jobs, limits: Limits, steps_default: int) -> None:
+    """POST /api/animate: headers checked, a job slot taken (else 503), the form streamed in, the job run in a
+    worker thread; the upload deleted whatever happens, the job's folder too when it failed."""
+    from fastapi import Request
+    from fastapi.concurrency import run_in_threadpool
+
+    @app.post("/api/animate", openapi_extra=_OPENAPI_FORM)
+    async def animate(request: Request) -> dict:
+        boundary = _boundary(request, limits)
+        job = jobs.start()
+        if job is None:
+            raise _http(503, f"busy: {limits.max_jobs} job(s) already running; try again in a minute",
+                        **{"Retry-After": "30"})
+        reader, ok = None, False
+        try:
+            (jobs.folder() / job).mkdir()
+            reader = FormReader(boundary, jobs.folder() / job, limits.max_upload_bytes, limits.max_upload_mb)
+            await reader.read(request)
+            params = _params(reader, steps_default)
+            answer = await run_in_threadpool(lambda: run_job(request.app.state.model(), reader.upload,
+                                                             reader.filename, params, limits.max_seconds))
+            ok = True
+            return answer
+        finally:
+            if reader is not None:
+                jobs.stats["upload_bytes"] += reader.size
+                if reader.upload is not None:
+                    reader.upload.unlink(missing_ok=True)
+            jobs.finish(job, ok)
+
+
+def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.PathLike | None = None,
+               default_steps: int | None = None, limits: Limits | None = None, api_docs: bool = False):
+    """The FastAPI app. The model is loaded once, at the first request (or eagerly by :func:`serve`).
+
+    ``workdir``: where jobs go (default: a new temporary folder, removed at shutdown). ``limits``: see
+    :class:`Limits`. ``api_docs``: serve /docs and /openapi.json (off by default).
+    """
+    import contextlib
+
+    from fastapi import FastAPI
+    from fastapi.responses import FileResponse, HTMLResponse
+
+    limits = limits or Limits()
+    jobs = Jobs(workdir, limits)
     steps_default = default_steps or 20
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        jobs.close()
+
+    app = FastAPI(title="ksdiff", lifespan=lifespan, docs_url="/docs" if api_docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if api_docs else None)
+    app.state.model = _model_loader(checkpoint)
+    app.state.jobs = jobs
+    app.add_exception_handler(Exception, _unexpected)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return PAGE.replace("__STEPS__", str(steps_default))
+        shown = f"up to {limits.max_seconds / 60:g} min and {limits.max_upload_mb:g} MB"
+        return PAGE.replace("__STEPS__", str(steps_default)).replace("__LIMITS__", shown)
 
-    @app.post("/api/animate")
-    def animate(audio: UploadFile = File(...), text: str = Form(""), steps: int = Form(steps_default),
-                seed: int = Form(0), face: str = Form("auto")) -> dict:
-        from ksdiff.render import render_video
-
-        job = uuid.uuid4().hex[:12]
-        d = work / job
-        d.mkdir()
-        suffix = Path(audio.filename or "audio.wav").suffix or ".wav"
-        src = d / f"input{suffix}"
-        with open(src, "wb") as fh:
-            shutil.copyfileobj(audio.file, fh)
-        if not 2 <= steps <= 200:
-            raise HTTPException(400, "steps must be between 2 and 200")
-        try:
-            t0 = time.perf_counter()
-            m = model().animate(src, text=text.strip() or None, steps=steps, seed=seed)
-            t_gen = time.perf_counter() - t0
-            m.save(d / "motion.npz")
-            csv = None
-            if m.spec == "arkit":
-                from ksdiff.export.livelink import write_livelink_csv
-
-                write_livelink_csv(m, d / "motion.csv")
-                csv = f"files/{job}/motion.csv"
-            t1 = time.perf_counter()
-            render_video(m, src, d / "video.mp4", face=face)
-            t_render = time.perf_counter() - t1
-        except KsdiffError as e:
-            raise HTTPException(400, str(e).replace(str(src), audio.filename or "upload")) from None
-        summary = (f"{m.num_frames} frames at {m.fps:g} fps ({m.duration:.1f} s); generation {t_gen:.1f} s, "
-                   f"rendering {t_render:.1f} s.")
-        return {"mp4": f"files/{job}/video.mp4", "npz": f"files/{job}/motion.npz", "csv": csv, "summary": summary}
+    _add_animate(app, jobs, limits, steps_default)
 
     @app.get("/files/{job}/{name}")
     def files(job: str, name: str):
-        if not job.isalnum() or name not in ("video.mp4", "motion.npz", "motion.csv"):
-            raise HTTPException(404)
-        p = work / job / name
-        if not p.is_file():
-            raise HTTPException(404)
+        p = jobs.result(job, name)
+        if p is None:
+            raise _http(404, "no such file (results are kept for the newest jobs only)")
         return FileResponse(p, filename=name)
 
     return app
 
 
-def serve(checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 7860, steps: int | None = None) -> None:
+def serve(checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 7860, steps: int | None = None,
+          limits: Limits | None = None, api_docs: bool = False) -> None:
+    """Run the page with uvicorn until interrupted; the work folder is removed on the way out."""
     import uvicorn
 
-    app = create_app(checkpoint, default_steps=steps)
+    limits = limits or Limits()
+    app = create_app(checkpoint, default_steps=steps, limits=limits, api_docs=api_docs)
     app.state.model()  # load now: fail early with a clear error
-    print(f"ksdiff: serving on http://{host}:{port}/", flush=True)
+    print(f"ksdiff: serving on http://{host}:{port}/ (audio up to {limits.max_seconds:g} s, uploads up to "
+          f"{limits.max_upload_mb:g} MB, {limits.max_jobs} job(s) at a time)", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print("ksdiff: note: no authentication; anyone who can reach this address can use the page", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
