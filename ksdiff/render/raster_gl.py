@@ -148,7 +148,7 @@ class GLRasterizer:
 
     def __init__(self, camera: Camera, triangles: np.ndarray, colors: np.ndarray, samples: int = 0,
                  cull: np.ndarray | None = None):
-        import moderngl
+        import moderngl  # noqa: F401 - without it: ImportError here, and make_renderer falls back to numpy
 
         self.camera = camera
         self.triangles = np.ascontiguousarray(triangles, dtype=np.int32)
