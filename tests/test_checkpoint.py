@@ -207,3 +207,103 @@ def test_ema_average_and_warmup():
         lin.weight.fill_(3.0)
     ema.update(lin)  # late updates use the full decay: 1 + 0.1 * (3 - 1)
     assert torch.allclose(ema.state_dict_for(lin)["weight"], torch.full((1, 2), 1.2))
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path, facegood_motion):
+    """Checkpoints and training states are written like any other output: 0666 minus the umask (0644 under the
+    usual 022), not mkstemp's 0600."""
+    model = _model("arkit", facegood_motion)
+    ck.save_checkpoint(tmp_path / "m.safetensors", model, _config(model))
+    ck.save_train_state(tmp_path / "s", {"x": torch.ones(2)}, step=1)
+    ck.save_run_checkpoint(tmp_path / "run", model, model.state_dict(), {"x": torch.ones(2)}, _config(model), 1)
+    files = [tmp_path / "m.safetensors", tmp_path / "s" / ck.STATE_FILE, tmp_path / "s" / ck.STATE_SIDECAR,
+             *[tmp_path / "run" / n for n in (ck.MODEL_FILE, ck.LAST_FILE, ck.STATE_FILE, ck.STATE_SIDECAR)]]
+    want = 0o666 & ~_umask()
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(want) for f in files}
+
+
+def test_a_save_is_all_or_nothing(tmp_path, facegood_motion, monkeypatch):
+    """save_run_checkpoint writes all four files before renaming any: a failure while writing (a full disk, a
+    kill) leaves the previous save whole and no temporaries behind."""
+    model = _model("arkit", facegood_motion)
+    run = tmp_path / "run"
+    ck.save_run_checkpoint(run, model, model.state_dict(), {"x": torch.ones(2)}, _config(model), 3)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    real = ck._write_checkpoint
+
+    def failing(path, sd, config, extra):  # noqa: ANN001, ANN202
+        if extra.get("weights") == "ema":  # the last of the four
+            raise RuntimeError("simulated failure while writing")
+        return real(path, sd, config, extra)
+
+    monkeypatch.setattr(ck, "_write_checkpoint", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        ck.save_run_checkpoint(run, model, model.state_dict(), {"x": torch.zeros(2)}, _config(model), 4)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    monkeypatch.undo()
+    ck.save_run_checkpoint(run, model, model.state_dict(), {"x": torch.zeros(2)}, _config(model), 4)
+    state, step = ck.load_train_state(run)
+    assert step == 4 and torch.equal(state["x"], torch.zeros(2))
+    assert {ck.read_metadata(run / n)["step"] for n in (ck.MODEL_FILE, ck.LAST_FILE)} == {"4"}
+
+
+def _one_line(fn, *args, **kw) -> str:  # noqa: ANN001
+    with pytest.raises(KsdiffError) as e:
+        fn(*args, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_config_that_does_not_fit_the_weights_is_one_line(tmp_path, facegood_motion):
+    """A checkpoint whose config describes another model (size, face spec) than its weights: one line naming the
+    file and the first mismatching tensor, from the loader that generate / evaluate / bench / resume all use."""
+    from ksdiff.generate import load_model
+
+    model = _model("arkit", facegood_motion)
+    cfg = _config(model)
+    bigger = json.loads(json.dumps(cfg))
+    bigger["model"]["dim"] = 48
+    path = tmp_path / "size.safetensors"
+    ck.save_checkpoint(path, model, bigger)
+    msg = _one_line(ck.model_from_checkpoint, path)
+    assert str(path) in msg and "in the file but" in msg and "for its config" in msg
+    assert "(32," in msg and "(48," in msg and "config does not match its weights" in msg
+    assert _one_line(load_model, path) == msg  # generate's loader: the same check
+    flame = json.loads(json.dumps(cfg))
+    flame["spec"] = get_spec("flame").to_dict()
+    fpath = tmp_path / "spec.safetensors"
+    ck.save_checkpoint(fpath, model, flame)
+    msg = _one_line(ck.model_from_checkpoint, fpath)
+    assert "tensor motion_mean is (58,) in the file but" in msg and str(fpath) in msg
+    sd = model.state_dict()
+    name = next(iter(k for k in sd if k.startswith("denoisers.")))
+    ck.save_checkpoint(tmp_path / "less.safetensors", {k: v for k, v in sd.items() if k != name}, cfg)
+    assert f"tensor {name} of the model its config describes is missing" in _one_line(
+        ck.model_from_checkpoint, tmp_path / "less.safetensors")
+    ck.save_checkpoint(tmp_path / "more.safetensors", {**sd, "extra.weight": torch.zeros(2)}, cfg)
+    assert "tensor extra.weight is in the file but not in the model" in _one_line(
+        ck.model_from_checkpoint, tmp_path / "more.safetensors")
+
+
+def test_weights_with_nan_or_inf_are_refused(tmp_path, facegood_motion):
+    from ksdiff.generate import load_model
+
+    model = _model("arkit", facegood_motion)
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in sd.items() if k.startswith("denoisers.") and v.dim() == 2)
+    for bad in (float("nan"), float("inf")):
+        sd[name][0, 0] = bad
+        path = tmp_path / "bad.safetensors"
+        ck.save_checkpoint(path, sd, _config(model))
+        msg = _one_line(ck.load_checkpoint, path)
+        assert msg == f"{path}: weights contain NaN/inf (a diverged run?): tensor {name}"
+        assert _one_line(load_model, path) == msg

@@ -14,10 +14,18 @@ Files of a run folder ``RUN/``:
     ``.safetensors``) and a JSON structure that refers to them (the ``.json`` sidecar), with the step.
 
 Every file is written atomically; each carries its step so that a resume can check they belong together.
+:func:`save_run_checkpoint` writes the four files of one save to temporaries first and renames them only when all
+are complete (raw weights, training state, sidecar, EMA model, in that order), so a kill during a save leaves the
+previous save whole. Files get the usual permissions (umask), not ``mkstemp``'s 0600.
+
+Loading checks what a file claims against what it holds: kind, format version and face spec
+(:func:`load_checkpoint`), finite weights (NaN/inf: a diverged run), and tensor names and shapes against the model
+its config describes (:func:`load_weights`), each as one line naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -29,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ksdiff.errors import KsdiffError
-from ksdiff.utils.io import atomic_path, write_json
+from ksdiff.utils.io import atomic_path
 
 #: Version of the checkpoint layout; bump when a reader of the old layout would misread the new one.
 CHECKPOINT_FORMAT_VERSION = 1
@@ -61,15 +69,49 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict[str, Tensor
         config_dict: the full resolved config (JSON-serialisable), stored as metadata ``config``.
         extra: more metadata (e.g. ``step``, ``weights``); values are stored as strings (JSON for non-strings).
     """
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        _write_checkpoint(tmp, model, config_dict, extra)
+
+
+def _save_safetensors(tensors: dict[str, Tensor], path: Path, meta: dict[str, str]) -> None:
+    """``safetensors.torch.save_file`` onto a temporary of ``atomic_path``, keeping the mode that gave it (the
+    usual umask-derived one): safetensors replaces the file with one of mode 0600."""
     from safetensors.torch import save_file
 
+    mode = path.stat().st_mode & 0o777 if path.exists() else None
+    save_file(tensors, str(path), metadata=meta)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def _write_checkpoint(path: Path, model: nn.Module | dict[str, Tensor], config_dict: dict,
+                      extra: dict[str, Any] | None) -> None:
     sd = model.state_dict() if isinstance(model, nn.Module) else model
     meta = {"kind": MODEL_KIND, "format_version": str(CHECKPOINT_FORMAT_VERSION),
             "config": json.dumps(config_dict, sort_keys=False)}
     for k, v in (extra or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(_cpu_tensors(sd), str(tmp), metadata=meta)
+    _save_safetensors(_cpu_tensors(sd), path, meta)
+
+
+def save_run_checkpoint(run_dir: str | os.PathLike, raw: nn.Module | dict[str, Tensor], ema: dict[str, Tensor],
+                        train_state: dict, config_dict: dict, step: int) -> None:
+    """One save of a training run: ``last.safetensors`` (raw weights), ``train_state.*`` and ``model.safetensors``
+    (EMA weights), all at ``step``.
+
+    All four are written to temporaries beside their targets first; only when every one is complete are they
+    renamed, in the order a resume reads them (a kill while writing leaves the previous save as it was).
+    """
+    run_dir = Path(run_dir)
+    meta = {"step": int(step)}
+    with contextlib.ExitStack() as stack:  # exits in reverse: renames last, state, sidecar, model
+        tmp_model = stack.enter_context(atomic_path(run_dir / MODEL_FILE, suffix=".safetensors"))
+        tmp_side = stack.enter_context(atomic_path(run_dir / STATE_SIDECAR))
+        tmp_state = stack.enter_context(atomic_path(run_dir / STATE_FILE, suffix=".safetensors"))
+        tmp_last = stack.enter_context(atomic_path(run_dir / LAST_FILE, suffix=".safetensors"))
+        _write_checkpoint(tmp_last, raw, config_dict, {**meta, "weights": "raw"})
+        _write_train_state(tmp_state, tmp_side, train_state, step)
+        _write_checkpoint(tmp_model, ema, config_dict, {**meta, "weights": "ema"})
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -142,7 +184,7 @@ def load_checkpoint(path: str | os.PathLike, expect_spec: str | None = None, exp
 
     Raises:
         KsdiffError: one line for a missing / non-safetensors file, another kind, a newer or unknown format
-            version, a broken config, or a checkpoint of another face spec.
+            version, a broken config, a checkpoint of another face spec, or weights holding NaN/inf.
     """
     from safetensors.torch import load_file
 
@@ -155,7 +197,43 @@ def load_checkpoint(path: str | os.PathLike, expect_spec: str | None = None, exp
         raise KsdiffError("checkpoint has no readable config", path) from None
     check_spec(config_dict, path, expect_spec, expect_jaw_path)
     state = load_file(str(path), device=str(map_location))
+    check_finite(state, path)
     return state, config_dict, meta
+
+
+def check_finite(state: dict[str, Tensor], path: str | os.PathLike | None) -> None:
+    """One-line :class:`KsdiffError` naming the first floating-point tensor of ``state`` that holds NaN or inf."""
+    for name, v in state.items():
+        if v.dtype.is_floating_point and not bool(torch.isfinite(v).all()):
+            raise KsdiffError(f"weights contain NaN/inf (a diverged run?): tensor {name}", path)
+
+
+def _shape(t: Any) -> str:
+    return "(" + ", ".join(str(int(n)) for n in t.shape) + ("," if len(t.shape) == 1 else "") + ")"
+
+
+def load_weights(model: nn.Module, state: dict[str, Tensor], path: str | os.PathLike | None) -> None:
+    """Load ``state`` into ``model`` after checking that every tensor name and shape matches.
+
+    ``model`` is the model the checkpoint's own config describes; a mismatch means the config and the weights of
+    the file do not belong together. One-line :class:`KsdiffError` naming the file and the first mismatch
+    (instead of ``load_state_dict``'s many-line RuntimeError).
+    """
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    for name, w in want.items():  # in the model's order: the motion normalisation (channels) comes first
+        if name in state and tuple(state[name].shape) != tuple(w.shape):
+            raise KsdiffError(f"tensor {name} is {_shape(state[name])} in the file but {_shape(w)} for its config: "
+                              "the checkpoint's config does not match its weights", path)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise KsdiffError(f"tensor {missing[0]}{more} of the model its config describes is missing from the file: "
+                          "the checkpoint's config does not match its weights", path)
+    extra = [k for k in state if k not in want]
+    if extra:
+        raise KsdiffError(f"tensor {extra[0]} is in the file but not in the model its config describes: the "
+                          "checkpoint's config does not match its weights", path)
+    model.load_state_dict(state)
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", expect_spec: str | None = None):
@@ -180,12 +258,7 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     except (KeyError, TypeError, ValueError):
         raise KsdiffError("checkpoint config lacks features.dim", path) from None
     model = KSDiff(mcfg, spec, feat_dim)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        what = (f"missing {', '.join(missing[:3])}" if missing else "") + \
-               ("; " if missing and unexpected else "") + \
-               (f"unexpected {', '.join(unexpected[:3])}" if unexpected else "")
-        raise KsdiffError(f"checkpoint weights do not fit the model its config describes ({what})", path)
+    load_weights(model, state, path)
     return model.to(device).eval(), cfg
 
 
@@ -253,25 +326,32 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in state["cuda"]])
 
 
-def save_train_state(run_dir: str | os.PathLike, state: dict, step: int, config_dict: dict | None = None) -> None:
+def save_train_state(run_dir: str | os.PathLike, state: dict, step: int) -> None:
     """Write ``train_state.safetensors`` and its JSON sidecar ``train_state.json`` (atomically, sidecar last).
 
     ``state`` is any nesting of dicts/lists/tuples of tensors, arrays and plain values (optimizer state dict,
     EMA state, RNG states, ...).
     """
-    from safetensors.torch import save_file
-
     run_dir = Path(run_dir)
+    with atomic_path(run_dir / STATE_SIDECAR) as tmp_side:
+        with atomic_path(run_dir / STATE_FILE, suffix=".safetensors") as tmp_state:
+            _write_train_state(tmp_state, tmp_side, state, step)
+
+
+def _write_train_state(tensor_path: Path, sidecar_path: Path, state: dict, step: int) -> None:
     tensors: dict[str, Tensor] = {}
     skel = flatten_state(state, tensors)
     meta = {"kind": TRAIN_STATE_KIND, "format_version": str(CHECKPOINT_FORMAT_VERSION), "step": str(int(step))}
-    with atomic_path(run_dir / STATE_FILE, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    _save_safetensors(tensors, tensor_path, meta)
     sidecar = {"kind": TRAIN_STATE_KIND, "format_version": CHECKPOINT_FORMAT_VERSION, "step": int(step),
                "tensors": STATE_FILE, "structure": skel}
-    if config_dict is not None:
-        sidecar["config"] = config_dict
-    write_json(run_dir / STATE_SIDECAR, sidecar)
+    sidecar_path.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+
+
+def no_training_state(run_dir: str | os.PathLike) -> KsdiffError:
+    """The error of ``--resume`` on a run folder without a saved training state."""
+    return KsdiffError(f"no training state in {run_dir}: the run stopped before its first save; start it again "
+                       "without --resume")
 
 
 def load_train_state(run_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, int]:
@@ -288,7 +368,7 @@ def load_train_state(run_dir: str | os.PathLike, map_location: str | torch.devic
     run_dir = Path(run_dir)
     side_path = run_dir / STATE_SIDECAR
     if not side_path.is_file():
-        raise KsdiffError("no training state to resume from (train_state.json missing)", run_dir)
+        raise no_training_state(run_dir)
     try:
         side = json.loads(side_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
