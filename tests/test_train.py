@@ -8,10 +8,12 @@ speech envelope (jaw/mouth follow the envelope, head nods with the smoothed enve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -316,9 +318,17 @@ def test_loss_falls_and_run_folder_is_complete(datasets, tmp_path):
     from ksdiff.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     run = tmp_path / "run"
-    assert _train(run, list(datasets), "--steps", "150", "train.lr=3e-3", "train.warmup_steps=10",
-                  "train.val_every=75", "train.val_clips=2", "train.val_motion_clips=1", "train.save_every=50",
-                  "train.tensorboard=true") == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _train(run, list(datasets), "--steps", "150", "train.lr=3e-3", "train.warmup_steps=10",
+                      "train.val_every=75", "train.val_clips=2", "train.val_motion_clips=1", "train.save_every=50",
+                      "train.tensorboard=true") == 0
+    assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]  # nothing printed
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {f: oct((run / f).stat().st_mode & 0o777) for f in ("model.safetensors", "last.safetensors",
+                                                                 "train_state.safetensors", "train_state.json")}
+    assert modes == dict.fromkeys(modes, oct(0o666 & ~mask))  # like any output (0644 under umask 022), not 0600
     losses = _losses(run)
     assert len(losses) == 150 and all(np.isfinite(losses))
     first, last = np.mean(losses[:20]), np.mean(losses[-20:])
@@ -369,32 +379,121 @@ def test_resume_continues_the_same_loss_curve(datasets, tmp_path):
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_sigterm_saves_and_resume_matches(datasets, tmp_path):
-    """A real kill: SIGTERM mid-run stops after the current step with a checkpoint (exit 143); resuming gives the
-    losses of a run that was never interrupted."""
-    import signal
+def _start_training(run: Path, data: Path, cwd: Path, *extra: str) -> subprocess.Popen:
+    """``ksdiff train`` in its own process (UserWarnings are errors there: a training run prints none)."""
+    args = [sys.executable, "-W", "error::UserWarning", "-m", "ksdiff", "train", "--data", str(data), "--out",
+            str(run), "--quiet", *TINY, *extra]
+    return subprocess.Popen(args, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc: subprocess.Popen, ready, what: str, limit: float = 240.0) -> None:  # noqa: ANN001
+    """Poll until ``ready()`` (the process must still be running); a generous limit only against hangs."""
     import time
+
+    deadline = time.monotonic() + limit
+    while not ready():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training ended (exit {proc.returncode}) before {what}: {err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {what} within {limit:g} s")
+        time.sleep(0.1)
+
+
+def _train_lines(run: Path) -> int:
+    m = run / "metrics.jsonl"
+    return sum('"kind": "train"' in line for line in m.read_text().splitlines()) if m.exists() else 0
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    for name in ("model.safetensors", "last.safetensors"):
+        wa, wb = load_file(a / name), load_file(b / name)
+        if set(wa) != set(wb) or not all(torch.equal(wa[k], wb[k]) for k in wa):
+            return False
+    return True
+
+
+def test_sigterm_saves_and_resume_matches(datasets, tmp_path):
+    """A real kill: SIGTERM mid-run stops after the current step with a checkpoint, one line on each stream and
+    exit 143; resuming gives the losses and the weights (raw and EMA, bit for bit) of a run never interrupted."""
+    import signal
 
     run, ref = tmp_path / "killed", tmp_path / "ref"
     common = ["--steps", "1000", "train.warmup_steps=4", "train.val_every=0", "train.save_every=0"]
-    args = [sys.executable, "-m", "ksdiff", "train", "--data", str(datasets[0]), "--out", str(run), "--quiet",
-            *TINY, *common]
-    proc = subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        m = run / "metrics.jsonl"
-        if m.exists() and len(m.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.2)
+    proc = _start_training(run, datasets[0], tmp_path, *common)
+    _wait_for(proc, lambda: _train_lines(run) >= 3, "3 logged steps")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     k = json.loads((run / "train_state.json").read_text())["step"]
-    assert k >= 3 and len(_losses(run)) == k and f"stopped at step {k}" in out
+    assert k >= 3 and len(_losses(run)) == k
+    assert out.strip() == (f"stopped at step {k} by SIGTERM (loss {_losses(run)[-1]:.4f}), training state saved; "
+                           f"continue with: ksdiff train --out {run} --resume")
+    assert err.strip() == ("ksdiff: SIGTERM: stopping after the current step and saving the training state "
+                           "(Ctrl-C again aborts without saving)")  # and no warning
     assert cli(["train", "--out", str(run), "--resume", "--quiet", f"train.stop_after={k + 3}"]) == 0
     assert _train(ref, [datasets[0]], *common, f"train.stop_after={k + 3}") == 0
     assert _losses(run) == _losses(ref) and len(_losses(ref)) == k + 3
+    assert _same_weights(run, ref)
+
+
+def test_time_based_save_lets_a_sigkilled_run_resume(datasets, tmp_path):
+    """train.save_every_minutes saves however few steps ran (save_every off here): a run killed without warning
+    (SIGKILL, no handler runs) resumes at the last timed save and continues bit-identically. Validation runs too,
+    under -W error::UserWarning."""
+    import signal
+
+    run, ref = tmp_path / "kill9", tmp_path / "ref"
+    # 0.0005 min = 30 ms: a save after nearly every step
+    common = ["--steps", "1000", "train.warmup_steps=4", "train.save_every=0", "train.save_every_minutes=0.0005",
+              "train.val_every=2", "train.val_clips=1", "train.val_motion_clips=1"]
+
+    def saved_step() -> int:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            return json.loads((run / "train_state.json").read_text())["step"]
+        return 0
+
+    proc = _start_training(run, datasets[0], tmp_path, *common)
+    _wait_for(proc, lambda: saved_step() >= 3, "a timed save at step 3 or later")
+    proc.send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and err.strip() == "", err[-2000:]
+    k = saved_step()
+    assert int(load_checkpoint_step(run / "last.safetensors")) == k
+    assert cli(["train", "--out", str(run), "--resume", "--quiet", f"train.stop_after={k + 2}"]) == 0
+    assert _train(ref, [datasets[0]], *common, f"train.stop_after={k + 2}") == 0
+    assert _losses(run) == _losses(ref) and len(_losses(ref)) == k + 2
+    assert _same_weights(run, ref)
+
+
+def load_checkpoint_step(path: Path) -> str:
+    from ksdiff.train.checkpoint import read_metadata
+
+    return read_metadata(path)["step"]
+
+
+def test_run_killed_before_its_first_save(datasets, tmp_path, capsys):
+    """Killed before any state exists (no step save, no timed save yet): --resume says so in one line; the same
+    --out then starts again without --resume (it holds only that run's config and log)."""
+    import signal
+
+    run = tmp_path / "early"
+    proc = _start_training(run, datasets[0], tmp_path, "--steps", "1000", "train.val_every=0", "train.save_every=0",
+                           "train.save_every_minutes=0")
+    _wait_for(proc, lambda: _train_lines(run) >= 1, "a logged step")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not (run / "train_state.json").exists() and (run / "config.yaml").is_file()
+    assert cli(["train", "--out", str(run), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ksdiff: no training state in {run}: the run stopped before its first save; start it again "
+                   "without --resume\n")
+    assert _train(run, [datasets[0]], "--steps", "2", "train.val_every=0") == 0
+    assert json.loads((run / "train_state.json").read_text())["step"] == 2 and len(_losses(run)) == 2
 
 
 def test_torchrun_two_cpu_processes(datasets, tmp_path):
@@ -440,6 +539,46 @@ def test_user_errors_are_one_line(datasets, tmp_path, capsys):
     assert cli(["train", "--out", str(run), "--resume", "--quiet", f"data.datasets=[{flame}]", "--steps", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "face spec 'arkit'" in err and "'flame'" in err
+
+
+def test_out_that_is_not_this_runs_is_refused(datasets, tmp_path, capsys):
+    """--out holding files that are not this run's (another model.safetensors, notes) or naming a file: one line,
+    exit 2, nothing touched; --force trains there anyway (deleting a previous run's files, keeping the others)."""
+    from safetensors.torch import load_file, save_file
+
+    def refused(*args: str) -> str:
+        assert cli(["train", "--quiet", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("ksdiff: "), err
+        return err
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    save_file({"w": torch.ones(3)}, str(foreign / "model.safetensors"))
+    before = (foreign / "model.safetensors").read_bytes()
+    data = ["--data", str(datasets[0]), "--steps", "2", "train.val_every=0", *TINY]
+    err = refused("--out", str(foreign), *data)
+    assert "not this run's (model.safetensors)" in err and "--force" in err
+    assert (foreign / "model.safetensors").read_bytes() == before and sorted(os.listdir(foreign)) == [
+        "model.safetensors"]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine\n")
+    assert "not this run's (notes.txt)" in refused("--out", str(notes), *data)
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    assert "--out names a file" in refused("--out", str(afile), *data)
+    assert "--out names a file" in refused("--out", str(afile), "--resume")
+    assert "give one of them" in refused("--out", str(foreign), "--resume", "--force")
+    assert afile.read_text() == "x"
+    # --force: the foreign model is replaced by this run's, other files stay
+    (foreign / "notes.txt").write_text("mine\n")
+    assert _train(foreign, [datasets[0]], "--steps", "2", "train.val_every=0", "--force") == 0
+    assert (foreign / "notes.txt").read_text() == "mine\n" and "w" not in load_file(foreign / "model.safetensors")
+    assert json.loads((foreign / "train_state.json").read_text())["step"] == 2
+    # --force over a run: it starts over at step 0 with a log of its own
+    assert _train(foreign, [datasets[0]], "--steps", "3", "train.val_every=0", "--overwrite") == 0
+    assert len(_losses(foreign)) == 3 and json.loads((foreign / "train_state.json").read_text())["step"] == 3
 
 
 def test_shipped_configs_resolve():

@@ -1,4 +1,5 @@
-"""ksdiff train --config C --data DATASET [--data DATASET2 ...] --out RUN [--steps N] [--resume] [key=value ...]"""
+"""ksdiff train --config C --data DATASET [--data DATASET2 ...] --out RUN [--steps N] [--resume | --force]
+[key=value ...]"""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ HELP = "train a KSDiff model on one or more datasets (single process or under to
 DESCRIPTION = (
     "Train KSDiff. The run folder gets config.yaml, model.safetensors (EMA weights, everything needed for "
     "inference), last.safetensors + train_state.* (to --resume at the exact step), metrics.jsonl and tb/ "
-    "(TensorBoard). Several GPUs or CPU processes: torchrun --standalone --nproc_per_node N -m ksdiff train ...")
+    "(TensorBoard). The state is saved every train.save_every steps, every train.save_every_minutes, and on "
+    "SIGTERM / Ctrl-C (after the current step). Several GPUs or CPU processes: "
+    "torchrun --standalone --nproc_per_node N -m ksdiff train ...")
 ORDER = 40
 
 
@@ -18,10 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="config file or shipped name (default, paper, ablations/no_kel, ...); repeat to overlay")
     p.add_argument("--data", action="append", default=None, metavar="DATASET",
                    help="dataset folder (repeat for several datasets of the same face spec)")
-    p.add_argument("--out", required=True, metavar="RUN", help="run folder")
+    p.add_argument("--out", required=True, metavar="RUN",
+                   help="run folder: new or empty (a folder holding other files is refused unless --force)")
     p.add_argument("--steps", type=int, default=None, help="total training steps (train.steps)")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN at its last checkpoint (with RUN/config.yaml; key=value may change train.*)")
+    p.add_argument("--force", "--overwrite", action="store_true",
+                   help="start a new run in RUN even if it holds one (its checkpoints, state and logs are deleted) "
+                        "or other files (left alone)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=3e-4")
@@ -59,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         overrides.append("data.datasets=[" + ", ".join(_yaml_str(str(Path(d).resolve())) for d in args.data) + "]")
     if args.resume:
+        if args.force:
+            raise KsdiffError("--resume continues the run in --out and --force starts it over; give one of them")
         saved = load_run_config_for(args.out)
         cfg = load_run_config(None, overrides, base=saved)
         if args.config:  # allowed when it agrees with the run outside train.*
@@ -73,13 +82,16 @@ def run(args: argparse.Namespace) -> int:
             cfg.train = fresh.train
     else:
         cfg = load_run_config(args.config or ["default"], overrides)
-    res = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
+    res = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.quiet, force=args.force)
     import os
+    import signal
 
     if int(os.environ.get("RANK", "0")) == 0:
         last = f"loss {res.losses[-1]:.4f}" if res.losses else "no steps run"
         if res.interrupted:
-            print(f"stopped at step {res.step} ({last}); continue with: ksdiff train --out {args.out} --resume")
+            why = f" by {signal.Signals(res.signal).name}" if res.signal else ""
+            print(f"stopped at step {res.step}{why} ({last}), training state saved; continue with: "
+                  f"ksdiff train --out {args.out} --resume", flush=True)
         else:
             print(f"trained to step {res.step} ({last}); model: {Path(args.out) / 'model.safetensors'}")
     # Stopped by a signal: the state is saved, but the run is not finished (128 + signal, as shells report it).

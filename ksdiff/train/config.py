@@ -87,11 +87,16 @@ class TrainConfig:
         grad_clip: max global gradient norm (0 = off).
         ema_decay: EMA of the weights saved in ``model.safetensors``.
         seed: seeds python / numpy / torch, the data order and the crops.
-        log_every / val_every / save_every: in steps (0 = never; a checkpoint is always written at the end).
+        log_every / val_every / save_every: in steps (0 = never; a checkpoint is always written at the end, and
+            when a signal stops the run).
+        save_every_minutes: also save when this many minutes have passed since the last save (0 = never), so that
+            a run killed without warning (SIGKILL, a crash, a lost machine) can ``--resume`` having lost at most
+            that much, whatever ``save_every`` is.
         val_clips: at most this many val clips for the validation losses and keyframe F1.
         val_motion_clips: clips whose full motion is generated for the motion error.
-        val_sampler / val_sampler_steps: sampler for the motion error (if the sampler module is missing, the
-            x0 reconstruction error at ``val_noise_t`` is reported instead).
+        val_sampler / val_sampler_steps: sampler for the motion error.
+        val_noise_t: unused (it set the noise level of a fallback without sampler module, which is always there);
+            kept so that the configs of older runs still load.
         pos_weight_from_data: when ``model.kel.pos_weight`` is 0, set it to negatives / positives of the
             training set's keyframes (both paths together, clipped to the model's pos_weight_min/max) instead of
             the model's per-batch ratio (DESIGN.md: w1 from the training set).
@@ -115,6 +120,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 250
     save_every: int = 500
+    save_every_minutes: float = 10.0
     val_clips: int = 16
     val_motion_clips: int = 2
     val_sampler: str = "ddim"

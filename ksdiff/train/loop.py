@@ -9,6 +9,10 @@
     RUN/metrics.jsonl               one line per step (losses, lr) and per validation
     RUN/tb/                         TensorBoard logs
 
+Saves (``ksdiff.train.checkpoint.save_run_checkpoint``: the four files of one step, renamed together): every
+``save_every`` steps, whenever ``save_every_minutes`` have passed since the last save, after the current step on
+SIGTERM / SIGINT, and at the end. What ``--out`` may hold before a run starts: ``ksdiff.train.rundir``.
+
 Determinism: the data order and crops are a function of (seed, step) (``ksdiff.train.data.StreamSampler``) and
 the torch RNG is re-seeded from (seed, rank, step) before every step, so a run resumed at step s draws the same
 batches, timesteps, noise and dropout masks as the uninterrupted run: its loss curve is the same.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -48,9 +53,9 @@ from ksdiff.train.data import (ClipCrops, ClipData, Collate, DataStats, StreamSa
 from ksdiff.train.distributed import DistInfo, all_reduce_mean, any_rank, barrier, cleanup, init_distributed, \
     wrap_model
 from ksdiff.train.ema import EMA
+from ksdiff.train.rundir import CONFIG_FILE, METRICS_FILE, check_out_dir, clear_run
 from ksdiff.utils.io import write_text
 
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
@@ -141,10 +146,28 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     normalisation are taken from it instead, so the resumed model sees exactly what it was trained with.
     Features are computed by rank 0 first, then read by the other ranks.
     """
-    from ksdiff.audio.tokens import vocab_size
-
-    dc, mc = cfg.data, cfg.model
+    dc = cfg.data
     datasets, spec = open_datasets(dc.datasets, dc.jaw_path)
+    train_clips, val_clips = _load_split_clips(cfg, datasets, spec, info, progress)
+    rate, feat_dim = _check_features(cfg, train_clips)
+    if dc.recenter:  # identity-neutral targets (DataConfig.recenter); the val clips use the training centres
+        centres = recenter_clips(train_clips, spec)
+        if val_clips:
+            recenter_clips(val_clips, spec, centres)
+    stats = compute_stats(train_clips, spec)
+    if resumed_config is not None:
+        _take_resumed_settings(cfg, stats, resumed_config)
+    else:
+        _resolve_style(cfg, train_clips)
+        _resolve_pos_weight(cfg, stats)
+    return Prepared(cfg, spec, train_clips, val_clips, stats, feat_dim, rate)
+
+
+def _load_split_clips(cfg: RunConfig, datasets: list, spec: FaceSpec, info: DistInfo | None,
+                      progress: bool) -> tuple[list[ClipData], list[ClipData]]:
+    """The train and val clips (val: at most ``train.val_clips``, none without validation); rank 0 computes
+    missing features first while the other ranks wait, then they read the cache."""
+    dc, mc = cfg.data, cfg.model
     kw = dict(spec=spec, fps=mc.fps, encoder=cfg.audio.encoder, tokens=cfg.audio.tokens,
               transcribe=cfg.audio.transcribe, keyframe_sigma=mc.kel.label_sigma, keyframe_kappa=mc.kel.label_kappa,
               keyframe_min_gap=mc.kel.label_min_gap, preload=dc.preload, language=cfg.audio.language,
@@ -152,7 +175,7 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     order = [True, False] if info is not None and info.enabled else [True]
     train_clips: list[ClipData] = []
     val_clips: list[ClipData] = []
-    for main_pass in order:  # rank 0 computes missing features first; the others wait, then read the cache
+    for main_pass in order:
         if (info is None or info.is_main) == main_pass:
             train_clips = load_clips(datasets, dc.train_split, progress=progress, **kw)
             has_val = any(dc.val_split in d.splits and d.splits[dc.val_split] for d in datasets)
@@ -163,44 +186,60 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     if not train_clips:
         raise KsdiffError(f"no usable clips in split {dc.train_split!r} of "
                           f"{', '.join(str(d.root) for d in datasets)}")
-    rate = train_clips[0].rate
-    feat_dim = train_clips[0].feat_dim
+    return train_clips, val_clips
+
+
+def _check_features(cfg: RunConfig, train_clips: list[ClipData]) -> tuple[float, int]:
+    """(rate, feature size) of the training clips' speech features, checked against the model config."""
+    from ksdiff.audio.tokens import vocab_size
+
+    mc = cfg.model
+    rate, feat_dim = train_clips[0].rate, train_clips[0].feat_dim
     if abs(rate - mc.feat_rate) > 1e-6:
         raise KsdiffError(f"speech features are at {rate:g} Hz but model.feat_rate is {mc.feat_rate:g}")
     vs = vocab_size(cfg.audio.tokens)
     if mc.transcript and vs > mc.text.vocab_size:
         raise KsdiffError(f"{cfg.audio.tokens} tokens need model.text.vocab_size >= {vs} "
                           f"(it is {mc.text.vocab_size})")
-    if dc.recenter:  # identity-neutral targets (DataConfig.recenter); the val clips use the training centres
-        centres = recenter_clips(train_clips, spec)
-        if val_clips:
-            recenter_clips(val_clips, spec, centres)
-    stats = compute_stats(train_clips, spec)
-    if resumed_config is not None:
-        norm = resumed_config.get("normalization", {})
-        stats.mean = np.asarray(norm["mean"], dtype=np.float32)
-        stats.std = np.asarray(norm["std"], dtype=np.float32)
-        dc.speakers = list(resumed_config.get("data", {}).get("speakers", []))
-        mc.denoiser.style_dim = int(resumed_config.get("model", {}).get("denoiser", {}).get("style_dim", 0))
-        mc.kel.pos_weight = float(resumed_config.get("model", {}).get("kel", {}).get("pos_weight", 0.0))
-    else:
-        if dc.style in ("speaker", "dataset"):
-            speakers = sorted({c.speaker for c in train_clips if c.speaker})
-            if not speakers:
-                raise KsdiffError("data.style=speaker but no training clip's meta.json names a speaker")
-            if mc.denoiser.style_dim not in (0, len(speakers)):
-                raise KsdiffError(f"model.denoiser.style_dim={mc.denoiser.style_dim} but the training set has "
-                                  f"{len(speakers)} speakers (leave style_dim 0 to size it from the data)")
-            dc.speakers, mc.denoiser.style_dim = speakers, len(speakers)
-        else:
-            dc.speakers = []
-            if mc.denoiser.style_dim:
-                raise KsdiffError("model.denoiser.style_dim is set but data.style is 'none'")
-        if mc.keyframes and mc.kel.pos_weight == 0 and cfg.train.pos_weight_from_data:
-            pos = stats.overall_keyframe_rate()
-            ratio = (1.0 - pos) / pos if pos > 0 else mc.kel.pos_weight_max
-            mc.kel.pos_weight = float(np.clip(ratio, mc.kel.pos_weight_min, mc.kel.pos_weight_max))
-    return Prepared(cfg, spec, train_clips, val_clips, stats, feat_dim, rate)
+    return rate, feat_dim
+
+
+def _take_resumed_settings(cfg: RunConfig, stats: DataStats, resumed: dict) -> None:
+    """Normalisation, speakers, style size and w1 of the run being resumed (its checkpoint's config)."""
+    norm = resumed.get("normalization", {})
+    stats.mean = np.asarray(norm["mean"], dtype=np.float32)
+    stats.std = np.asarray(norm["std"], dtype=np.float32)
+    cfg.data.speakers = list(resumed.get("data", {}).get("speakers", []))
+    cfg.model.denoiser.style_dim = int(resumed.get("model", {}).get("denoiser", {}).get("style_dim", 0))
+    cfg.model.kel.pos_weight = float(resumed.get("model", {}).get("kel", {}).get("pos_weight", 0.0))
+
+
+def _resolve_style(cfg: RunConfig, train_clips: list[ClipData]) -> None:
+    """``data.speakers`` and ``model.denoiser.style_dim`` from the training clips (``data.style``)."""
+    dc, dn = cfg.data, cfg.model.denoiser
+    if dc.style not in ("speaker", "dataset"):
+        dc.speakers = []
+        if dn.style_dim:
+            raise KsdiffError("model.denoiser.style_dim is set but data.style is 'none'")
+        return
+    speakers = sorted({c.speaker for c in train_clips if c.speaker})
+    if not speakers:
+        raise KsdiffError("data.style=speaker but no training clip's meta.json names a speaker")
+    if dn.style_dim not in (0, len(speakers)):
+        raise KsdiffError(f"model.denoiser.style_dim={dn.style_dim} but the training set has "
+                          f"{len(speakers)} speakers (leave style_dim 0 to size it from the data)")
+    dc.speakers, dn.style_dim = speakers, len(speakers)
+
+
+def _resolve_pos_weight(cfg: RunConfig, stats: DataStats) -> None:
+    """``model.kel.pos_weight`` (w1) from the training set's keyframe rate when it is 0 and
+    ``train.pos_weight_from_data``: the one definition of w1 (``class_ratio_weight``) with the model's bounds."""
+    from ksdiff.diffusion.losses import class_ratio_weight
+
+    kel = cfg.model.kel
+    if cfg.model.keyframes and kel.pos_weight == 0 and cfg.train.pos_weight_from_data:
+        pos = stats.overall_keyframe_rate()
+        kel.pos_weight = class_ratio_weight(pos, 1.0 - pos, lo=kel.pos_weight_min, hi=kel.pos_weight_max)
 
 
 def checkpoint_config(p: Prepared) -> dict:
@@ -237,7 +276,6 @@ def _predicted_keyframes(cond: Any) -> Tensor | None:
     return kf if isinstance(kf, Tensor) else None
 
 
-@torch.no_grad()
 def crops_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """Keyword arguments of :class:`ClipCrops` for a resolved run config (crop length, style vocabulary, ...)."""
     speakers = cfg.data.speakers if cfg.data.style in ("speaker", "dataset") else None
@@ -246,8 +284,9 @@ def crops_kwargs(cfg: RunConfig) -> dict[str, Any]:
                 transcribe=cfg.audio.transcribe, language=cfg.audio.language)
 
 
+@torch.no_grad()
 def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch.device) -> dict[str, float]:
-    """Validation metrics of ``model`` on fixed crops of the val clips (see the module docstring)."""
+    """Validation metrics of ``model`` on fixed crops of the val clips (see the module docstring); no gradients."""
     from ksdiff.metrics.keyframes import keyframe_prf
     from ksdiff.train.data import collate
 
@@ -305,44 +344,29 @@ def _cond_batch(batch: dict) -> dict:
 @torch.no_grad()
 def motion_error(model: nn.Module, batch: dict, cfg: RunConfig) -> dict[str, float]:
     """Mean over valid frames of ‖generated − true‖₂ over the observed channels (raw units), with predicted
-    keyframes.
-
-    Uses the sampler ``train.val_sampler`` with ``train.val_sampler_steps`` steps from fixed noise. If the sampler
-    module is unavailable, reports the x0 reconstruction error at the fixed noise level ``train.val_noise_t``
-    (``motion_err_x0``) instead.
+    keyframes, generated by the sampler ``train.val_sampler`` with ``train.val_sampler_steps`` steps from fixed
+    noise.
     """
+    from ksdiff.diffusion.samplers import get_sampler, initial_noise
+
     tc = cfg.train
     mask = batch["motion_mask"]
     B, T = mask.shape
     x_true = batch["motion"]
     g = torch.Generator(device="cpu").manual_seed(tc.seed + 999)
     cond = model.encode_condition(_cond_batch(batch), mask.sum(1), keyframes=None)
-    C = x_true.shape[-1]
 
     def denoise(x_t: Tensor, t: Tensor) -> Tensor:
         return model.denoise(x_t, t, cond)
 
-    try:
-        from ksdiff.diffusion.samplers import get_sampler, initial_noise
-    except ImportError:
-        get_sampler = None
-    if get_sampler is not None:
-        x_T = initial_noise((B, T, C), generator=g, device=x_true.device)
-        x0 = get_sampler(tc.val_sampler)(denoise, x_T, model.schedule, tc.val_sampler_steps, generator=g)
-        name = "motion_err"
-    else:  # pragma: no cover - only without the sampler module
-        from ksdiff.diffusion.schedule import q_sample
-
-        t = torch.full((B,), int(tc.val_noise_t), dtype=torch.long, device=x_true.device)
-        noise = torch.randn(x_true.shape, generator=g).to(x_true.device)
-        x0 = denoise(q_sample(model.schedule, model.normalize(x_true), t, noise), t)
-        name = "motion_err_x0"
+    x_T = initial_noise((B, T, x_true.shape[-1]), generator=g, device=x_true.device)
+    x0 = get_sampler(tc.val_sampler)(denoise, x_T, model.schedule, tc.val_sampler_steps, generator=g)
     pred = model.denormalize(x0)
     diff = pred - x_true
     if batch.get("channel_mask") is not None:  # channels a clip does not observe have no truth to compare with
         diff = diff * batch["channel_mask"][:, None, :].to(diff.dtype)
     err = torch.linalg.vector_norm(diff, dim=-1)  # (B, T)
-    return {name: float((err * mask).sum() / mask.sum().clamp_min(1))}
+    return {"motion_err": float((err * mask).sum() / mask.sum().clamp_min(1))}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -350,10 +374,12 @@ def motion_error(model: nn.Module, batch: dict, cfg: RunConfig) -> dict[str, flo
 # ----------------------------------------------------------------------------------------------------------------
 
 class _StopFlag:
-    """SIGTERM / SIGINT set a flag; the loop stops after the current step and saves. A second SIGINT raises."""
+    """SIGTERM / SIGINT set a flag; the loop stops after the current step and saves. A second Ctrl-C (SIGINT after
+    either signal) raises KeyboardInterrupt: no save, the previous one stays."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.signal: int | None = None
+        self.announce = announce
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
@@ -365,8 +391,14 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:  # noqa: ANN001
-        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+        if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if self.signal is None and self.announce:
+            import sys
+
+            sys.stderr.write(f"ksdiff: {signal.Signals(signum).name}: stopping after the current step and saving "
+                             "the training state (Ctrl-C again aborts without saving)\n")
+            sys.stderr.flush()
         self.signal = signum
 
     def __exit__(self, *exc) -> None:
@@ -419,15 +451,17 @@ class _Logger:
 
 
 def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, device: str = "auto",
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, force: bool = False) -> TrainResult:
     """Train (or resume training) a KSDiff model into ``run_dir``.
 
     Args:
         cfg: the resolved run config (``data.datasets`` set).
-        run_dir: the run folder (created; an existing run is refused unless ``resume``).
+        run_dir: the run folder (created). A folder holding a saved run, or files that are not a run's, is
+            refused unless ``resume`` or ``force`` (:func:`ksdiff.train.rundir.check_out_dir`).
         resume: continue from ``run_dir``'s last checkpoint at its exact step.
         device: ``auto`` | ``cpu`` | ``cuda`` (under torchrun each rank takes its local GPU).
         progress: show a tqdm bar (rank 0).
+        force: start a new run in ``run_dir`` even if it holds one (whose files are deleted) or other files.
 
     Returns:
         :class:`TrainResult`.
@@ -436,62 +470,132 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, devi
     info = init_distributed(device)
     threads = torch.get_num_threads()
     try:
-        return _train(cfg, run_dir, resume, info, progress)
+        return _train(cfg, run_dir, resume, force, info, progress)
     finally:
         torch.set_num_threads(threads)
         cleanup(info)
 
 
-def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress: bool) -> TrainResult:
+@dataclass
+class _Resumed:
+    """What a resume starts from: the step, the run's checkpoint config, its raw weights and training state."""
+
+    step: int
+    config: dict
+    weights: dict[str, Tensor]
+    state: dict
+
+
+@dataclass
+class _Run:
+    """One invocation of training once everything is built: what the steps of the loop share."""
+
+    cfg: RunConfig
+    run_dir: Path
+    info: DistInfo
+    model: nn.Module
+    net: nn.Module  # the model's loss, DDP-wrapped when distributed
+    opt: torch.optim.Optimizer
+    ema: EMA
+    ck_cfg: dict  # the config stored in checkpoints
+    val_set: ClipCrops | None
+    logger: "_Logger"
+    result: TrainResult
+    saved_step: int | None  # the step of the last save in the folder (None: not yet)
+    bar: Any = None
+    ema_model: nn.Module | None = None
+    t_speed: float = field(default_factory=time.perf_counter)  # start of the current sec_per_step window
+    t_saved: float = field(default_factory=time.monotonic)  # time of the last save (or of the start)
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, info: DistInfo,
+           progress: bool) -> TrainResult:
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(int(tc.threads))
     if tc.batch_size % info.world_size:
         raise KsdiffError(f"train.batch_size={tc.batch_size} is not divisible by the {info.world_size} processes")
-    per_rank = tc.batch_size // info.world_size
     seed_everything(tc.seed + info.rank)
+    resumed = _open_run(cfg, run_dir, resume, force)
+    p = prepare(cfg, info, progress=progress and info.is_main,
+                resumed_config=None if resumed is None else resumed.config)
+    ck_cfg = _record_config(p, run_dir, info, clear=force and not resume)
+    model, opt, ema = _build_training(p, info.device, resumed, run_dir)
+    net = wrap_model(model, info)
+    start_step = resumed.step if resumed is not None else 0
+    loader, val_set = _data(cfg, p, info, start_step)
+    run = _Run(cfg, run_dir, info, model, net, opt, ema, ck_cfg, val_set,
+               _Logger(run_dir, info.is_main, tc.tensorboard, start_step),
+               TrainResult(run_dir, start_step, start_step, params=count_parameters(model)),
+               saved_step=start_step if resumed is not None else None)
+    if progress and info.is_main:
+        from tqdm import tqdm
 
-    # --- resume: the checkpoint's own config decides the data-dependent settings
-    start_step, resumed_cfg, state = 0, None, None
-    if resume:
-        state, start_step = ckpt.load_train_state(run_dir)
-        _, resumed_cfg, meta = ckpt.load_checkpoint(run_dir / ckpt.LAST_FILE)
-        if int(meta.get("step", -1)) != start_step:
-            raise KsdiffError(f"last.safetensors is at step {meta.get('step')} but the training state at step "
-                              f"{start_step}; they do not belong together", run_dir)
-        if resumed_cfg.get("model") != _model_dict_for_compare(cfg, resumed_cfg):
-            raise KsdiffError("the model config differs from the run being resumed; resume with the run's own "
-                              "config (omit --config) or start a new run", run_dir)
-    elif (run_dir / ckpt.STATE_SIDECAR).exists():  # every rank checks, so that all of them stop
-        raise KsdiffError("run folder already holds a training run; use --resume to continue it or choose "
-                          "another --out", run_dir)
+        run.bar = tqdm(total=tc.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    try:
+        return _loop(run, loader, start_step)
+    finally:
+        # On an exception (a bug, a second Ctrl-C) nothing is saved: the last checkpoint stays as it was.
+        run.logger.close()
+        if run.bar is not None:
+            run.bar.close()
 
-    if resumed_cfg is not None:  # a checkpoint of another face spec: say so before loading any data
-        _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
-        ckpt.check_spec(resumed_cfg, run_dir / ckpt.LAST_FILE, spec.name, spec.jaw_path)
-    p = prepare(cfg, info, progress=progress and info.is_main, resumed_config=resumed_cfg)
-    # stop_after belongs to this invocation, not to the run: a resumed run goes on to train.steps.
-    recorded = copy.deepcopy(cfg)
+
+def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool) -> _Resumed | None:
+    """Check ``--out`` (every rank, so that all of them stop) and, on resume, read the run's training state and
+    raw weights and check that ``cfg`` continues it (same model, same face spec; said before loading any data)."""
+    check_out_dir(run_dir, resume, force)
+    if not resume:
+        return None
+    state, step = ckpt.load_train_state(run_dir)
+    weights, config, meta = ckpt.load_checkpoint(run_dir / ckpt.LAST_FILE)
+    if int(meta.get("step", -1)) != step:
+        raise KsdiffError(f"last.safetensors is at step {meta.get('step')} but the training state at step "
+                          f"{step}; they do not belong together", run_dir)
+    if config.get("model") != _model_dict_for_compare(cfg, config):
+        raise KsdiffError("the model config differs from the run being resumed; resume with the run's own "
+                          "config (omit --config) or start a new run", run_dir)
+    _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
+    ckpt.check_spec(config, run_dir / ckpt.LAST_FILE, spec.name, spec.jaw_path)
+    return _Resumed(step, config, weights, state)
+
+
+def _record_config(p: Prepared, run_dir: Path, info: DistInfo, clear: bool) -> dict:
+    """Write ``config.yaml`` (rank 0; after deleting a previous run's files when ``clear``) and return the config
+    that checkpoints store. ``train.stop_after`` belongs to this invocation, not to the run: it is not recorded,
+    so a resumed run goes on to ``train.steps``."""
+    recorded = copy.deepcopy(p.cfg)
     recorded.train.stop_after = None
-    ck_cfg = checkpoint_config(Prepared(recorded, p.spec, p.train_clips, p.val_clips, p.stats, p.feat_dim, p.rate))
+    ck_cfg = checkpoint_config(dataclasses.replace(p, cfg=recorded))
     if info.is_main:
+        if clear:
+            clear_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", dump_yaml(recorded))
+        write_text(run_dir / CONFIG_FILE, dump_yaml(recorded))
+    return ck_cfg
 
-    dev = info.device
+
+def _build_training(p: Prepared, dev: torch.device, resumed: _Resumed | None,
+                    run_dir: Path) -> tuple[nn.Module, torch.optim.Optimizer, EMA]:
+    """The model, AdamW and the EMA; on resume loaded with the saved weights, optimizer, EMA and RNG states."""
+    tc = p.cfg.train
     model = build_model(p, dev)
-    n_params = count_parameters(model)
     opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps)
     ema = EMA(model, tc.ema_decay)
-    if state is not None:
-        sd, _, _ = ckpt.load_checkpoint(run_dir / ckpt.LAST_FILE, map_location="cpu")
-        model.load_state_dict(sd)
-        opt.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
+    if resumed is not None:
+        ckpt.load_weights(model, resumed.weights, run_dir / ckpt.LAST_FILE)
+        opt.load_state_dict(resumed.state["optimizer"])
+        ema.load_state_dict(resumed.state["ema"])
         ema.to(dev)
-        ckpt.set_rng_state(state["rng"])
-    net = wrap_model(model, info)
+        ckpt.set_rng_state(resumed.state["rng"])
+    return model, opt, ema
 
+
+def _data(cfg: RunConfig, p: Prepared, info: DistInfo,
+          start_step: int) -> tuple[torch.utils.data.DataLoader, ClipCrops | None]:
+    """This rank's stream of training batches from ``start_step`` on, and the validation crops (or None)."""
+    tc = cfg.train
+    per_rank = tc.batch_size // info.world_size
     ds_kw = crops_kwargs(cfg)
     train_set = ClipCrops(p.train_clips, **ds_kw)
     val_set = ClipCrops(p.val_clips, **ds_kw) if p.val_clips else None
@@ -500,102 +604,120 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, progress
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=per_rank, sampler=sampler, collate_fn=Collate(cfg.model.fps, p.rate),
         num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(tc.seed),
-        pin_memory=dev.type == "cuda", persistent_workers=False)
+        pin_memory=info.device.type == "cuda", persistent_workers=False)
+    return loader, val_set
 
-    logger = _Logger(run_dir, info.is_main, tc.tensorboard, start_step)
-    result = TrainResult(run_dir, start_step, start_step, params=n_params)
+
+def _loop(run: _Run, loader: torch.utils.data.DataLoader, start_step: int) -> TrainResult:
+    """Steps until ``train.steps`` (or ``stop_after``, or a signal), validating and saving on the way; the state
+    is always saved at the end (it is consistent between steps)."""
+    tc, info, result = run.cfg.train, run.info, run.result
     end = tc.steps if tc.stop_after is None else min(tc.steps, tc.stop_after)
-    bar = None
-    if progress and info.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=tc.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
-    ema_model: nn.Module | None = None
-
-    def save(step: int) -> None:
-        if not info.is_main:
-            return
-        meta = {"step": step}
-        ckpt.save_checkpoint(run_dir / ckpt.LAST_FILE, model, ck_cfg, {**meta, "weights": "raw"})
-        ckpt.save_train_state(run_dir, {"optimizer": opt.state_dict(), "ema": ema.state_dict(),
-                                        "rng": ckpt.rng_state()}, step)
-        ckpt.save_checkpoint(run_dir / ckpt.MODEL_FILE, ema.state_dict_for(model), ck_cfg, {**meta, "weights": "ema"})
-
     step = start_step
-    with _StopFlag() as stop:
-        try:
-            it = iter(loader)
-            t_last = time.perf_counter()
-            while step < end:
-                batch = batch_to(next(it), dev)
-                torch.manual_seed(step_seed(tc.seed, info.rank, step))
-                lr = lr_at(step, tc)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                losses = net(batch)
-                loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    raise KsdiffError(f"training loss became {float(loss)} at step {step + 1}; lower train.lr or "
-                                      "check the data (the last checkpoint is kept)", run_dir)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gnorm = (torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip) if tc.grad_clip > 0
-                         else torch.zeros(()))
-                opt.step()
-                ema.update(model)
-                step += 1
-
-                names = [k for k, v in losses.items() if isinstance(v, Tensor) and v.numel() == 1]
-                vals = all_reduce_mean(torch.stack([losses[k].detach().to(dev, torch.float32).reshape(())
-                                                    for k in names]), info)
-                logged = {k: float(v) for k, v in zip(names, vals.tolist())}
-                logged["lr"] = lr
-                logged["grad_norm"] = float(gnorm)
-                result.losses.append(logged["loss"])
-                result.step = step
-                logger.log(step, logged, "train")
-                if bar is not None:
-                    bar.update(1)
-                    if step % max(1, tc.log_every) == 0 or step == end:
-                        bar.set_postfix(loss=f"{logged['loss']:.4f}", lr=f"{lr:.2e}")
-                if tc.log_every and step % tc.log_every == 0:
-                    now = time.perf_counter()
-                    logger.log(step, {"sec_per_step": (now - t_last) / tc.log_every}, "speed")
-                    t_last = now
-                    logger.flush()
-
-                if val_set is not None and tc.val_every and (step % tc.val_every == 0 or step == tc.steps):
-                    if info.is_main:
-                        if ema_model is None:
-                            ema_model = copy.deepcopy(model)
-                        ema_model.load_state_dict(ema.state_dict_for(model))
-                        result.val = validate(ema_model, val_set, cfg, dev)
-                        logger.log(step, result.val, "val")
-                        logger.flush()
-                        if bar is not None:
-                            bar.write(f"step {step}: " + ", ".join(
-                                f"{k} {v:.4f}" for k, v in result.val.items()
-                                if k in ("loss", "motion_err", "motion_err_x0", "kf_head/f1", "kf_expr/f1")))
-                    barrier(info)
-                if tc.save_every and step % tc.save_every == 0 and step < end:
-                    save(step)
-                    barrier(info)
-                if any_rank(stop.signal is not None, info):
-                    result.interrupted = True
-                    result.signal = stop.signal or int(signal.SIGTERM)
-                    break
-            if step >= end and end < tc.steps:
+    with _StopFlag(announce=info.is_main) as stop:
+        it = iter(loader)
+        run.t_speed = time.perf_counter()
+        while step < end:
+            logged = _train_step(run, next(it), step)
+            step += 1
+            _log_step(run, step, logged, end)
+            if run.val_set is not None and tc.val_every and (step % tc.val_every == 0 or step == tc.steps):
+                _validate(run, step)
+            if step < end and _save_due(run, step):
+                _save(run, step)
+            if any_rank(stop.signal is not None, info):
                 result.interrupted = True
-            # Normal end, stop_after or a signal: the state is consistent between steps, so save it.
-            if step > start_step or not (run_dir / ckpt.LAST_FILE).exists():
-                save(step)
-            barrier(info)
-        finally:
-            # On an exception (a bug, a second Ctrl-C) nothing is saved: the last checkpoint stays as it was.
-            logger.close()
-            if bar is not None:
-                bar.close()
+                result.signal = stop.signal or int(signal.SIGTERM)
+                break
+        if step >= end and end < tc.steps:
+            result.interrupted = True
+        if run.saved_step != step:  # the normal end, stop_after or a signal
+            _save(run, step)
     return result
+
+
+def _train_step(run: _Run, batch: dict, step: int) -> dict[str, float]:
+    """One optimizer step (making step ``step + 1``); returns the logged values (losses: mean over ranks)."""
+    tc, info = run.cfg.train, run.info
+    batch = batch_to(batch, info.device)
+    torch.manual_seed(step_seed(tc.seed, info.rank, step))
+    lr = lr_at(step, tc)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    losses = run.net(batch)
+    loss = losses["loss"]
+    if not torch.isfinite(loss):
+        raise KsdiffError(f"training loss became {float(loss.detach())} at step {step + 1}; lower train.lr or "
+                          "check the data (the last checkpoint is kept)", run.run_dir)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = (torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip) if tc.grad_clip > 0
+             else torch.zeros(()))
+    run.opt.step()
+    run.ema.update(run.model)
+    names = [k for k, v in losses.items() if isinstance(v, Tensor) and v.numel() == 1]
+    vals = all_reduce_mean(torch.stack([losses[k].detach().to(info.device, torch.float32).reshape(())
+                                        for k in names]), info)
+    logged = {k: float(v) for k, v in zip(names, vals.tolist())}
+    logged["lr"] = lr
+    logged["grad_norm"] = float(gnorm.detach())
+    return logged
+
+
+def _log_step(run: _Run, step: int, logged: dict[str, float], end: int) -> None:
+    """Record a step: the result, metrics.jsonl / TensorBoard, the progress bar, a speed line every log_every."""
+    tc = run.cfg.train
+    run.result.losses.append(logged["loss"])
+    run.result.step = step
+    run.logger.log(step, logged, "train")
+    if run.bar is not None:
+        run.bar.update(1)
+        if step % max(1, tc.log_every) == 0 or step == end:
+            run.bar.set_postfix(loss=f"{logged['loss']:.4f}", lr=f"{logged['lr']:.2e}")
+    if tc.log_every and step % tc.log_every == 0:
+        now = time.perf_counter()
+        run.logger.log(step, {"sec_per_step": (now - run.t_speed) / tc.log_every}, "speed")
+        run.t_speed = now
+        run.logger.flush()
+
+
+def _validate(run: _Run, step: int) -> None:
+    """Validation with the EMA weights on rank 0 (the others wait)."""
+    if run.info.is_main:
+        if run.ema_model is None:
+            run.ema_model = copy.deepcopy(run.model)
+        run.ema_model.load_state_dict(run.ema.state_dict_for(run.model))
+        run.result.val = validate(run.ema_model, run.val_set, run.cfg, run.info.device)
+        run.logger.log(step, run.result.val, "val")
+        run.logger.flush()
+        if run.bar is not None:
+            run.bar.write(f"step {step}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in run.result.val.items()
+                if k in ("loss", "motion_err", "kf_head/f1", "kf_expr/f1")))
+    barrier(run.info)
+
+
+def _save_due(run: _Run, step: int) -> bool:
+    """A save every ``save_every`` steps, and when ``save_every_minutes`` have passed since the last one (on any
+    rank's clock: every rank gets the same answer)."""
+    tc = run.cfg.train
+    if tc.save_every and step % tc.save_every == 0:
+        return True
+    if tc.save_every_minutes <= 0:
+        return False
+    return any_rank(time.monotonic() - run.t_saved >= 60.0 * tc.save_every_minutes, run.info)
+
+
+def _save(run: _Run, step: int) -> None:
+    """Save the raw weights, the training state and the EMA model at ``step`` (rank 0; every rank waits), after
+    flushing the metrics: a run killed later resumes with the log of every step up to the save."""
+    if run.info.is_main:
+        run.logger.flush()
+        state = {"optimizer": run.opt.state_dict(), "ema": run.ema.state_dict(), "rng": ckpt.rng_state()}
+        ckpt.save_run_checkpoint(run.run_dir, run.model, run.ema.state_dict_for(run.model), state, run.ck_cfg, step)
+    run.saved_step = step
+    run.t_saved = time.monotonic()
+    barrier(run.info)
 
 
 def _model_dict_for_compare(cfg: RunConfig, resumed: dict) -> dict:
@@ -609,12 +731,12 @@ def _model_dict_for_compare(cfg: RunConfig, resumed: dict) -> dict:
 
 
 def load_run_config_for(run_dir: str | os.PathLike) -> dict:
-    """The ``config.yaml`` of an existing run (for ``--resume``)."""
+    """The ``config.yaml`` of an existing run (for ``--resume``); one line if there is nothing to resume (no run
+    folder, no config, or no training state: the run stopped before its first save)."""
     import yaml
 
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise KsdiffError("no config.yaml in the run folder; nothing to resume", run_dir)
+    path = Path(run_dir) / CONFIG_FILE
+    check_out_dir(Path(run_dir), resume=True)
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
