@@ -204,7 +204,9 @@ def load_checkpoint(path: str | os.PathLike, expect_spec: str | None = None, exp
 def check_finite(state: dict[str, Tensor], path: str | os.PathLike | None) -> None:
     """One-line :class:`KsdiffError` naming the first floating-point tensor of ``state`` that holds NaN or inf."""
     for name, v in state.items():
-        if v.dtype.is_floating_point and not bool(torch.isfinite(v).all()):
+        # a sum is 20x quicker than isfinite().all(); it is not finite when any element is not (or on overflow,
+        # which the exact test then tells apart)
+        if v.dtype.is_floating_point and not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all()):
             raise KsdiffError(f"weights contain NaN/inf (a diverged run?): tensor {name}", path)
 
 
