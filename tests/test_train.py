@@ -496,6 +496,24 @@ def test_run_killed_before_its_first_save(datasets, tmp_path, capsys):
     assert json.loads((run / "train_state.json").read_text())["step"] == 2 and len(_losses(run)) == 2
 
 
+def test_second_ctrl_c_aborts_without_saving(capsys):
+    """The first signal only sets the flag (the loop then finishes its step and saves), announced in one line;
+    a Ctrl-C after it raises KeyboardInterrupt (the CLI: 'ksdiff: interrupted', exit 130, no save)."""
+    import signal
+
+    from ksdiff.train.loop import _StopFlag
+
+    before = signal.getsignal(signal.SIGINT)
+    with _StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
+    assert capsys.readouterr().err == ("ksdiff: SIGTERM: stopping after the current step and saving the training "
+                                       "state (Ctrl-C again aborts without saving)\n")
+
+
 def test_torchrun_two_cpu_processes(datasets, tmp_path):
     run = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
