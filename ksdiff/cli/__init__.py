@@ -64,7 +64,25 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        line = _refused_write_line(e)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return KsdiffError.exit_code
     return int(code or 0)
+
+
+def _refused_write_line(e: OSError) -> str | None:
+    """The safety net for a file-system refusal no command turned into a :class:`KsdiffError` itself: an OSError
+    naming a file with a write-refusal errno (ENOSPC, EROFS, EACCES, EISDIR, ENOTDIR, ...) becomes the one-line
+    form; anything else stays a bug with its traceback."""
+    from ksdiff.utils.io import WRITE_ERRORS
+
+    if e.errno not in WRITE_ERRORS or e.filename is None:
+        return None
+    name = e.filename2 if e.filename2 is not None else e.filename
+    return f"ksdiff: {name}: {WRITE_ERRORS[e.errno]} ({e.strerror})"
 
 
 if __name__ == "__main__":  # pragma: no cover
