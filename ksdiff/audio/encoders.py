@@ -37,6 +37,7 @@ WHISPER_WINDOW_FRAMES = 1500  # encoder frames in Whisper's 30 s window (= 3000 
 WHISPER_MEL_HOP = 160  # mel frames at 100 Hz
 WHISPER_DIM_TINY = 384
 MEL_DIM = 80
+MEL_BLOCK_S = 60  # whisper-tiny: longer audio's log-mel is computed a minute at a time (bounded memory)
 
 
 def num_frames(num_samples: int, sr: int = SAMPLE_RATE) -> int:
@@ -124,11 +125,13 @@ def _overlap_add(total: int, dim: int, window: int, margin: int, fade: int,
                  encode_windows: Callable[[list[int]], list[np.ndarray]], batch: int = 1) -> np.ndarray:
     """Cross-faded overlap-add of per-window encodings -> (total, dim) float32.
 
-    ``encode_windows(starts)`` returns one (>= min(window, total - start), dim) array per start.
+    ``encode_windows(starts)`` returns one (>= min(window, total - start), dim) array per start. Accumulated in
+    float32 in place (at most two windows overlap a frame), so memory is the output itself: 138 MB for 30 min of
+    384-d whisper-tiny frames.
     """
     plan = window_weights(total, window, margin, fade)
-    acc = np.zeros((total, dim), np.float64)
-    wsum = np.zeros(total, np.float64)
+    acc = np.zeros((total, dim), np.float32)
+    wsum = np.zeros(total, np.float32)
     for b in range(0, len(plan), batch):
         part = plan[b:b + batch]
         encs = encode_windows([s for s, _ in part])
@@ -136,7 +139,8 @@ def _overlap_add(total: int, dim: int, window: int, margin: int, fade: int,
             n = min(window, total - start)
             acc[start:start + n] += w[:n, None] * enc[:n]
             wsum[start:start + n] += w[:n]
-    return (acc / np.maximum(wsum, 1e-8)[:, None]).astype(np.float32)
+    acc /= np.maximum(wsum, 1e-8)[:, None]
+    return acc
 
 
 # --------------------------------------------------------------------------------------------- whisper-tiny
@@ -205,13 +209,21 @@ class WhisperEncoder(SpeechEncoder):
                 "model": _dir_fingerprint(self.model_dir, ("config.json",))}
 
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
-        """wave (N,) -> Whisper log-mel (80, M) at 100 Hz, normalised over the whole input (as faster-whisper)."""
+        """wave (N,) -> Whisper log-mel (80, M) at 100 Hz, normalised over the whole input (as faster-whisper).
+
+        Audio over :data:`MEL_BLOCK_S` is transformed block by block (the same frames, the same numbers): the
+        whole-input STFT of faster-whisper's extractor holds ~50 bytes per sample (1.4 GB for 30 min).
+        """
         if self._fe is None:
             from faster_whisper.feature_extractor import FeatureExtractor
 
             self._fe = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE, hop_length=WHISPER_MEL_HOP,
                                         chunk_length=30, n_fft=400)
-        return self._fe(wave, padding=WHISPER_MEL_HOP)[:, :-1] if len(wave) else np.zeros((80, 0), np.float32)
+        if not len(wave):
+            return np.zeros((80, 0), np.float32)
+        if len(wave) <= MEL_BLOCK_S * SAMPLE_RATE:
+            return self._fe(wave, padding=WHISPER_MEL_HOP)[:, :-1]
+        return _blocked_log_mel(self._fe, np.asarray(wave, np.float32))[:, :-1]
 
     def encode(self, wave: np.ndarray) -> np.ndarray:
         """wave: (N,) float32 16 kHz -> (round(N / 320), 384) float32."""
@@ -234,6 +246,31 @@ class WhisperEncoder(SpeechEncoder):
 
         return _overlap_add(n_out, self.dim, WHISPER_WINDOW_FRAMES, self.margin, self.fade, encode_windows,
                             batch=self.batch_size)
+
+
+def _blocked_log_mel(fe, wave: np.ndarray, n_fft: int = 400) -> np.ndarray:
+    """faster-whisper's ``fe(wave, padding=160)`` (log-mel (80, M)) computed :data:`MEL_BLOCK_S` at a time.
+
+    The same steps as its ``__call__``: pad 160 zeros, centred STFT (reflect padding), Hann window, drop the last
+    frame, mel power, log10 floored at 1e-10, then the whole input's max - 8 floor and (x + 4) / 4.
+    """
+    hop = WHISPER_MEL_HOP
+    x = np.pad(np.pad(wave, (0, hop)), n_fft // 2, mode="reflect")  # (N + 160 + 400,)
+    n_frames = 1 + (len(x) - n_fft) // hop - 1  # the extractor drops the last STFT frame
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    out = np.empty((fe.mel_filters.shape[0], n_frames), np.float32)
+    block = int(MEL_BLOCK_S * SAMPLE_RATE) // hop
+    for f0 in range(0, n_frames, block):
+        f1 = min(n_frames, f0 + block)
+        seg = x[f0 * hop:(f1 - 1) * hop + n_fft]
+        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]  # (f1 - f0, 400)
+        spec = np.fft.rfft(frames * window, n=n_fft, axis=-1).astype(np.complex64).T  # (201, f1 - f0)
+        mel = fe.mel_filters @ (np.abs(spec) ** 2)
+        out[:, f0:f1] = np.log10(np.clip(mel, a_min=1e-10, a_max=None))
+    np.maximum(out, out.max() - 8.0, out=out)
+    out += 4.0
+    out /= 4.0
+    return out
 
 
 # --------------------------------------------------------------------------------------------- hf:<dir>

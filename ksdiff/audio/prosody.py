@@ -4,6 +4,10 @@ f0: pyworld DIO + StoneMask at a 20 ms frame period (frame j at j × 20 ms, the 
 energy: RMS in dB of a 40 ms window centred on each frame (:func:`ksdiff.audio.envelope.speech_envelope`).
 Normalisation (per utterance): log-f0 z-scored over the voiced frames, unvoiced frames 0; energy dB z-scored over
 all frames.
+
+Long audio is analysed in pieces of :data:`CHUNK_S` seconds, each with :data:`MARGIN_S` of context on both sides
+(DIO's filters and StoneMask look a few pitch periods around a frame), so memory is bounded by one piece whatever
+the length (DIO on a whole 30 min file needed 3.2 GB). Audio up to ``CHUNK_S`` is one piece, exactly as before.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from ksdiff.audio.envelope import speech_envelope
 
 F0_FLOOR = 60.0  # Hz: below any adult speaking voice
 F0_CEIL = 800.0  # Hz: above children's and sung speech
+CHUNK_S = 60.0  # seconds of audio per piece (DIO needs ~110 bytes per sample: ~110 MB for 60 s at 16 kHz)
+MARGIN_S = 2.0  # seconds of context each side of a piece (over 100 periods of the lowest f0)
 
 
 @dataclass
@@ -53,22 +59,43 @@ def extract_prosody(wave: np.ndarray, num_frames: int | None = None, sr: int = S
     Returns:
         RawProsody with f0 (N',) float32 and energy_db (N',) float32.
     """
-    import pyworld
-
-    wave = np.asarray(wave, dtype=np.float64).reshape(-1)
+    wave = np.asarray(wave).reshape(-1)
     n = int(round(len(wave) / sr * rate)) if num_frames is None else int(num_frames)
     if n == 0:
         return RawProsody(np.zeros(0, np.float32), np.zeros(0, np.float32), rate)
-    period_ms = 1000.0 / rate
+    hop = sr / rate  # samples per frame
+    chunk, margin = int(round(CHUNK_S * rate)), int(round(MARGIN_S * rate))  # frames
+    if hop != int(hop):  # pieces must start on a frame's sample
+        chunk = n
+    f0 = np.zeros(n, np.float32)
+    energy = np.zeros(n, np.float32)
+    for j0 in range(0, n, chunk):
+        j1 = min(n, j0 + chunk)
+        a = max(0, j0 - margin)  # first frame analysed, with context
+        b = n if j1 == n else j1 + margin
+        s0 = int(round(a * hop))
+        piece = wave[s0:int(round(b * hop)) + int(round(hop))]  # frame b-1 plus a frame's worth of samples after it
+        f0[j0:j1] = _f0(piece, b - a, sr, rate, f0_floor, f0_ceil)[j0 - a:j1 - a]
+        # the envelope window spans one frame each side of its centre: give the piece that context too
+        c0 = max(0, int(round(j0 * hop)) - int(round(hop)))
+        env = speech_envelope(wave[c0:int(round(j1 * hop)) + int(round(hop))], fps=rate,
+                              num_frames=j1 - j0 + (1 if c0 else 0), sr=sr, db=True)
+        energy[j0:j1] = env[1:] if c0 else env
+    return RawProsody(f0, energy, rate)
+
+
+def _f0(wave: np.ndarray, n: int, sr: int, rate: float, f0_floor: float, f0_ceil: float) -> np.ndarray:
+    """pyworld DIO + StoneMask f0 of ``wave`` (Hz, 0 unvoiced) at ``rate`` Hz -> (n,) float32."""
+    import pyworld
+
+    wave = np.asarray(wave, dtype=np.float64)
     if len(wave) >= int(sr * 0.05) and np.abs(wave).max() > 0:
-        f0, t = pyworld.dio(wave, sr, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period_ms)
+        f0, t = pyworld.dio(wave, sr, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=1000.0 / rate)
         f0 = pyworld.stonemask(wave, f0, t, sr)
     else:  # too short for DIO's analysis window, or digital silence
         f0 = np.zeros(n)
     f0 = np.where(np.isfinite(f0) & (f0 > 0), f0, 0.0)
-    f0 = fit_length(f0.astype(np.float32), n)
-    energy = speech_envelope(wave, fps=rate, num_frames=n, sr=sr, db=True)
-    return RawProsody(f0, energy.astype(np.float32), rate)
+    return fit_length(f0.astype(np.float32), n)
 
 
 def normalize_prosody(raw: RawProsody) -> np.ndarray:

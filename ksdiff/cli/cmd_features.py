@@ -26,14 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ksdiff.audio.decode import load_audio
     from ksdiff.audio.encoders import get_encoder
-    from ksdiff.audio.features import compute_features, save_features
+    from ksdiff.audio.features import compute_features, load_speech, save_features
     from ksdiff.audio.tokens import tokens_to_text
     from ksdiff.errors import KsdiffError
+    from ksdiff.utils.io import check_writable_file
 
+    if args.save:
+        check_writable_file(args.save)  # before any compute
     t0 = time.perf_counter()
-    wave = load_audio(args.audio)
+    wave = load_speech(args.audio)  # the same rules as generate: long enough, not silent throughout
     t_decode = time.perf_counter() - t0
     opts = {"compute_type": args.compute_type} if args.compute_type else {}
     t0 = time.perf_counter()
