@@ -24,11 +24,12 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -284,7 +285,9 @@ class Animator:
         """Speech -> motion in the checkpoint's face spec at its fps.
 
         Args:
-            audio: a file path (any format PyAV reads) or a wave (N,) float32 mono at 16 kHz.
+            audio: a file path (any format PyAV reads) or a wave (N,) float32 mono at 16 kHz. Either must last at
+                least :data:`ksdiff.audio.features.MIN_SECONDS`; a file must not be silent throughout
+                (:func:`ksdiff.audio.features.load_speech`).
             text: the transcript (None: automatic when the model uses text).
             steps: denoising steps of the sampler; sampler: ``dpmpp`` | ``ddim`` | ``ddpm``; eta: DDIM's η.
                 None (steps, sampler, guidance): the checkpoint's ``generation`` defaults (:attr:`defaults`).
@@ -298,47 +301,80 @@ class Animator:
             progress: called as progress(done, total) after each denoiser evaluation.
 
         Returns:
-            Motion with coeffs (T, C) float32.
+            Motion with coeffs (T, C) float32, all finite.
+
+        Raises:
+            KsdiffError: bad input, or the model produced NaN/inf (diverged weights): nothing is returned.
         """
-        steps = self.defaults["steps"] if steps is None else steps
+        steps = int(self.defaults["steps"] if steps is None else steps)
         sampler = self.defaults["sampler"] if sampler is None else sampler
-        guidance = self.defaults["guidance"] if guidance is None else float(guidance)
+        guidance = float(self.defaults["guidance"] if guidance is None else guidance)
         timings: dict[str, float] = {}
         t_all = time.perf_counter()
-        t0 = time.perf_counter()
-        if isinstance(audio, (str, os.PathLike)):
-            from ksdiff.audio.decode import load_audio
-
-            wave = load_audio(audio)
-        else:
-            wave = np.asarray(audio, dtype=np.float32).reshape(-1)
-            if wave.size == 0 or not np.isfinite(wave).all():
-                raise KsdiffError("the audio wave is empty or holds NaN/inf samples")
-        timings["decode"] = time.perf_counter() - t0
+        with _timed(timings, "decode"):
+            wave = self._wave(audio)
         seconds = len(wave) / SAMPLE_RATE
         T = int(num_frames) if num_frames is not None else int(round(seconds * self.fps))
+        windows, sample_fn = self._plan(T, seconds, window_s, overlap_s), self._sampler(sampler, steps)
+        emo, sty = self._emotion(emotion, T), self._style(style)
+        with _timed(timings, "features"):
+            sf = self.speech_features(wave, text)
+        with _timed(timings, "condition"):
+            conds, keyframes = self._conditions(sf, windows, T, emo, sty, seed)
+        with _timed(timings, "diffusion"):
+            out = self._diffuse(conds, windows, T, sample_fn, steps, guidance, eta, seed, progress)
+        with _timed(timings, "output"):
+            raw = self._to_coeffs(out)
+        timings["total"] = time.perf_counter() - t_all
+        std = self.model.motion_std.detach().float().cpu().numpy()
+        self.last_info = {
+            "audio_seconds": seconds, "num_frames": T, "fps": self.fps, "spec": self.spec.name,
+            "steps": steps, "sampler": sampler, "seed": int(seed), "guidance": guidance,
+            "transcript": getattr(sf, "text", ""), "timings": timings,
+            "rtf": timings["total"] / max(seconds, 1e-9),
+            "windows": [(w.start, w.stop, w.known) for w in windows],
+            "seams": seam_jumps(raw, windows, scale=std),
+            "keyframes": None if keyframes is None else keyframes[0].cpu().numpy().astype(np.uint8),
+        }
+        return Motion(raw, self.spec.channels, self.fps, self.spec.name)
+
+    def _plan(self, T: int, seconds: float, window_s: float | None, overlap_s: float | None) -> list[Window]:
+        """The window plan of T frames (window / overlap in seconds; None: the animator's)."""
         if T < 1:
             raise KsdiffError(f"the audio is too short ({seconds:.3f} s) for one motion frame at {self.fps:g} fps")
-        sample_fn = get_sampler(sampler)
-        if not 1 <= int(steps) <= self.model.schedule.num_steps:
-            raise KsdiffError(f"steps must be between 1 and {self.model.schedule.num_steps}, got {steps}")
-        emo = self._emotion(emotion, T)
-        sty = self._style(style)
-
-        t0 = time.perf_counter()
-        sf = self.speech_features(wave, text)
-        timings["features"] = time.perf_counter() - t0
-
         W = int(round((self.window_s if window_s is None else window_s) * self.fps))
         O = int(round((self.overlap_s if overlap_s is None else overlap_s) * self.fps))
-        windows = plan_windows(T, W, O)
+        return plan_windows(T, W, O)
 
-        # pass 1, keyframes for the whole clip before any diffusion: each window's condition (its speech features,
-        # its words' tokens) with keyframes decoded autoregressively from the window start; the frames a window shares
-        # with the previous one keep the previous window's keyframes (its own decode there is only a warm-up), so
-        # both windows of an overlap are anchored by the same keyframes. Linear in length, and every decode sees
-        # positions of the length it was trained on (one long decode would be quadratic, with positions never seen).
-        t0 = time.perf_counter()
+    def _sampler(self, name: str, steps: int) -> Callable:
+        """The sampler function called ``name``, after checking ``steps`` against the model's schedule."""
+        sample_fn = get_sampler(name)
+        if not 1 <= steps <= self.model.schedule.num_steps:
+            raise KsdiffError(f"steps must be between 1 and {self.model.schedule.num_steps}, got {steps}")
+        return sample_fn
+
+    def _wave(self, audio: str | os.PathLike | np.ndarray) -> np.ndarray:
+        """(N,) float32 16 kHz wave of a file (decoded, checked by ``load_speech``) or of a given wave (checked)."""
+        from ksdiff.audio.features import check_duration, load_speech
+
+        if isinstance(audio, (str, os.PathLike)):
+            return load_speech(audio)
+        wave = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if wave.size == 0 or not np.isfinite(wave).all():
+            raise KsdiffError("the audio wave is empty or holds NaN/inf samples")
+        check_duration(len(wave) / SAMPLE_RATE)
+        return wave
+
+    def _conditions(self, sf, windows: list[Window], T: int, emo: np.ndarray | None, sty: np.ndarray | None,
+                    seed: int) -> tuple[list[dict], Tensor | None]:
+        """Pass 1, keyframes for the whole clip before any diffusion -> (condition per window, keyframes (1, T, 2)).
+
+        Each window's condition (its speech features, its words' tokens) with keyframes decoded autoregressively
+        from the window start; the frames a window shares with the previous one keep the previous window's
+        keyframes (its own decode there is only a warm-up), so both windows of an overlap are anchored by the same
+        keyframes. Linear in length, and every decode sees positions of the length it was trained on (one long
+        decode would be quadratic, with positions never seen).
+        """
         conds = []
         keyframes: Tensor | None = None
         for k, w in enumerate(windows):
@@ -354,59 +390,72 @@ class Animator:
                 keyframes[:, w.start + w.known:w.stop] = kf[:, w.known:]
                 cond["keyframes"] = kf
             conds.append(cond)
-        timings["condition"] = time.perf_counter() - t0
+        return conds, keyframes
 
-        # pass 2, diffusion window by window; the overlap with the previous window is inpainted at every step
-        t0 = time.perf_counter()
+    def _diffuse(self, conds: list[dict | None], windows: list[Window], T: int, sample_fn: Callable, steps: int,
+                 guidance: float, eta: float, seed: int,
+                 progress: Callable[[int, int], None] | None) -> Tensor:
+        """Pass 2, diffusion window by window -> normalised motion (1, T, C); the overlap with the previous window
+        is inpainted at every step. The initial noise is drawn once for the whole clip. Frees ``conds`` as it goes.
+        """
         C = self.spec.dim
         x_T = initial_noise((1, T, C), torch.Generator().manual_seed(_derive_seed(seed, "noise")),
                             device=self.device)
         out = torch.zeros(1, T, C, device=self.device)  # normalised motion
-        total_evals = len(windows) * int(steps)
+        total_evals = len(windows) * steps
         done = [0]
-        for k, (w, cond) in enumerate(zip(windows, conds)):
-            inpaint = None
-            if w.known > 0:
-                mask = torch.zeros(1, w.length, C, dtype=torch.bool, device=self.device)
-                mask[:, :w.known] = True
-                known = torch.zeros(1, w.length, C, device=self.device)
-                known[:, :w.known] = out[:, w.start:w.start + w.known]
-                inpaint = (known, mask)
 
+        def callback(_info: dict) -> None:
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], total_evals)
+
+        for k, (w, cond) in enumerate(zip(windows, conds)):
             def denoise(x_t: Tensor, t: Tensor, cond=cond) -> Tensor:
                 return self.model.denoise(x_t, t, cond, guidance=guidance)
 
-            def callback(_info: dict) -> None:
-                done[0] += 1
-                if progress is not None:
-                    progress(done[0], total_evals)
-
             g = torch.Generator().manual_seed(_derive_seed(seed, "window", k))
-            x0 = sample_fn(denoise, x_T[:, w.start:w.stop], self.model.schedule, int(steps), eta=eta, generator=g,
-                           callback=callback, inpaint=inpaint)
+            x0 = sample_fn(denoise, x_T[:, w.start:w.stop], self.model.schedule, steps, eta=eta, generator=g,
+                           callback=callback, inpaint=self._inpaint(out, w))
             out[:, w.start + w.known:w.stop] = x0[:, w.known:]
             conds[k] = None  # free as we go
-        timings["diffusion"] = time.perf_counter() - t0
+        return out
 
-        t0 = time.perf_counter()
+    def _inpaint(self, out: Tensor, w: Window) -> tuple[Tensor, Tensor] | None:
+        """(known (1, L, C), mask (1, L, C)) holding the frames ``w`` shares with the previous window, or None."""
+        if w.known <= 0:
+            return None
+        C = self.spec.dim
+        mask = torch.zeros(1, w.length, C, dtype=torch.bool, device=self.device)
+        mask[:, :w.known] = True
+        known = torch.zeros(1, w.length, C, device=self.device)
+        known[:, :w.known] = out[:, w.start:w.start + w.known]
+        return known, mask
+
+    def _to_coeffs(self, out: Tensor) -> np.ndarray:
+        """Normalised motion (1, T, C) -> raw coefficients (T, C) float32, bounded channels clipped to [0, 1].
+
+        Raises:
+            KsdiffError: naming the checkpoint, when any value is NaN/inf (checked before anything is written).
+        """
         raw = self.model.denormalize(out)[0].float().cpu().numpy()
+        if not np.isfinite(raw).all():
+            raise KsdiffError("produced non-finite motion (NaN/inf): the checkpoint's weights are probably diverged",
+                              self.path)
         bounded = self.spec.index(self.spec.bounded) if self.spec.bounded else []
         if bounded:
             raw[:, bounded] = np.clip(raw[:, bounded], 0.0, 1.0)
-        motion = Motion(raw, self.spec.channels, self.fps, self.spec.name)
-        timings["output"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_all
-        std = self.model.motion_std.detach().float().cpu().numpy()
-        self.last_info = {
-            "audio_seconds": seconds, "num_frames": T, "fps": self.fps, "spec": self.spec.name,
-            "steps": int(steps), "sampler": sampler, "seed": int(seed), "guidance": float(guidance),
-            "transcript": getattr(sf, "text", ""), "timings": timings,
-            "rtf": timings["total"] / max(seconds, 1e-9),
-            "windows": [(w.start, w.stop, w.known) for w in windows],
-            "seams": seam_jumps(raw, windows, scale=std),
-            "keyframes": None if keyframes is None else keyframes[0].cpu().numpy().astype(np.uint8),
-        }
-        return motion
+        return raw
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the seconds spent in the ``with`` block to ``timings[stage]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
 
 def _derive_seed(seed: int, tag: str, index: int = 0) -> int:

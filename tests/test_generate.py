@@ -32,11 +32,14 @@ CLIPS = [("arctic_a0009.wav", "He turned sharply, and faced Gregson across the t
          ("jfk.flac", "And so, my fellow Americans, ask not what your country can do for you.")]
 
 
-def make_checkpoint(path: Path, spec_name: str = "arkit", emotion: bool = False, style_dim: int = 0) -> Path:
+def make_checkpoint(path: Path, spec_name: str = "arkit", emotion: bool = False, style_dim: int = 0,
+                    motion_std: float = 0.1) -> Path:
     """A tiny KSDiff (D = 32, one layer per block) on the weight-free ``mel`` encoder with character tokens.
 
     A fresh model's zero-initialised output layers would predict x0 = 0 whatever the input, so every all-zero
     parameter is given small random values: the output then depends on noise, speech and keyframes.
+    ``motion_std``: the motion normalisation's std of every channel (a huge one, e.g. 3e38, gives finite weights
+    whose motion overflows to inf).
     """
     torch.manual_seed(0)
     cfg = ModelConfig(dim=32, dpse_cfg=DPSEConfig(groups=4, heads=2, ffn_mult=1),
@@ -50,7 +53,7 @@ def make_checkpoint(path: Path, spec_name: str = "arkit", emotion: bool = False,
                 p.normal_(std=0.05)
     rng = np.random.default_rng(0)
     mean = rng.uniform(0.0, 0.3, spec.dim)
-    model.set_normalization(mean, np.full(spec.dim, 0.1))
+    model.set_normalization(mean, np.full(spec.dim, motion_std))
     config = {"model": to_dict(cfg), "spec": spec.to_dict(), "fps": cfg.fps,
               "features": {"encoder": "mel", "dim": 80, "rate": 50.0, "tokens": "chars"},
               "audio": {"encoder": "mel", "tokens": "chars", "transcribe": True},
@@ -233,3 +236,47 @@ def test_cli_render_writes_an_mp4_with_audio(ckpt, speech_dir, tmp_path):
         frames = sum(1 for _ in c.decode(video))
     assert kinds == ["audio", "video"]
     assert abs(frames - round(2.745 * 25)) <= 1
+
+
+def test_non_finite_motion_is_refused_naming_the_checkpoint(ckpt, speech_dir):
+    """A model whose output is NaN (here one weight set to NaN in memory) raises before any motion is returned."""
+    a = load_model(ckpt)
+    with torch.no_grad():
+        next(p for n, p in a.model.named_parameters() if p.numel() > 1).fill_(float("nan"))
+    with pytest.raises(KsdiffError) as e:
+        a.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2)
+    assert e.value.path == str(ckpt) and "non-finite motion" in e.value.problem and "diverged" in e.value.problem
+
+
+def test_export_errors_name_the_output_not_the_staging_folder(tmp_path):
+    """An exporter's refusal names OUT/<stem>.csv (never the staging folder) and leaves none of the file's
+    outputs behind."""
+    from ksdiff.cli.cmd_generate import _write_outputs
+    from ksdiff.face.motion import Motion
+
+    spec = get_spec("arkit")
+    coeffs = np.full((10, spec.dim), 0.5, np.float32)
+    coeffs[3, 0] = np.nan
+    out = tmp_path / "out"
+    with pytest.raises(KsdiffError) as e:
+        _write_outputs(out, tmp_path / "take.wav", Motion(coeffs, spec.channels, 25.0, "arkit"), {"livelink"},
+                       None, "auto")
+    assert e.value.path == str(out / "take.csv") and "NaN" in e.value.problem
+    assert list(out.iterdir()) == []
+
+
+def test_same_seed_same_motion_across_windows(animator, speech_dir):
+    """Long audio in several windows: the same seed gives bit-identical motion (the window steps are split out of
+    ``animate``; their seeds derive from the window index)."""
+    wave = load_audio(speech_dir / "jfk.flac")
+    a = animator.animate(wave, text=None, steps=2, seed=7, window_s=4.0, overlap_s=1.0)
+    b = animator.animate(wave, text=None, steps=2, seed=7, window_s=4.0, overlap_s=1.0)
+    assert len(animator.last_info["windows"]) > 1 and np.array_equal(a.coeffs, b.coeffs)
+
+
+def test_too_short_wave_is_refused_like_a_too_short_file(animator):
+    from ksdiff.audio.features import MIN_SECONDS
+
+    with pytest.raises(KsdiffError) as e:
+        animator.animate(np.full(int(0.05 * SAMPLE_RATE), 0.1, np.float32), text="a", steps=2)
+    assert f"at least {MIN_SECONDS:g} s" in e.value.problem

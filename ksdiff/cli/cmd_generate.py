@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from ksdiff.errors import KsdiffError
 
@@ -93,13 +94,8 @@ def _style(s: str | None):
     return int(s) if s.isdigit() else s
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from ksdiff.generate import load_model
-    from ksdiff.utils.io import write_json
-
+def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[str | None]]:
+    """The audio files and their transcripts, checked before anything is loaded."""
     audios = [Path(a) for a in args.audio]
     for a in audios:
         if not a.is_file():
@@ -110,11 +106,12 @@ def run(args: argparse.Namespace) -> int:
         raise KsdiffError(f"several inputs share the name {dup[0]!r}; outputs would overwrite each other")
     if args.steps is not None and args.steps < 1:
         raise KsdiffError(f"--steps must be at least 1, got {args.steps}")
-    texts = _texts(args, audios)
-    emotion = _parse_emotion(args.emotion)
-    exports = set(args.export or [])
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return audios, _texts(args, audios)
+
+
+def _load_animator(args: argparse.Namespace, exports: set[str]):
+    """The checkpoint's :class:`ksdiff.generate.Animator`, checked against the requested exports."""
+    from ksdiff.generate import load_model
 
     animator = load_model(args.checkpoint, device=args.device)
     if "livelink" in exports and animator.spec.name != "arkit":
@@ -123,50 +120,83 @@ def run(args: argparse.Namespace) -> int:
     if "flame" in exports and animator.spec.name != "flame":
         raise KsdiffError(f"--export flame needs a flame model; this one is {animator.spec.name!r} "
                           "(use --export livelink)", animator.path)
-    render_video = None
-    if args.render:
-        try:
-            from ksdiff.render import render_video
-        except ImportError as e:
-            raise KsdiffError(f"rendering is not available in this install ({e})") from None
+    return animator
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _renderer(wanted: bool):
+    """``ksdiff.render.render_video`` when ``--render`` is given (None otherwise)."""
+    if not wanted:
+        return None
+    try:
+        from ksdiff.render import render_video
+    except ImportError as e:
+        raise KsdiffError(f"rendering is not available in this install ({e})") from None
+    return render_video
+
+
+def _animate(animator, audio: Path, text: str | None, args: argparse.Namespace, emotion):
+    """One file's motion, with a progress bar over the denoiser evaluations."""
+    from tqdm import tqdm
+
+    step_bar = tqdm(total=0, desc=audio.name, unit="eval", leave=False, disable=None)  # None: a terminal only
+
+    def progress(done: int, total: int) -> None:
+        if step_bar.total != total:
+            step_bar.total = total
+            step_bar.refresh()
+        step_bar.update(done - step_bar.n)
+
+    try:
+        return animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                                guidance=args.guidance, emotion=emotion, style=_style(args.style),
+                                window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress)
+    finally:
+        step_bar.close()
+
+
+def _file_summary(info: dict, written: list[str]) -> dict:
+    """The ``generate.json`` entry of one file."""
+    return {
+        "outputs": written, "frames": info["num_frames"], "seconds": round(info["audio_seconds"], 3),
+        "transcript": info["transcript"], "windows": len(info["windows"]),
+        "seams": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in info["seams"].items()},
+        "timings": {k: round(v, 3) for k, v in info["timings"].items()}, "rtf": round(info["rtf"], 3),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _report_line(audio: Path, info: dict, written: list[str]) -> str:
+    t = info["timings"]
+    return (f"{audio.name}: {info['num_frames']} frames ({info['audio_seconds']:.1f} s) in {t['total']:.1f} s "
+            f"(features {t['features']:.1f}, condition+keyframes {t['condition']:.1f}, "
+            f"diffusion {t['diffusion']:.1f}) -> {', '.join(written)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ksdiff.utils.io import check_writable_dir, write_json
+
+    audios, texts = _inputs(args)
+    emotion = _parse_emotion(args.emotion)
+    exports = set(args.export or [])
+    out_dir = check_writable_dir(args.out)  # before any compute: a refused write is found now, not at the end
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    animator = _load_animator(args, exports)
+    render_video = _renderer(args.render)
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
                      **used, "seed": args.seed, "files": {}}
-    files_bar = tqdm(list(zip(audios, texts)), desc="generate", unit="file", disable=len(audios) < 2)
+    files_bar = tqdm(list(zip(audios, texts)), desc="generate", unit="file", disable=True if len(audios) < 2 else None)
     for audio, text in files_bar:
         files_bar.set_postfix_str(audio.name)
-        step_bar = tqdm(total=0, desc=audio.name, unit="eval", leave=False)
-
-        def progress(done: int, total: int) -> None:
-            if step_bar.total != total:
-                step_bar.total = total
-                step_bar.refresh()
-            step_bar.update(done - step_bar.n)
-
-        try:
-            motion = animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                                      guidance=args.guidance, emotion=emotion, style=_style(args.style),
-                                      window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress)
-        finally:
-            step_bar.close()
-        info = animator.last_info
+        motion = _animate(animator, audio, text, args, emotion)
         written = _write_outputs(out_dir, audio, motion, exports, render_video, args.face)
-        summary["files"][str(audio)] = {
-            "outputs": written, "frames": info["num_frames"], "seconds": round(info["audio_seconds"], 3),
-            "transcript": info["transcript"], "windows": len(info["windows"]),
-            "seams": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in info["seams"].items()},
-            "timings": {k: round(v, 3) for k, v in info["timings"].items()}, "rtf": round(info["rtf"], 3),
-            "peak_rss_mb": _peak_rss_mb(),
-        }
-        t = info["timings"]
-        tqdm.write(f"{audio.name}: {info['num_frames']} frames ({info['audio_seconds']:.1f} s) in {t['total']:.1f} s "
-                   f"(features {t['features']:.1f}, condition+keyframes {t['condition']:.1f}, "
-                   f"diffusion {t['diffusion']:.1f}) "
-                   f"-> {', '.join(written)}")
+        summary["files"][str(audio)] = _file_summary(animator.last_info, written)
+        tqdm.write(_report_line(audio, animator.last_info, written))
     write_json(out_dir / "generate.json", summary)
     return 0
 
@@ -184,27 +214,54 @@ def _peak_rss_mb() -> float | None:
 
 
 def _write_outputs(out_dir: Path, audio: Path, motion, exports: set[str], render_video, face: str) -> list[str]:
-    """Write every output of one file into a staging folder, then move them into ``out_dir`` together."""
-    stem = audio.stem
-    stage = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".tmp", dir=out_dir))
+    """Write every output of one file into a staging folder, then move them into ``out_dir`` together.
+
+    An error while writing (a refused write, motion an exporter refuses, ...) names the output in ``out_dir``,
+    never the staging path, and leaves none of this file's outputs behind.
+    """
+    from ksdiff.utils.io import is_refused_write, make_dir, write_error
+
+    writers = _writers(audio, motion, exports, render_video, face)
+    make_dir(out_dir)
     try:
-        names = [f"{stem}.npz"]
-        motion.save(stage / names[0])
-        if "livelink" in exports:
-            from ksdiff.export.livelink import write_livelink_csv
-
-            names.append(f"{stem}.csv")
-            write_livelink_csv(motion, stage / names[-1])
-        if "flame" in exports:
-            from ksdiff.export.deca import write_deca_npz
-
-            names.append(f"{stem}_deca.npz")
-            write_deca_npz(motion, stage / names[-1])
-        if render_video is not None:
-            names.append(f"{stem}.mp4")
-            render_video(motion, audio, stage / names[-1], face=face)
-        for n in names:
-            os.replace(stage / n, out_dir / n)
-        return names
+        stage = Path(tempfile.mkdtemp(prefix=f".{audio.stem}.", suffix=".tmp", dir=out_dir))
+    except OSError as e:
+        if is_refused_write(e, out_dir):
+            raise write_error(e, out_dir / writers[0][0]) from None
+        raise
+    moved: list[Path] = []
+    current = writers[0][0]
+    try:
+        for current, write in writers:
+            write(stage / current)
+        for current, _ in writers:
+            os.replace(stage / current, out_dir / current)
+            moved.append(out_dir / current)
+        return [n for n, _ in writers]
+    except BaseException as e:
+        for p in moved:  # all of this file's outputs or none
+            p.unlink(missing_ok=True)
+        if isinstance(e, KsdiffError) and e.path is not None and stage in Path(e.path).parents:
+            raise KsdiffError(e.problem, out_dir / current) from None
+        if is_refused_write(e, stage, out_dir / current):
+            raise write_error(e, out_dir / current) from None  # type: ignore[arg-type]
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _writers(audio: Path, motion, exports: set[str], render_video, face: str) -> list[tuple[str, Callable]]:
+    """(output name, write(path)) for every output of one file: the motion first, then the exports."""
+    stem = audio.stem
+    out: list[tuple[str, Callable]] = [(f"{stem}.npz", motion.save)]
+    if "livelink" in exports:
+        from ksdiff.export.livelink import write_livelink_csv
+
+        out.append((f"{stem}.csv", lambda p: write_livelink_csv(motion, p)))
+    if "flame" in exports:
+        from ksdiff.export.deca import write_deca_npz
+
+        out.append((f"{stem}_deca.npz", lambda p: write_deca_npz(motion, p)))
+    if render_video is not None:
+        out.append((f"{stem}.mp4", lambda p: render_video(motion, audio, p, face=face)))
+    return out
