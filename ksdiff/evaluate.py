@@ -43,7 +43,11 @@ class EvalResult:
 
 
 def align_to(pred: Motion, gt: Motion) -> np.ndarray:
-    """Pred coefficients in gt's channel order, at gt's fps and length (T_gt, C) — missing channels → 0."""
+    """Pred coefficients in gt's channel order, at gt's fps and length (T_gt, C) — missing channels → 0.
+
+    A prediction of another length is trimmed, or padded by repeating its last frame; :func:`fit_prediction`
+    decides beforehand whether the lengths are close enough for that.
+    """
     if abs(pred.fps - gt.fps) > 1e-6:
         pred = pred.resample(gt.fps, num_frames=gt.num_frames)
     out = np.zeros_like(gt.coeffs)
@@ -55,6 +59,48 @@ def align_to(pred: Motion, gt: Motion) -> np.ndarray:
             if T < gt.num_frames:
                 out[T:, i] = col[T - 1] if T else 0.0
     return out
+
+
+def length_tolerance(truth_frames: int) -> int:
+    """Frames a prediction may differ from the truth's length and still be scored without ``--align-lengths``:
+    1 frame + 1 % of the truth's frames, the tolerance a dataset allows between a clip's motion and its audio
+    (:func:`ksdiff.face.motion.motion_problems`), so a prediction made from the clip's audio always fits."""
+    return int(1 + 0.01 * truth_frames)
+
+
+def fit_prediction(pred: Motion, gt: Motion, source: str | os.PathLike | None = None, clip: str = "",
+                   observed: list[str] | None = None, align_lengths: bool = False) -> tuple[Motion, dict[str, int]]:
+    """Check that ``pred`` can be scored against ``gt``; -> (pred at gt's fps, its length fit).
+
+    Refused (:class:`KsdiffError` naming ``source``, the prediction file or checkpoint): another face spec, a
+    channel the truth observes missing, NaN/inf values, or a length differing from the truth's by more than
+    :func:`length_tolerance` (unless ``align_lengths``: then it is padded with its last frame or trimmed).
+
+    Returns:
+        (pred resampled to gt's fps, {``pred_frames``, ``truth_frames``, ``padded``, ``trimmed``}) —
+        ``pred_frames`` at gt's fps; :func:`align_to` then pads or trims by that many frames.
+    """
+    what = f"prediction for clip {clip}" if clip else "prediction"
+    if pred.spec and gt.spec and pred.spec != gt.spec:
+        raise KsdiffError(f"{what} is {pred.spec!r} motion but the truth is {gt.spec!r}: score predictions in "
+                          f"the dataset's face spec ({gt.spec})", source)
+    need = gt.channels if observed is None else [c for c in gt.channels if c in set(observed)]
+    missing = [c for c in need if c not in pred.channels]
+    if missing:
+        raise KsdiffError(f"{what} lacks {len(missing)} of the truth's channels ({', '.join(missing[:5])}"
+                          f"{' ...' if len(missing) > 5 else ''})", source)
+    if not np.isfinite(pred.coeffs).all():
+        raise KsdiffError(f"{what} has NaN/inf values", source)
+    native = pred
+    if abs(pred.fps - gt.fps) > 1e-6:
+        pred = pred.resample(gt.fps)
+    n, m = pred.num_frames, gt.num_frames
+    if not align_lengths and abs(n - m) > length_tolerance(m):
+        at = f" at {native.fps:g} fps = {n} at {gt.fps:g} fps" if native is not pred else ""
+        raise KsdiffError(f"{what} has {native.num_frames} frames{at} ({n / gt.fps:.2f} s) but the truth has {m} "
+                          f"({m / gt.fps:.2f} s); lengths may differ by {_frames(length_tolerance(m))} at most "
+                          "(pass --align-lengths to pad or trim it)", source)
+    return pred, {"pred_frames": n, "truth_frames": m, "padded": max(0, m - n), "trimmed": max(0, n - m)}
 
 
 def _face_model(spec: str):
@@ -74,19 +120,35 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
     ``phones``: (ARPAbet, start s, end s) timings, for mouth closure at bilabials; ``observed``: the channels the
     ground truth observes (``meta.json`` ``observed_channels``; default all). Unobserved channels are unknown, not
     still: the prediction's values there are replaced by the truth's before any comparison, and head-path metrics
-    are skipped when the truth has no head motion."""
+    are skipped when the truth has no head motion. ``pred`` is fitted to gt's fps and length by :func:`align_to`
+    (check it with :func:`fit_prediction` first)."""
     from ksdiff import metrics as M
-    from ksdiff.face.keyframes import keyframe_labels
 
-    spec = get_spec(gt.spec)
-    P = align_to(pred, gt)
+    P_raw = align_to(pred, gt)  # (T, C) in gt's channel order
     G = gt.coeffs
-    fps = gt.fps
-    out: dict[str, float] = {}
     seen = np.ones(len(gt.channels), bool) if observed is None else np.isin(gt.channels, list(observed))
-    P_raw = P
-    P = np.where(seen[None, :], P, G)  # compare observed channels only
-    head_seen = bool(seen[spec.head_rotation_idx].all())
+    P = np.where(seen[None, :], P_raw, G)  # compare observed channels only
+    out = _coeff_metrics(P, G, gt, wave, seen)
+    out.update(_head_metrics(P, P_raw, G, gt, wave, seen, kf_cfg or {}))
+    out["jitter"] = M.jitter(P, gt.fps)
+    out["jitter_gt"] = M.jitter(G, gt.fps)
+    if face is not None:
+        out.update(_vertex_metrics(P, gt, face))
+    if phones and gt.spec == "arkit":
+        cols = [gt.channels.index(c) for c in ("jawOpen", "mouthClose", "mouthPressLeft")]
+        out["bilabial_closure"] = M.bilabial_closure(*(P[:, c] for c in cols), phones, gt.fps)
+        out["bilabial_closure_gt"] = M.bilabial_closure(*(G[:, c] for c in cols), phones, gt.fps)
+    if samples:
+        out["sample_div"] = M.sample_diversity([P_raw] + [align_to(s, gt) for s in samples])
+    return out
+
+
+def _coeff_metrics(P: np.ndarray, G: np.ndarray, gt: Motion, wave: np.ndarray, seen: np.ndarray) -> dict[str, float]:
+    """Coefficient-space metrics: mouth and overall RMSE, jaw correlation with the truth and with the speech
+    envelope. P, G: (T, C) prediction (unobserved channels already the truth's) and truth; seen: (C,) bool."""
+    from ksdiff import metrics as M
+
+    out: dict[str, float] = {}
     mouth = [c for c in gt.channels if (c in ARKIT_MOUTH or c.startswith(("exp", "jaw")))]
     mi = [gt.channels.index(c) for c in mouth if seen[gt.channels.index(c)]]
     out["mouth_rmse"] = float(np.sqrt(np.mean((P[:, mi] - G[:, mi]) ** 2))) if mi else math.nan
@@ -95,87 +157,124 @@ def score_clip(pred: Motion, gt: Motion, wave: np.ndarray, face=None, samples: l
     if jaw:
         j = gt.channels.index(jaw)
         out["jaw_r"] = pearson(P[:, j], G[:, j])
-        out["env_r"] = M.envelope_correlation(P[:, j], wave, fps)
-        out["env_r_gt"] = M.envelope_correlation(G[:, j], wave, fps)
-    hr = spec.head_rotation_idx
-    out["head_div_deg"] = M.head_diversity([P_raw[:, hr]])
+        out["env_r"] = M.envelope_correlation(P[:, j], wave, gt.fps)
+        out["env_r_gt"] = M.envelope_correlation(G[:, j], wave, gt.fps)
+    return out
+
+
+def _head_metrics(P: np.ndarray, P_raw: np.ndarray, G: np.ndarray, gt: Motion, wave: np.ndarray, seen: np.ndarray,
+                  kf_cfg: dict) -> dict[str, float]:
+    """Head diversity, beat alignment and keyframe F1 (those against the truth only where it observes the head).
+    P_raw: (T, C) the prediction before unobserved channels were replaced."""
+    from ksdiff import metrics as M
+    from ksdiff.face.keyframes import keyframe_labels
+
+    spec = get_spec(gt.spec)
+    fps, hr = gt.fps, spec.head_rotation_idx
+    out: dict[str, float] = {"head_div_deg": M.head_diversity([P_raw[:, hr]])}
     sb = M.speech_beats(wave, fps, num_frames=len(G))
     out["beat_align"] = M.beat_align(M.motion_beats(P_raw[:, hr], fps), sb)
-    kf = kf_cfg or {}
-    kp, kg = keyframe_labels(P, spec, **kf), keyframe_labels(G, spec, **kf)
-    if head_seen:
+    kp, kg = keyframe_labels(P, spec, **kf_cfg), keyframe_labels(G, spec, **kf_cfg)
+    if bool(seen[hr].all()):
         out["head_div_deg_gt"] = M.head_diversity([G[:, hr]])
         out["beat_align_gt"] = M.beat_align(M.motion_beats(G[:, hr], fps), sb)
         out["kf_f1_head"] = M.keyframe_prf(kp[:, 0], kg[:, 0])[2]
     out["kf_f1_expr"] = M.keyframe_prf(kp[:, 1], kg[:, 1])[2]
-    out["jitter"] = M.jitter(P, fps)
-    out["jitter_gt"] = M.jitter(G, fps)
-    if face is not None:
-        # vertex metrics in the head's own frame: the rigid head pose (rotation, translation, camera) is set to
-        # zero in both, so LVE/FDD measure lips and face, not where the head happens to turn (head motion has its
-        # own metrics above)
-        rigid = [i for i, c in enumerate(gt.channels)
-                 if c in spec.head_rotation or c.startswith(("headT", "cam"))]
-        P = P.copy()
-        P[:, rigid] = 0.0
-        gt = Motion(G.copy(), gt.channels, fps, gt.spec)
-        gt.coeffs[:, rigid] = 0.0
-        pm = Motion(P, gt.channels, fps, gt.spec)
-        # only the vertices the metrics read (lips + upper face), not the whole mesh
-        idx = np.union1d(face.lip_vertices, face.upper_face_vertices)
-        lip, upper = np.searchsorted(idx, face.lip_vertices), np.searchsorted(idx, face.upper_face_vertices)
-        vp, vg = face.vertices(pm, indices=idx), face.vertices(gt, indices=idx)
-        out["lve_mm"] = M.lve(vp, vg, lip)
-        out["lve_sq_mm2"] = M.lve_squared(vp, vg, lip)
-        out["fdd_mm"] = M.fdd(vp, vg, np.asarray(face.neutral)[idx], upper)
-    if phones and gt.spec == "arkit":
-        cols = [gt.channels.index(c) for c in ("jawOpen", "mouthClose", "mouthPressLeft")]
-        out["bilabial_closure"] = M.bilabial_closure(*(P[:, c] for c in cols), phones, fps)
-        out["bilabial_closure_gt"] = M.bilabial_closure(*(G[:, c] for c in cols), phones, fps)
-    if samples:
-        out["sample_div"] = M.sample_diversity([P_raw] + [align_to(s, gt) for s in samples])
     return out
+
+
+def _vertex_metrics(P: np.ndarray, gt: Motion, face) -> dict[str, float]:
+    """LVE, squared LVE and FDD on the face model's vertices, in the head's own frame: the rigid head pose
+    (rotation, translation, camera) is set to zero in both, so they measure lips and face, not where the head
+    happens to turn (head motion has its own metrics)."""
+    from ksdiff import metrics as M
+
+    spec = get_spec(gt.spec)
+    rigid = [i for i, c in enumerate(gt.channels) if c in spec.head_rotation or c.startswith(("headT", "cam"))]
+    P = P.copy()
+    P[:, rigid] = 0.0
+    G = gt.coeffs.copy()
+    G[:, rigid] = 0.0
+    pm, gm = Motion(P, gt.channels, gt.fps, gt.spec), Motion(G, gt.channels, gt.fps, gt.spec)
+    # only the vertices the metrics read (lips + upper face), not the whole mesh
+    idx = np.union1d(face.lip_vertices, face.upper_face_vertices)
+    lip, upper = np.searchsorted(idx, face.lip_vertices), np.searchsorted(idx, face.upper_face_vertices)
+    vp, vg = face.vertices(pm, indices=idx), face.vertices(gm, indices=idx)
+    return {"lve_mm": M.lve(vp, vg, lip), "lve_sq_mm2": M.lve_squared(vp, vg, lip),
+            "fdd_mm": M.fdd(vp, vg, np.asarray(face.neutral)[idx], upper)}
 
 
 def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test", seeds: tuple[int, ...] = (0,),
              out: str | os.PathLike | None = None, name: str = "model", plots: bool = True,
-             progress: bool = True) -> EvalResult:
-    """Score ``predictor`` on every clip of ``split``; write metrics.json, report.md and plots to ``out``."""
+             progress: bool = True, align_lengths: bool = False) -> EvalResult:
+    """Score ``predictor`` on every clip of ``split``; write metrics.json, report.md and plots to ``out``.
+
+    Every prediction is checked against its truth first (:func:`fit_prediction`): another face spec, missing
+    channels, NaN/inf or another length (beyond :func:`length_tolerance`, unless ``align_lengths``) are refused
+    with the prediction's file (or checkpoint) named. ``info["length_fits"]`` lists every clip whose prediction
+    was padded or trimmed, and by how many frames.
+    """
     ds = open_dataset(data)
     clips = list(ds.clips(split))
     if not clips:
         raise KsdiffError(f"split {split!r} has no clips", data)
+    preds, fits = _predict_all(predictor, clips, seeds, align_lengths, name, progress)  # checked before scoring
     face = _face_model(ds.spec)
     per_clip: dict[str, dict[str, float]] = {}
     examples = []
-    try:
-        from tqdm import tqdm
-
-        it = tqdm(clips, desc=f"evaluate {name}", disable=not progress)
-    except ImportError:  # pragma: no cover
-        it = clips
-    for clip in it:
-        gt = clip.motion()
-        wave = clip.audio()
-        preds = [predictor(clip, s) for s in seeds]
-        for p in preds:
-            if not np.isfinite(p.coeffs).all():
-                raise KsdiffError(f"prediction for clip {clip.id} has NaN/inf values")
-        meta = clip.meta()
-        per_clip[clip.id] = score_clip(preds[0], gt, wave, face, samples=preds[1:], phones=meta.get("phones"),
-                                       observed=meta.get("observed_channels"))
+    for clip in clips:
+        gt, meta = clip.motion(), clip.meta()
+        per_clip[clip.id] = score_clip(preds[clip.id][0], gt, clip.audio(), face, samples=preds[clip.id][1:],
+                                       phones=meta.get("phones"), observed=meta.get("observed_channels"))
         if plots and len(examples) < 3:
-            examples.append((clip.id, preds[0], gt))
+            examples.append((clip.id, preds[clip.id][0], gt))
     keys = sorted({k for d in per_clip.values() for k in d})
     mean = {k: float(np.nanmean([d[k] for d in per_clip.values() if k in d and not _isnan(d[k])] or [math.nan]))
             for k in keys}
     info = {"name": name, "data": str(ds.root), "split": split, "clips": len(clips), "seeds": list(seeds),
             "spec": ds.spec, "fps": ds.fps, "face_model": type(face).__name__ if face else None,
+            "align_lengths": bool(align_lengths), "length_fits": fits,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     res = EvalResult(per_clip, mean, info)
     if out is not None:
         write_report(res, out, examples)
     return res
+
+
+def _predict_all(predictor: Predictor, clips: list[Clip], seeds: tuple[int, ...], align_lengths: bool, name: str,
+                 progress: bool) -> tuple[dict[str, list[Motion]], dict[str, dict[str, int]]]:
+    """Every clip's predictions (one per seed), each checked by :func:`fit_prediction` before any is scored, so a
+    bad prediction file stops the run at once -> ({clip: [Motion at the truth's fps]}, {clip: length fit} for the
+    clips whose prediction was padded or trimmed)."""
+    preds: dict[str, list[Motion]] = {}
+    fits: dict[str, dict[str, int]] = {}
+    for clip in _progress(clips, f"evaluate {name}", progress):
+        gt = clip.motion()
+        observed = clip.meta().get("observed_channels")
+        preds[clip.id] = []
+        for seed in seeds:
+            pred, fit = fit_prediction(predictor(clip, seed), gt, _source(predictor, clip), clip.id, observed,
+                                       align_lengths)
+            preds[clip.id].append(pred)
+            if fit["padded"] or fit["trimmed"]:
+                fits.setdefault(clip.id, fit)
+    return preds, fits
+
+
+def _progress(items: list, desc: str, show: bool):
+    """``items`` with a progress bar on a terminal (none when ``show`` is False or stderr is not a terminal)."""
+    try:
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, disable=True if not show else None)
+    except ImportError:  # pragma: no cover
+        return items
+
+
+def _source(predictor: Predictor, clip: Clip) -> str | None:
+    """The file a predictor's motion for ``clip`` comes from (its ``source(clip)``), for error messages."""
+    source = getattr(predictor, "source", None)
+    return None if source is None else source(clip)
 
 
 def _isnan(x: float) -> bool:
@@ -212,6 +311,7 @@ def write_report(res: EvalResult, out: str | os.PathLike, examples: list | None 
     md = [f"# Evaluation: {res.info['name']}", "",
           f"Data `{res.info['data']}` split `{res.info['split']}` ({res.info['clips']} clips, seeds "
           f"{res.info['seeds']}), {res.info['date']}.", "", markdown_table({res.info["name"]: res}), ""]
+    md += _length_fit_lines(res.info)
     if examples:
         (out / "plots").mkdir(exist_ok=True)
         for cid, pred, gt in examples:
@@ -219,6 +319,24 @@ def write_report(res: EvalResult, out: str | os.PathLike, examples: list | None 
             plot_example(pred, gt, png, title=f"{res.info['name']} — {cid}")
             md.append(f"![{cid}](plots/{cid}.png)")
     write_text(out / "report.md", "\n".join(md) + "\n")
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _length_fit_lines(info: dict) -> list[str]:
+    """The report's note on predictions padded or trimmed to the truth's length (none: no lines)."""
+    fits = info.get("length_fits") or {}
+    if not fits:
+        return []
+    why = "--align-lengths" if info.get("align_lengths") else "within the tolerance of 1 frame + 1 %"
+    out = [f"Lengths: {len(fits)} of {info['clips']} predictions were fitted to the truth's length ({why}; "
+           "padding repeats the last frame):", ""]
+    for cid, f in fits.items():
+        change = f"{_frames(f['padded'])} padded" if f["padded"] else f"{_frames(f['trimmed'])} trimmed"
+        out.append(f"- `{cid}`: {f['pred_frames']} -> {f['truth_frames']} frames ({change})")
+    return out + [""]
 
 
 def plot_example(pred: Motion, gt: Motion, path: str | os.PathLike, title: str = "") -> None:
@@ -277,17 +395,22 @@ def baseline_predictor(kind: str, data: str | os.PathLike, fit_split: str = "tra
 
 
 def pred_dataset_predictor(pred_dir: str | os.PathLike) -> Predictor:
+    """Motion made by anything else: ``PRED/<clip>/motion.npz`` or ``PRED/<clip>.npz``."""
     root = Path(pred_dir)
     if not root.is_dir():
         raise KsdiffError("prediction folder not found", root)
 
-    def predict(clip: Clip, seed: int) -> Motion:
+    def source(clip: Clip) -> Path:
         for cand in (root / clip.id / "motion.npz", root / f"{clip.id}.npz"):
             if cand.is_file():
-                return load_motion(cand)
+                return cand
         raise KsdiffError(f"no prediction for clip {clip.id} (looked for {clip.id}/motion.npz and {clip.id}.npz)",
                           root)
 
+    def predict(clip: Clip, seed: int) -> Motion:
+        return load_motion(source(clip))
+
+    predict.source = source  # type: ignore[attr-defined]
     return predict
 
 
@@ -305,6 +428,7 @@ def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None
         m = model.animate(clip.audio(), text=text, seed=seed, **opts, **kw)
         return m
 
+    predict.source = lambda clip: model.path  # type: ignore[attr-defined]
     return predict
 
 
@@ -313,5 +437,5 @@ def load_result(path: str | os.PathLike) -> EvalResult:
     return EvalResult(d["per_clip"], d["mean"], d["info"])
 
 
-__all__ = ["EvalResult", "evaluate", "score_clip", "markdown_table", "baseline_predictor",
-           "pred_dataset_predictor", "checkpoint_predictor", "load_result"]
+__all__ = ["EvalResult", "evaluate", "score_clip", "fit_prediction", "length_tolerance", "markdown_table",
+           "baseline_predictor", "pred_dataset_predictor", "checkpoint_predictor", "load_result"]

@@ -26,13 +26,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (checkpoint only; default: the model's own, 2 for the shipped "
                         "model; 1 = off)")
+    p.add_argument("--align-lengths", action="store_true",
+                   help="pad (repeating the last frame) or trim predictions whose length differs from the truth's by "
+                        "more than 1 frame + 1 %% (refused otherwise); the report lists every clip fitted so")
     p.add_argument("--name", default=None, help="method name in the report")
     p.add_argument("--no-plots", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from ksdiff import evaluate as E
+    from ksdiff.utils.io import check_writable_dir
 
+    check_writable_dir(args.out)  # before any compute
     if args.checkpoint:
         kw = {} if args.window is None else {"window_s": args.window}
         if args.style is not None:
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         pred, name = E.baseline_predictor(args.baseline, args.data), args.baseline
     res = E.evaluate(args.data, pred, split=args.split, seeds=tuple(range(max(1, args.seeds))), out=args.out,
-                     name=args.name or name, plots=not args.no_plots)
+                     name=args.name or name, plots=not args.no_plots, align_lengths=args.align_lengths)
     print(E.markdown_table({res.info["name"]: res}))
     print(f"wrote {args.out}/metrics.json and report.md")
     return 0
