@@ -131,3 +131,43 @@ def test_head_speed_uses_geodesic_angle():
     r = Rotation.from_euler("y", [[0], [10], [30]], degrees=True).as_rotvec()
     s = head_speed(r, fps=1)
     assert np.degrees(s) == pytest.approx([10, 10, 20])
+
+
+def test_fit_prediction_tolerance_resampling_and_refusals():
+    from ksdiff.errors import KsdiffError
+    from ksdiff.evaluate import fit_prediction, length_tolerance
+    from ksdiff.face.motion import Motion
+    from ksdiff.face.specs import get_spec
+
+    spec = get_spec("arkit")
+
+    def m(T: int, fps: float = 25.0, spec_name: str = "arkit", channels=spec.channels) -> Motion:
+        return Motion(np.full((T, len(channels)), 0.5, np.float32), channels, fps, spec_name)
+
+    assert [length_tolerance(n) for n in (50, 99, 100, 2800)] == [1, 1, 2, 29]  # 1 frame + 1 %
+    gt = m(1000)
+    for T in (989, 1000, 1011):
+        pred, fit = fit_prediction(m(T), gt, "p.npz")
+        assert fit == {"pred_frames": T, "truth_frames": 1000, "padded": max(0, 1000 - T),
+                       "trimmed": max(0, T - 1000)}
+    for T in (988, 1012, 500, 2000):
+        with pytest.raises(KsdiffError) as e:
+            fit_prediction(m(T), gt, "p.npz", clip="c1")
+        assert e.value.path == "p.npz" and f"has {T} frames" in e.value.problem and "--align-lengths" in str(e.value)
+        assert fit_prediction(m(T), gt, "p.npz", align_lengths=True)[1]["pred_frames"] == T
+    # another frame rate: compared at the truth's rate (1200 frames at 30 fps = 1000 at 25 fps)
+    pred, fit = fit_prediction(m(1200, fps=30.0), gt)
+    assert pred.fps == 25.0 and fit["pred_frames"] == 1000 and fit["padded"] == fit["trimmed"] == 0
+    with pytest.raises(KsdiffError, match="1200 frames at 30 fps = 1000 at 25 fps"):
+        fit_prediction(m(1200, fps=30.0), m(500))
+    flame = get_spec("flame")
+    with pytest.raises(KsdiffError, match="'flame' motion but the truth is 'arkit'"):
+        fit_prediction(m(1000, spec_name="flame", channels=flame.channels), gt)
+    mouth_only = m(1000, spec_name="", channels=spec.channels[:52])
+    with pytest.raises(KsdiffError, match="lacks 6 of the truth's channels"):
+        fit_prediction(mouth_only, gt)
+    fit_prediction(mouth_only, gt, observed=list(spec.channels[:52]))  # the truth does not observe the head
+    nan = m(1000)
+    nan.coeffs[5, 5] = np.nan
+    with pytest.raises(KsdiffError, match="NaN/inf"):
+        fit_prediction(nan, gt)
