@@ -149,6 +149,7 @@ class Animator:
         spec: face spec of the output; fps: its frame rate.
         encoder / tokens: speech encoder name and token kind the model was trained with.
         window_s / overlap_s: long-audio window plan (seconds); ``window_s = 0`` generates in one pass.
+        max_seconds: audio files longer than this are refused while decoding (None, the default: no limit).
         last_info: after :meth:`animate`: ``timings`` (seconds per stage), ``windows``, ``seams``, ``num_frames``,
             ``audio_seconds``, ``transcript`` and the sampling settings.
     """
@@ -173,6 +174,7 @@ class Animator:
         self.default_style = str((config.get("data") or {}).get("default_style") or "") or None
         self.defaults = generation_defaults(config)
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
+        self.max_seconds: float | None = None  # audio files longer than this are refused (None: no limit)
         self.last_info: dict = {}
 
     @property
@@ -358,7 +360,7 @@ class Animator:
         from ksdiff.audio.features import check_duration, load_speech
 
         if isinstance(audio, (str, os.PathLike)):
-            return load_speech(audio)
+            return load_speech(audio, max_seconds=self.max_seconds)
         wave = np.asarray(audio, dtype=np.float32).reshape(-1)
         if wave.size == 0 or not np.isfinite(wave).all():
             raise KsdiffError("the audio wave is empty or holds NaN/inf samples")

@@ -394,3 +394,14 @@ def test_main_turns_an_unhandled_refused_write_into_one_line(monkeypatch, capsys
     monkeypatch.setattr(cmd_features, "run", bug)
     with pytest.raises(OSError):  # not a refused write: a bug keeps its traceback
         main(["features", "x.wav"])
+
+
+def test_features_and_generate_max_seconds(ckpt: Path, speech_dir: Path, tmp_path: Path):
+    wav = speech_dir / "one_two_three.wav"  # 2.7 s
+    r = ksdiff("features", str(wav), "--encoder", "mel", "--tokens", "none", "--max-seconds", "1")
+    line = assert_one_line_error(r, wav, "1 s limit")
+    r = _generate(wav, ckpt, tmp_path / "out", "--max-seconds", "1")
+    assert assert_one_line_error(r, wav) == line
+    r = _generate(wav, ckpt, tmp_path / "out", "--max-seconds", "0")
+    assert r.returncode == 2 and r.stderr == "ksdiff: --max-seconds must be positive, got 0\n"
+    assert not (tmp_path / "out").exists()

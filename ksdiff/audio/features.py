@@ -116,11 +116,12 @@ def check_speech(wave: np.ndarray, path: str | os.PathLike | None = None) -> Non
                           "check the recording, or raise its level", path)
 
 
-def load_speech(path: str | os.PathLike) -> np.ndarray:
-    """Decode ``path`` (:func:`ksdiff.audio.decode.load_audio`) and :func:`check_speech` it -> (N,) float32 16 kHz."""
+def load_speech(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:
+    """Decode ``path`` (:func:`ksdiff.audio.decode.load_audio`; refused past ``max_seconds`` when given) and
+    :func:`check_speech` it -> (N,) float32 16 kHz."""
     from ksdiff.audio.decode import load_audio
 
-    wave = load_audio(path, allow_silent=True)
+    wave = load_audio(path, allow_silent=True, max_seconds=max_seconds)
     check_speech(wave, path)
     return wave
 

@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compute-type", choices=["float32", "int8"], default=None,
                    help="whisper-tiny: CTranslate2 compute type (default float32)")
     p.add_argument("--save", metavar="OUT.npz", help="also write the features to this file")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="SEC",
+                   help="refuse audio longer than SEC seconds (default: no limit)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff.errors import KsdiffError
     from ksdiff.utils.io import check_writable_file
 
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise KsdiffError(f"--max-seconds must be positive, got {args.max_seconds:g}")
     if args.save:
         check_writable_file(args.save)  # before any compute
     t0 = time.perf_counter()
-    wave = load_speech(args.audio)  # the same rules as generate: long enough, not silent throughout
+    wave = load_speech(args.audio, max_seconds=args.max_seconds)  # generate's rules: long enough, not silent
     t_decode = time.perf_counter() - t0
     opts = {"compute_type": args.compute_type} if args.compute_type else {}
     t0 = time.perf_counter()

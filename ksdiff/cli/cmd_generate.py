@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="long audio: seconds per denoising window (default 8; 0 = whole clip in one pass)")
     p.add_argument("--overlap", type=float, default=None, metavar="SEC",
                    help="long audio: seconds each window shares with the previous one (default 2)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="SEC",
+                   help="refuse audio longer than SEC seconds (default: no limit)")
     p.add_argument("--export", action="append", choices=EXPORTS, default=None,
                    help="also write livelink (OUT/<stem>.csv, arkit) or flame (OUT/<stem>_deca.npz); "
                         "npz is always written; repeatable")
@@ -106,6 +108,8 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[str | None]]:
         raise KsdiffError(f"several inputs share the name {dup[0]!r}; outputs would overwrite each other")
     if args.steps is not None and args.steps < 1:
         raise KsdiffError(f"--steps must be at least 1, got {args.steps}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise KsdiffError(f"--max-seconds must be positive, got {args.max_seconds:g}")
     return audios, _texts(args, audios)
 
 
@@ -185,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     animator = _load_animator(args, exports)
+    animator.max_seconds = args.max_seconds
     render_video = _renderer(args.render)
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
