@@ -63,9 +63,10 @@ def align_to(pred: Motion, gt: Motion) -> np.ndarray:
 
 def length_tolerance(truth_frames: int) -> int:
     """Frames a prediction may differ from the truth's length and still be scored without ``--align-lengths``:
-    1 frame + 1 % of the truth's frames, the tolerance a dataset allows between a clip's motion and its audio
-    (:func:`ksdiff.face.motion.motion_problems`), so a prediction made from the clip's audio always fits."""
-    return int(1 + 0.01 * truth_frames)
+    2 frames + 1 % of the truth's frames. A dataset lets a clip's motion differ from its audio by 1 frame + 1 %
+    (:func:`ksdiff.face.motion.motion_problems`) and a prediction made from the audio rounds its length by up to
+    half a frame, so such a prediction always fits; half or double the length never does."""
+    return int(2 + 0.01 * truth_frames)
 
 
 def fit_prediction(pred: Motion, gt: Motion, source: str | os.PathLike | None = None, clip: str = "",
@@ -330,7 +331,7 @@ def _length_fit_lines(info: dict) -> list[str]:
     fits = info.get("length_fits") or {}
     if not fits:
         return []
-    why = "--align-lengths" if info.get("align_lengths") else "within the tolerance of 1 frame + 1 %"
+    why = "--align-lengths" if info.get("align_lengths") else "within the tolerance of 2 frames + 1 %"
     out = [f"Lengths: {len(fits)} of {info['clips']} predictions were fitted to the truth's length ({why}; "
            "padding repeats the last frame):", ""]
     for cid, f in fits.items():

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "model; 1 = off)")
     p.add_argument("--align-lengths", action="store_true",
                    help="pad (repeating the last frame) or trim predictions whose length differs from the truth's by "
-                        "more than 1 frame + 1 %% (refused otherwise); the report lists every clip fitted so")
+                        "more than 2 frames + 1 %% (refused otherwise); the report lists every clip fitted so")
     p.add_argument("--name", default=None, help="method name in the report")
     p.add_argument("--no-plots", action="store_true")
 
