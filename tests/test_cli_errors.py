@@ -405,3 +405,10 @@ def test_features_and_generate_max_seconds(ckpt: Path, speech_dir: Path, tmp_pat
     r = _generate(wav, ckpt, tmp_path / "out", "--max-seconds", "0")
     assert r.returncode == 2 and r.stderr == "ksdiff: --max-seconds must be positive, got 0\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_transcript_that_is_not_text(tmp_path: Path, speech_dir: Path):
+    bad = tmp_path / "t.txt"
+    bad.write_bytes(b"\xff\xfe\x00\x81 not utf-8")
+    r = ksdiff("generate", str(speech_dir / "one_two_three.wav"), "--text", str(bad), "--out", str(tmp_path / "o"))
+    assert_one_line_error(r, bad, "not UTF-8 text")

@@ -70,24 +70,30 @@ def _parse_emotion(s: str | None) -> tuple[float, float] | None:
 
 
 def _texts(args: argparse.Namespace, audios: list[Path]) -> list[str | None]:
+    """One transcript (or None) per audio: ``--text`` (a string or a .txt), else a same-stem .txt beside it."""
     if args.text is not None:
         if len(args.text) != len(audios):
             raise KsdiffError(f"--text was given {len(args.text)} time(s) for {len(audios)} audio file(s); "
                               "give one transcript per AUDIO")
         out = []
         for t in args.text:
-            p = Path(t)
             if t.lower().endswith(".txt"):
-                if not p.is_file():
-                    raise KsdiffError("transcript file not found", p)
-                t = p.read_text(encoding="utf-8")
+                if not Path(t).is_file():
+                    raise KsdiffError("transcript file not found", t)
+                t = _read_text(Path(t))
             out.append(" ".join(t.split()) or None)
         return out
-    out = []
-    for a in audios:
-        side = a.with_suffix(".txt")
-        out.append(" ".join(side.read_text(encoding="utf-8").split()) or None if side.is_file() else None)
-    return out
+    sides = [a.with_suffix(".txt") for a in audios]
+    return [" ".join(_read_text(s).split()) or None if s.is_file() else None for s in sides]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KsdiffError("transcript is not UTF-8 text", path) from None
+    except OSError as e:
+        raise KsdiffError(f"transcript is not readable ({e.strerror})", path) from None
 
 
 def _style(s: str | None):
