@@ -362,14 +362,15 @@ def _message(e: KsdiffError, src: Path, shown: str) -> str:
 
 
 def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> dict:
-    """Decode (at most ``max_seconds``), generate, save and render one job in ``src``'s folder; its JSON answer.
+    """Decode (at most ``max_seconds``: :func:`ksdiff.audio.features.load_speech`), generate, save and render one
+    job in ``src``'s folder; its JSON answer.
     User errors come back as HTTP 400."""
-    from ksdiff.audio.decode import load_audio
+    from ksdiff.audio.features import load_speech
     from ksdiff.render import render_video
 
     d, job = src.parent, src.parent.name
     try:
-        wave = load_audio(src, max_seconds=max_seconds)
+        wave = load_speech(src, max_seconds=max_seconds)  # generate's rules: long enough, not silent
         if p.face == "ict" and animator.spec.name != "arkit":
             raise KsdiffError(f"face 'ict' shows arkit motion, this model makes {animator.spec.name!r}: choose auto "
                               "or schematic")
