@@ -8,7 +8,9 @@ Each subcommand lives in its own module ``ksdiff/cli/cmd_<name>.py`` defining::
     def run(args) -> int | None: ... # exit code (None = 0)
 
 Modules are discovered automatically, so adding a command never touches this file. A :class:`KsdiffError`
-is printed as one line ``ksdiff: <file>: <problem>`` with exit code 2.
+is printed as one line ``ksdiff: <file>: <problem>`` with exit code 2; so is, as a safety net, an OSError that
+refuses a write and names its file (ENOSPC, EROFS, EACCES, EISDIR, ENOTDIR, ...: ``ksdiff.utils.io.WRITE_ERRORS``)
+which no command turned into a :class:`KsdiffError` itself. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
