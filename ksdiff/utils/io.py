@@ -28,7 +28,7 @@ WRITE_ERRORS: dict[int, str] = {
     errno.EPERM: "operation not permitted",
     errno.EISDIR: "a folder of that name is in the way",
     errno.ENOTDIR: "a file is in the way where a folder should be",
-    errno.EEXIST: "a file is in the way where a folder should be",
+    errno.EEXIST: "something of that name is in the way",
     errno.ENAMETOOLONG: "the name is too long",
 }
 
@@ -69,6 +69,8 @@ def make_dir(path: str | os.PathLike, name: str | os.PathLike | None = None) -> 
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        if e.errno == errno.EEXIST:  # mkdir(exist_ok) says so when a file holds the folder's name
+            e = NotADirectoryError(errno.ENOTDIR, e.strerror, e.filename)
         if e.errno in WRITE_ERRORS:
             raise write_error(e, path if name is None else name) from None
         raise
