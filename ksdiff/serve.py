@@ -375,7 +375,8 @@ def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> d
             raise KsdiffError(f"face 'ict' shows arkit motion, this model makes {animator.spec.name!r}: choose auto "
                               "or schematic")
         t0 = time.perf_counter()
-        m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed)
+        with _ANIMATE_LOCK:  # one model shared by the jobs: generations take turns, renderings overlap
+            m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed)
         t_gen = time.perf_counter() - t0
         m.save(d / "motion.npz")
         csv = None
@@ -393,6 +394,10 @@ def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> d
                f"rendering {t_render:.1f} s.")
     return {"mp4": f"files/{job}/video.mp4", "npz": f"files/{job}/motion.npz", "csv": csv, "summary": summary}
 
+
+#: ``Animator.animate`` keeps per-call state (``last_info``) on the one shared model: with ``--max-jobs`` above 1
+#: the generations take turns (rendering, the longer stage, still runs in parallel).
+_ANIMATE_LOCK = threading.Lock()
 
 _OPENAPI_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["audio"], "properties": {

@@ -117,3 +117,18 @@ def test_no_circle_between_files():
 @pytest.mark.parametrize("module", ["ksdiff.face.motion", "ksdiff.face.keyframes", "ksdiff.data.features"])
 def test_moved_modules_import(module):
     __import__(module)
+
+
+#: "about 60 lines": a function longer than this is split into named steps.
+MAX_FUNCTION_LINES = 62
+
+
+def test_no_function_is_longer_than_about_60_lines():
+    long = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "functions over ~60 lines:\n" + "\n".join(long)

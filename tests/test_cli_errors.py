@@ -264,7 +264,7 @@ def test_features_and_generate_share_the_minimum_duration(ckpt: Path, tmp_path: 
 @pytest.mark.parametrize("level_db", [None, -70.0])
 def test_features_and_generate_refuse_silence_alike(ckpt: Path, tmp_path: Path, level_db: float | None):
     """Digital silence and near-silence (white noise at -70 dBFS) are both "silent throughout"."""
-    from ksdiff.audio.features import SILENCE_DBFS
+    from ksdiff.audio.decode import SILENCE_DBFS
 
     n = 2 * SAMPLE_RATE
     wave = np.zeros(n, np.float32) if level_db is None else \

@@ -14,6 +14,10 @@ from ksdiff.errors import KsdiffError
 from ksdiff.utils.io import atomic_path
 
 SAMPLE_RATE = 16_000  # Hz; every speech encoder here expects 16 kHz mono
+#: Audio whose loudest 40 ms (RMS, the prosody energy window) stays below this level is silent throughout: no
+#: speech to hear (16-bit digital silence, a muted microphone, a noise floor). Speech recorded at any usable level
+#: peaks 30-60 dB above it. The one silence rule of the project (decoding, features, generate, serve, importers).
+SILENCE_DBFS = -60.0
 
 
 def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: bool = False, *,
@@ -55,14 +59,43 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: boo
         raise KsdiffError(f"not readable as audio ({_short(e)})", path) from None
     if len(wav) == 0:
         raise KsdiffError("audio is empty (no samples decoded)", path)
-    if not allow_silent and max(float(wav.max()), -float(wav.min())) < 1e-4:  # no |wav| copy
-        raise KsdiffError("audio is silent throughout", path)
+    if not allow_silent:
+        check_not_silent(wav, sr, path)
     return wav
+
+
+def loudest_level_db(wave: np.ndarray, block: int = SAMPLE_RATE // 50) -> float:
+    """Level of the loudest 2 × ``block`` samples of ``wave`` (RMS in dBFS; 40 ms at 16 kHz), in O(block) memory.
+
+    wave: (N,) float mono in [-1, 1]. Returns -inf for digital silence.
+    """
+    wave = np.asarray(wave).reshape(-1)
+    n = len(wave) // block * block
+    ms = np.zeros(max(1, n // block + (len(wave) > n)), np.float64)
+    step = block * 8192  # 2.6 M samples per chunk at 16 kHz
+    for i in range(0, n, step):
+        seg = wave[i:min(i + step, n)].astype(np.float64).reshape(-1, block)
+        ms[i // block:i // block + len(seg)] = np.mean(seg * seg, axis=1)
+    if len(wave) > n:
+        ms[-1] = np.mean(np.square(wave[n:], dtype=np.float64))
+    pair = (ms[:-1] + ms[1:]) / 2 if len(ms) > 1 else ms
+    peak = float(pair.max())
+    return 10 * float(np.log10(peak)) if peak > 0 else float("-inf")
+
+
+def check_not_silent(wave: np.ndarray, sr: int = SAMPLE_RATE, path: str | os.PathLike | None = None) -> None:
+    """Raise :class:`KsdiffError` when ``wave`` (N,) at ``sr`` Hz is silent throughout: its loudest 40 ms stays
+    below :data:`SILENCE_DBFS` (digital silence and near-silence alike)."""
+    level = loudest_level_db(wave, max(1, sr // 50))
+    if level < SILENCE_DBFS:
+        shown = "digital silence" if level == float("-inf") else f"loudest 40 ms at {level:.1f} dBFS"
+        raise KsdiffError(f"audio is silent throughout ({shown}; speech must rise above {SILENCE_DBFS:g} dBFS): "
+                          "check the recording, or raise its level", path)
 
 
 def _too_long(max_seconds: float, path: Path, seconds: float | None = None) -> KsdiffError:
     said = f"audio is {seconds:.0f} s long, over" if seconds is not None else "audio is longer than"
-    return KsdiffError(f"{said} the {max_seconds:g} s limit (--max-seconds)", path)
+    return KsdiffError(f"{said} the {max_seconds:g} s limit", path)
 
 
 def _check_declared_duration(container, stream, max_seconds: float, path: Path) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ksdiff.audio.decode import SAMPLE_RATE
-from ksdiff.audio.encoders import HOP, SpeechEncoder, get_encoder, num_frames
+from ksdiff.audio.decode import SAMPLE_RATE, check_not_silent
+from ksdiff.audio.encoders import SpeechEncoder, get_encoder, num_frames
 from ksdiff.audio.tokens import text_to_tokens, vocab_size
 from ksdiff.errors import KsdiffError
 from ksdiff.utils.io import atomic_path
@@ -27,14 +27,10 @@ CACHE_FORMAT_VERSION = 1
 #: frames at 25 fps). Shorter audio has too little for pitch tracking (DIO's 50 ms) or a transcript (Whisper is
 #: not run under 0.1 s), and under 10 ms not even one feature frame.
 MIN_SECONDS = 0.1
-#: Audio whose loudest 40 ms (RMS, the prosody energy window) stays below this level is silent throughout: no
-#: speech to hear (16-bit digital silence, a muted microphone, a noise floor). Speech recorded at any usable level
-#: peaks 30-60 dB above it.
-SILENCE_DBFS = -60.0
 
 __all__ = ["SpeechFeatures", "get_encoder", "resolve_encoder", "compute_features", "save_features", "load_features",
-           "read_features_npz", "features_from_arrays", "MIN_SECONDS", "SILENCE_DBFS", "check_duration",
-           "loudest_level_db", "check_speech", "load_speech"]
+           "read_features_npz", "features_from_arrays", "MIN_SECONDS", "check_duration", "check_speech",
+           "load_speech"]
 
 
 @dataclass
@@ -86,34 +82,11 @@ def check_duration(seconds: float, path: str | os.PathLike | None = None) -> Non
                           path)
 
 
-def loudest_level_db(wave: np.ndarray, block: int = HOP) -> float:
-    """Level of the loudest 2 × ``block`` samples of ``wave`` (RMS in dBFS; 40 ms at 16 kHz), in O(block) memory.
-
-    wave: (N,) float mono in [-1, 1]. Returns -inf for digital silence.
-    """
-    wave = np.asarray(wave).reshape(-1)
-    n = len(wave) // block * block
-    ms = np.zeros(max(1, n // block + (len(wave) > n)), np.float64)
-    step = block * 8192  # 2.6 M samples per chunk
-    for i in range(0, n, step):
-        seg = wave[i:min(i + step, n)].astype(np.float64).reshape(-1, block)
-        ms[i // block:i // block + len(seg)] = np.mean(seg * seg, axis=1)
-    if len(wave) > n:
-        ms[-1] = np.mean(np.square(wave[n:], dtype=np.float64))
-    pair = (ms[:-1] + ms[1:]) / 2 if len(ms) > 1 else ms
-    peak = float(pair.max())
-    return 10 * float(np.log10(peak)) if peak > 0 else float("-inf")
-
-
 def check_speech(wave: np.ndarray, path: str | os.PathLike | None = None) -> None:
     """Refuse audio ``features`` / ``generate`` cannot use: shorter than :data:`MIN_SECONDS`, or silent throughout
-    (loudest 40 ms below :data:`SILENCE_DBFS`; digital silence and near-silence alike)."""
+    (:func:`ksdiff.audio.decode.check_not_silent`: digital silence and near-silence alike)."""
     check_duration(len(wave) / SAMPLE_RATE, path)
-    level = loudest_level_db(wave)
-    if level < SILENCE_DBFS:
-        shown = "digital silence" if level == float("-inf") else f"loudest 40 ms at {level:.1f} dBFS"
-        raise KsdiffError(f"audio is silent throughout ({shown}; speech must rise above {SILENCE_DBFS:g} dBFS): "
-                          "check the recording, or raise its level", path)
+    check_not_silent(wave, SAMPLE_RATE, path)
 
 
 def load_speech(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:

@@ -257,7 +257,7 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
     size = int(size) + int(size) % 2
     if size < 16:
         raise KsdiffError(f"--size must be at least 16 pixels, got {size}")
-    samples = None if audio is None else load_audio_for_video(audio, AUDIO_RATE)
+    samples = None if audio is None else load_audio_for_video(audio, AUDIO_RATE, max_seconds=MAX_VIDEO_SECONDS)
     num_frames = render_frame_count(motion, None if samples is None else len(samples) / AUDIO_RATE, motion_path,
                                     audio)
     motion = fit_length(motion, num_frames)

@@ -26,32 +26,13 @@ def check_video_fps(fps: float, path: str | os.PathLike | None = None) -> None:
                           "second; the video has the motion's frame rate)", path)
 
 
-def load_audio_for_video(path: str | os.PathLike, rate: int = AUDIO_RATE) -> np.ndarray:
-    """Decode ``path`` (any format PyAV reads) to mono float32 at ``rate``: (N,) samples."""
-    import av
+def load_audio_for_video(path: str | os.PathLike, rate: int = AUDIO_RATE,
+                         max_seconds: float | None = None) -> np.ndarray:
+    """Decode ``path`` (any format PyAV reads) to mono float32 at ``rate``: (N,) samples. The same streaming
+    decoder as speech (:func:`ksdiff.audio.decode.load_audio`, silence allowed), refused past ``max_seconds``."""
+    from ksdiff.audio.decode import load_audio
 
-    path = Path(path)
-    if not path.is_file():
-        raise KsdiffError("audio file not found", path)
-    chunks: list[np.ndarray] = []
-    try:
-        with av.open(str(path)) as container:
-            streams = [s for s in container.streams if s.type == "audio"]
-            if not streams:
-                raise KsdiffError("no audio stream in this file", path)
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            for frame in container.decode(streams[0]):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-    except KsdiffError:
-        raise
-    except (av.error.FFmpegError, ValueError) as e:  # type: ignore[attr-defined]
-        raise KsdiffError(f"not readable as audio ({e})", path) from None
-    if not chunks:
-        raise KsdiffError("audio is empty (no samples decoded)", path)
-    return np.concatenate(chunks).astype(np.float32)
+    return load_audio(path, sr=rate, allow_silent=True, max_seconds=max_seconds)
 
 
 class _Muxer:
