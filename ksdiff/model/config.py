@@ -76,6 +76,9 @@ class KELConfig:
         label_sigma: Gaussian smoothing of the variation sequences for the ground-truth labels (frames).
         label_kappa: label threshold = mean + kappa * std of the smoothed variation.
         label_min_gap: minimum distance between two ground-truth keyframes of one path (frames).
+        encoder_grad: scale of the gradient the keyframe loss sends into the shared speech encoder (DPSE) and the
+            text encoder: 1 = the paper's joint training, 0 = stop-gradient (the predictors read the encoders'
+            features but do not train them), in between = scaled. The forward pass is the same.
     """
 
     layers: int = 2
@@ -90,6 +93,7 @@ class KELConfig:
     label_sigma: float = 2.0
     label_kappa: float = 1.0
     label_min_gap: int = 5
+    encoder_grad: float = 1.0
 
 
 @dataclass
@@ -129,6 +133,14 @@ class DenoiserConfig:
         frame_cond: also add the time and style embeddings to every frame's input (as FaceFormer adds its
             style), not only as the two prefix tokens the attentions read (DiffSpeaker). False in checkpoints
             that predate it; ``configs/default.yaml`` turns it on.
+        text_attention: ``joint`` (the paper's form: prefix, aligned speech and transcript tokens in one
+            cross-attention softmax) or ``gated`` (the transcript in its own cross-attention sublayer, added
+            through a tanh gate that starts at 0).
+        keyframe_drop_prob: training probability of replacing a clip's keyframes by "unknown" while its speech
+            stays (so "keyframes unknown, speech present" is learnt, and the denoiser cannot lean on keyframes
+            alone).
+        keyframe_jitter: training shift of each clip's keyframes by a random whole number of frames in
+            [-jitter, jitter] (the predictor's keyframes at inference are that far off).
     """
 
     layers: int = 2
@@ -142,6 +154,9 @@ class DenoiserConfig:
     style_drop_prob: float = 0.3
     emotion_drop_prob: float = 0.3
     frame_cond: bool = False
+    text_attention: str = "joint"
+    keyframe_drop_prob: float = 0.0
+    keyframe_jitter: int = 0
 
 
 @dataclass

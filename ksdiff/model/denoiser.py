@@ -6,6 +6,10 @@ noisy motion x_t (B, T, C) --Linear--> + keyframe embedding + emotion embedding 
         self-attention   keys/values = [time token, style token, frames], bias -slope_h * floor(|i-j| / period)
         cross-attention  keys/values = [time token, style token, speech frames (T), text tokens (L)],
                          frame t sees speech frame t only, every valid text token, and both prefix tokens
+                         (``text_attention = "joint"``, the paper's form); with ``"gated"`` this attention sees
+                         the prefix and the aligned speech only, and the text has its own cross-attention
+                         sublayer whose output is scaled by tanh(g), g a learned scalar starting at 0, so the
+                         transcript cannot crowd the aligned speech out of one softmax
         feed-forward (GELU)
   --> LayerNorm --> zero-initialised Linear --> x0_hat (B, T, C)
 
@@ -18,11 +22,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ksdiff.errors import KsdiffError
 from ksdiff.model.config import DenoiserConfig
 from ksdiff.model.layers import Attention, FeedForward, alibi_slopes, mask_to_bias, sinusoid
 
 NUM_PREFIX = 2  #: time token and style token, prepended to the keys / values of both attentions
 KF_UNKNOWN = 2  #: keyframe id used when keyframes are dropped (0 = no keyframe, 1 = keyframe)
+TEXT_ATTENTION = ("joint", "gated")  #: how the denoiser reads the transcript (module docstring)
 
 
 def periodic_alibi_bias(n_heads: int, length: int, period: int, device: torch.device | None = None) -> Tensor:
@@ -49,20 +55,31 @@ def alignment_mask(frame_mask: Tensor) -> Tensor:
 class DenoiserLayer(nn.Module):
     """Pre-norm Transformer decoder layer with prefix tokens on both attentions."""
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float, gated_text: bool = False):
         super().__init__()
         self.n1, self.n2, self.n3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.self_attn = Attention(dim, heads, dropout)
         self.cross_attn = Attention(dim, heads, dropout)
         self.ffn = FeedForward(dim, ffn_dim, dropout)
         self.drop = nn.Dropout(dropout)
+        if gated_text:
+            self.n_text = nn.LayerNorm(dim)
+            self.text_attn = Attention(dim, heads, dropout)
+            self.text_gate = nn.Parameter(torch.zeros(1))
+        else:
+            self.text_gate = None
 
-    def forward(self, x: Tensor, prefix: Tensor, memory: Tensor, self_mask: Tensor, cross_mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, prefix: Tensor, memory: Tensor, self_mask: Tensor, cross_mask: Tensor,
+                text: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
         """x: (B, T, D); prefix: (B, 2, D); memory: (B, M, D); masks: float additive, (B, H|1, T, 2+T) and
-        (B, 1, T, 2+M)."""
+        (B, 1, T, 2+M). ``text`` (gated layers only): (memory (B, L, D), additive mask (B, 1, 1, L), keep (B, 1, 1)
+        float: 0 where the text is dropped)."""
         y = self.n1(x)
         x = x + self.drop(self.self_attn(y, torch.cat([prefix, y], dim=1), self_mask))
         x = x + self.drop(self.cross_attn(self.n2(x), torch.cat([prefix, memory], dim=1), cross_mask))
+        if self.text_gate is not None and text is not None:
+            mem, bias, keep = text
+            x = x + torch.tanh(self.text_gate) * keep * self.drop(self.text_attn(self.n_text(x), mem, bias))
         return x + self.drop(self.ffn(self.n3(x)))
 
 
@@ -91,7 +108,12 @@ class MotionDenoiser(nn.Module):
         self.null_emotion = nn.Parameter(torch.zeros(dim)) if cfg.emotion else None
         self.null_speech = nn.Parameter(torch.zeros(dim))
         self.drop_in = nn.Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(DenoiserLayer(dim, cfg.heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.layers))
+        if cfg.text_attention not in TEXT_ATTENTION:
+            raise KsdiffError(f"model.denoiser.text_attention must be one of {', '.join(TEXT_ATTENTION)}, "
+                              f"not {cfg.text_attention!r}")
+        self.gated_text = cfg.text_attention == "gated"
+        self.layers = nn.ModuleList(DenoiserLayer(dim, cfg.heads, cfg.ffn_dim, cfg.dropout, self.gated_text)
+                                    for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, channels)
         nn.init.zeros_(self.out.weight)
@@ -111,7 +133,7 @@ class MotionDenoiser(nn.Module):
             speech: (B, T, D) frame-aligned speech features of this path.
             frame_mask: (B, T) bool, True at valid frames.
             text: (B, L, D) transcript encodings; text_mask: (B, L) bool.
-            keyframes: (B, T, K) {0, 1} (K = keyframe_streams) or None.
+            keyframes: (B, T, K) {0, 1} (K = keyframe_streams; -1 = unknown) or None.
             style: (B, S) per-clip style vectors, style_mask (B,) bool (False = absent).
             emotion: (B, T, 2) or (B, 2) valence-arousal, emotion_mask (B,) bool.
             drop: (B,) bool: replace speech, transcript and keyframes by their null versions (CFG).
@@ -129,10 +151,17 @@ class MotionDenoiser(nn.Module):
             h = h + (time_tok + style_tok)[:, None, :]
 
         speech = torch.where((~drop)[:, None, None], speech, self.null_speech.expand(B, T, -1))
-        memory = torch.cat([speech, text], dim=1)  # (B, T + L, D)
-        self_mask, cross_mask = self._attention_masks(frame_mask, text_mask, drop, h.dtype)
+        if self.gated_text:  # the text has its own sublayer; the cross-attention sees prefix + aligned speech
+            memory = speech
+            self_mask, cross_mask = self._attention_masks(frame_mask, text_mask[:, :0], drop, h.dtype)
+            text_in = (text, mask_to_bias(text_mask[:, None, None, :], None, h.dtype),
+                       (~drop).to(h.dtype)[:, None, None])
+        else:
+            memory = torch.cat([speech, text], dim=1)  # (B, T + L, D)
+            self_mask, cross_mask = self._attention_masks(frame_mask, text_mask, drop, h.dtype)
+            text_in = None
         for layer in self.layers:
-            h = layer(h, prefix, memory, self_mask, cross_mask)
+            h = layer(h, prefix, memory, self_mask, cross_mask, text_in)
         return self.out(self.norm(h))
 
 
@@ -145,9 +174,9 @@ class MotionDenoiser(nn.Module):
         for i, emb in enumerate(self.kf):
             if keyframes is None:
                 ids = torch.full((B, T), KF_UNKNOWN, dtype=torch.long, device=dev)
-            else:
+            else:  # a negative value marks a frame whose keyframe bit is unknown (keyframe dropout)
                 ids = (keyframes[..., i] > 0.5).long()
-                ids = torch.where(drop[:, None], torch.full_like(ids, KF_UNKNOWN), ids)
+                ids = torch.where(drop[:, None] | (keyframes[..., i] < 0), torch.full_like(ids, KF_UNKNOWN), ids)
             h = h + emb(ids)
         if self.emotion is not None:
             e = self.null_emotion.expand(B, T, -1)

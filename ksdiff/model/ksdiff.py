@@ -79,6 +79,35 @@ class TextEncoder(nn.Module):
 
 
 
+def scale_grad(x: Tensor, scale: float) -> Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass (0 = stop-gradient,
+    1 = ``x`` itself)."""
+    if scale == 1.0:
+        return x
+    if scale == 0.0:
+        return x.detach()
+    return x.detach() + scale * (x - x.detach())
+
+
+def perturb_keyframes(kf: Tensor, drop_prob: float, jitter: int, generator: torch.Generator | None) -> Tensor:
+    """Training keyframes for the denoisers: each clip's stream shifted by a random whole number of frames in
+    [-jitter, jitter] (frames shifted in from outside are 0), then replaced by "unknown" (-1) with ``drop_prob``.
+
+    kf: (B, T, K) {0, 1}. Returns (B, T, K) in {-1, 0, 1}.
+    """
+    B, T, K = kf.shape
+    out = kf
+    if jitter > 0:
+        shifts = torch.randint(-jitter, jitter + 1, (B, K), device=kf.device, generator=generator)
+        idx = torch.arange(T, device=kf.device)[None, :, None] - shifts[:, None, :]  # (B, T, K): source frame
+        valid = (idx >= 0) & (idx < T)
+        out = torch.gather(kf, 1, idx.clamp(0, T - 1)) * valid.to(kf.dtype)
+    if drop_prob > 0:
+        unknown = torch.rand(B, 1, K, device=kf.device, generator=generator) < drop_prob
+        out = torch.where(unknown, torch.full_like(out, -1.0), out)
+    return out
+
+
 def _repeat_batch(cond: Any, B: int) -> Any:
     """``cond`` with every batch-first tensor (leading size ``B``) stacked twice along the batch; dicts recursed,
     other values kept."""
@@ -338,8 +367,9 @@ class KSDiff(nn.Module):
             raise KsdiffError("the batch has no ground-truth 'keyframes' but the model uses keyframes")
         kf_gt = kf_gt.to(motion.dtype)
         c = self.cfg.kel
+        text = scale_grad(cond["text"], c.encoder_grad)
         for i, p in enumerate(PATHS):
-            logits = self.kel[p](cond["f"][p], kf_gt[..., i], cond["text"], cond["text_mask"])
+            logits = self.kel[p](scale_grad(cond["f"][p], c.encoder_grad), kf_gt[..., i], text, cond["text_mask"])
             pmask = mask
             if cmask is not None:
                 seen = cmask[:, self.spec.head_idx if p == "h" else self.spec.expression_idx].any(dim=1)
@@ -372,6 +402,9 @@ class KSDiff(nn.Module):
             u = torch.rand(3, B, device=dev, generator=generator)
             drop, style_keep, emotion_keep = u[0] < dc.cond_drop_prob, u[1] >= dc.style_drop_prob, \
                 u[2] >= dc.emotion_drop_prob
+            if cond.get("keyframes") is not None and (dc.keyframe_drop_prob > 0 or dc.keyframe_jitter > 0):
+                cond = dict(cond, keyframes=perturb_keyframes(cond["keyframes"], dc.keyframe_drop_prob,
+                                                              dc.keyframe_jitter, generator))
         x0_hat = self._denoise_paths(x_t, t, cond, drop, style_keep, emotion_keep)
         target = x0 if cmask is None else torch.where(cmask[:, None, :], x0, x0_hat.detach())
         for p, idx in self.path_idx.items():

@@ -333,8 +333,30 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
         if k > 0:
             batch = batch_to(collate(items_all[:k], val_set.fps, val_set.rate), device)
             out.update(motion_error(model, batch, cfg))
+    out.update(listening(model, items_all, val_set, device, bs, tc.seed))
     model.train(was_training)
     return out
+
+
+def listening(model: nn.Module, items: list[dict], val_set: ClipCrops, device: torch.device, bs: int,
+              seed: int) -> dict[str, float]:
+    """Validation diagnostics of how the model uses speech (:mod:`ksdiff.model.diagnostics`), averaged over the
+    val crops: ``speech_dep/<loss>`` (loss with time-shuffled speech minus loss with the true speech; > 0 = the
+    model reads the timing) and ``attn/<path>/<prefix|speech|text|text_gate>`` (cross-attention mass)."""
+    from ksdiff.model.diagnostics import attention_mass, speech_dependence
+    from ksdiff.train.data import collate
+
+    sums: dict[str, float] = {}
+    n = 0
+    for s in range(0, len(items), bs):
+        batch = batch_to(collate(items[s:s + bs], val_set.fps, val_set.rate), device)
+        k = len(items[s:s + bs])
+        parts = {f"speech_dep/{key}": v for key, v in speech_dependence(model, batch, seed + 777 + s).items()}
+        parts.update({f"attn/{key}": v for key, v in attention_mass(model, batch).items()})
+        for key, v in parts.items():
+            sums[key] = sums.get(key, 0.0) + v * k
+        n += k
+    return {key: v / max(n, 1) for key, v in sums.items()}
 
 
 def _cond_batch(batch: dict) -> dict:
