@@ -1,0 +1,59 @@
+"""Tables of scripts/listening.sh: per variant, mean ± std over seeds of the test metrics (LVE, jawOpen r on the
+FACEGOOD and synthetic test splits) and of the last validation's diagnostics (speech dependence of the expression
+loss, cross-attention mass of the expression path); then every seed.
+Usage: python scripts/listening_table.py OUT RUNS"""
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+out, runs = Path(sys.argv[1]), Path(sys.argv[2])
+rows: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+for run in sorted(runs.glob("*-s*")):
+    m = re.fullmatch(r"(.+)-s(\d+)", run.name)
+    if not m or not run.is_dir():
+        continue
+    v, seed = m.group(1), int(m.group(2))
+    r: dict[str, float] = {}
+    for name in ("facegood", "synth"):
+        p = out / name / run.name / "metrics.json"
+        if p.is_file():
+            mean = json.loads(p.read_text())["mean"]
+            r[f"{name} LVE"] = mean.get("lve_mm", float("nan"))
+            r[f"{name} jaw r"] = mean.get("jaw_r", float("nan"))
+    val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in line]
+    if val:
+        last = val[-1]
+        r["speech dep (diff_e)"] = last.get("speech_dep/diff_e", float("nan"))
+        r["attn speech (e)"] = last.get("attn/e/speech", float("nan"))
+        r["attn text (e)"] = last.get("attn/e/text", float("nan"))
+        r["text gate (e)"] = last.get("attn/e/text_gate", float("nan"))
+        r["val loss"] = last.get("loss", float("nan"))
+    rows[v][seed] = r
+
+cols = ["facegood LVE", "facegood jaw r", "synth LVE", "synth jaw r", "speech dep (diff_e)", "attn speech (e)",
+        "attn text (e)", "text gate (e)", "val loss"]
+
+
+def fmt(xs: list[float]) -> str:
+    xs = [x for x in xs if np.isfinite(x)]
+    if not xs:
+        return "–"
+    return f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
+
+
+print("| variant | seeds | " + " | ".join(cols) + " |")
+print("|---|---|" + "---|" * len(cols))
+for v, by_seed in rows.items():
+    print(f"| {v} | {len(by_seed)} | " + " | ".join(fmt([r.get(c, float('nan')) for r in by_seed.values()])
+                                               for c in cols) + " |")
+print()
+print("| run | " + " | ".join(cols) + " |")
+print("|---|" + "---|" * len(cols))
+for v, by_seed in rows.items():
+    for seed, r in sorted(by_seed.items()):
+        print(f"| {v} s{seed} | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in cols) + " |")
