@@ -337,10 +337,10 @@ def test_loss_falls_and_run_folder_is_complete(datasets, tmp_path):
     val = [r for r in rows if r["kind"] == "val"]
     assert [r["step"] for r in val] == [75, 150]
     for key in ("loss", "loss/rec_e", "kf_head/f1", "kf_expr/f1", "motion_err", "speech_dep/loss",
-                "speech_dep/diff_e", "attn/e/speech", "attn/h/text"):
+                "speech_dep/diff_e", "attn/e/speech", "attn/h/text_gate"):
         assert np.isfinite(val[-1][key]), key
     assert 0.0 <= val[-1]["kf_expr/f1"] <= 1.0 and val[-1]["motion_err"] > 0
-    mass = [val[-1][f"attn/e/{k}"] for k in ("prefix", "speech", "text")]
+    mass = [val[-1][f"attn/e/{k}"] for k in ("prefix", "speech")]  # default: the text has its own gated sublayer
     assert min(mass) >= 0 and abs(sum(mass) - 1.0) < 1e-4  # the diagnostics' cross-attention shares
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
     saved = load_yaml(run / "config.yaml")
