@@ -149,7 +149,6 @@ class Animator:
         spec: face spec of the output; fps: its frame rate.
         encoder / tokens: speech encoder name and token kind the model was trained with.
         window_s / overlap_s: long-audio window plan (seconds); ``window_s = 0`` generates in one pass.
-        max_seconds: audio files longer than this are refused while decoding (None, the default: no limit).
         last_info: after :meth:`animate`: ``timings`` (seconds per stage), ``windows``, ``seams``, ``num_frames``,
             ``audio_seconds``, ``transcript`` and the sampling settings.
     """
@@ -174,7 +173,6 @@ class Animator:
         self.default_style = str((config.get("data") or {}).get("default_style") or "") or None
         self.defaults = generation_defaults(config)
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
-        self.max_seconds: float | None = None  # audio files longer than this are refused (None: no limit)
         self.last_info: dict = {}
 
     @property
@@ -283,7 +281,8 @@ class Animator:
                 sampler: str | None = None, seed: int = 0, guidance: float | None = None, emotion: Any = None,
                 style: Any = None,
                 num_frames: int | None = None, window_s: float | None = None, overlap_s: float | None = None,
-                eta: float = 0.0, progress: Callable[[int, int], None] | None = None) -> Motion:
+                eta: float = 0.0, progress: Callable[[int, int], None] | None = None,
+                max_seconds: float | None = None) -> Motion:
         """Speech -> motion in the checkpoint's face spec at its fps.
 
         Args:
@@ -314,7 +313,7 @@ class Animator:
         timings: dict[str, float] = {}
         t_all = time.perf_counter()
         with _timed(timings, "decode"):
-            wave = self._wave(audio)
+            wave = self._wave(audio, max_seconds)
         seconds = len(wave) / SAMPLE_RATE
         T = int(num_frames) if num_frames is not None else int(round(seconds * self.fps))
         windows, sample_fn = self._plan(T, seconds, window_s, overlap_s), self._sampler(sampler, steps)
@@ -355,12 +354,12 @@ class Animator:
             raise KsdiffError(f"steps must be between 1 and {self.model.schedule.num_steps}, got {steps}")
         return sample_fn
 
-    def _wave(self, audio: str | os.PathLike | np.ndarray) -> np.ndarray:
+    def _wave(self, audio: str | os.PathLike | np.ndarray, max_seconds: float | None) -> np.ndarray:
         """(N,) float32 16 kHz wave of a file (decoded, checked by ``load_speech``) or of a given wave (checked)."""
         from ksdiff.audio.features import check_duration, load_speech
 
         if isinstance(audio, (str, os.PathLike)):
-            return load_speech(audio, max_seconds=self.max_seconds)
+            return load_speech(audio, max_seconds=max_seconds)
         wave = np.asarray(audio, dtype=np.float32).reshape(-1)
         if wave.size == 0 or not np.isfinite(wave).all():
             raise KsdiffError("the audio wave is empty or holds NaN/inf samples")

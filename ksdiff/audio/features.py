@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ksdiff.audio.decode import SAMPLE_RATE, check_not_silent
+from ksdiff.audio.decode import SAMPLE_RATE, check_not_silent, load_audio
 from ksdiff.audio.encoders import SpeechEncoder, get_encoder, num_frames
 from ksdiff.audio.tokens import text_to_tokens, vocab_size
 from ksdiff.errors import KsdiffError
@@ -92,8 +92,6 @@ def check_speech(wave: np.ndarray, path: str | os.PathLike | None = None) -> Non
 def load_speech(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:
     """Decode ``path`` (:func:`ksdiff.audio.decode.load_audio`; refused past ``max_seconds`` when given) and
     :func:`check_speech` it -> (N,) float32 16 kHz."""
-    from ksdiff.audio.decode import load_audio
-
     wave = load_audio(path, allow_silent=True, max_seconds=max_seconds)
     check_speech(wave, path)
     return wave

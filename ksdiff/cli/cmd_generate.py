@@ -159,7 +159,8 @@ def _animate(animator, audio: Path, text: str | None, args: argparse.Namespace, 
     try:
         return animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
                                 guidance=args.guidance, emotion=emotion, style=_style(args.style),
-                                window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress)
+                                window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress,
+                                max_seconds=args.max_seconds)
     finally:
         step_bar.close()
 
@@ -195,7 +196,6 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     animator = _load_animator(args, exports)
-    animator.max_seconds = args.max_seconds
     render_video = _renderer(args.render)
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
@@ -230,16 +230,12 @@ def _write_outputs(out_dir: Path, audio: Path, motion, exports: set[str], render
     An error while writing (a refused write, motion an exporter refuses, ...) names the output in ``out_dir``,
     never the staging path, and leaves none of this file's outputs behind.
     """
-    from ksdiff.utils.io import is_refused_write, make_dir, write_error
+    from ksdiff.utils.io import is_refused_write, make_dir, refused_write_as, write_error
 
     writers = _writers(audio, motion, exports, render_video, face)
     make_dir(out_dir)
-    try:
+    with refused_write_as(out_dir / writers[0][0]):
         stage = Path(tempfile.mkdtemp(prefix=f".{audio.stem}.", suffix=".tmp", dir=out_dir))
-    except OSError as e:
-        if is_refused_write(e, out_dir):
-            raise write_error(e, out_dir / writers[0][0]) from None
-        raise
     moved: list[Path] = []
     current = writers[0][0]
     try:

@@ -62,18 +62,27 @@ def is_refused_write(e: BaseException, *ours: Path) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def refused_write_as(path: str | os.PathLike) -> Iterator[None]:
+    """Inside the block, an OSError refusing a write (``e.errno`` in :data:`WRITE_ERRORS`) becomes
+    :func:`write_error` naming ``path``; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in WRITE_ERRORS:
+            raise write_error(e, path) from None
+        raise
+
+
 def make_dir(path: str | os.PathLike, name: str | os.PathLike | None = None) -> Path:
     """Create the folder ``path`` (and its parents); a refusal is a :class:`KsdiffError` naming ``name`` (default
     ``path``)."""
     path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        if e.errno == errno.EEXIST:  # mkdir(exist_ok) says so when a file holds the folder's name
-            e = NotADirectoryError(errno.ENOTDIR, e.strerror, e.filename)
-        if e.errno in WRITE_ERRORS:
-            raise write_error(e, path if name is None else name) from None
-        raise
+    with refused_write_as(path if name is None else name):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as e:  # mkdir(exist_ok) says so when a file holds the folder's name
+            raise NotADirectoryError(errno.ENOTDIR, e.strerror, e.filename) from None
     return path
 
 
@@ -92,12 +101,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     _make_parent(path)
     sfx = suffix if suffix is not None else "".join(path.suffixes)
-    try:
+    with refused_write_as(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{sfx}", dir=path.parent)
-    except OSError as e:
-        if e.errno in WRITE_ERRORS:
-            raise write_error(e, path) from None
-        raise
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
@@ -121,12 +126,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     _make_parent(path)
-    try:
+    with refused_write_as(path):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as e:
-        if e.errno in WRITE_ERRORS:
-            raise write_error(e, path) from None
-        raise
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
