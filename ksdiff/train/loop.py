@@ -298,6 +298,7 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(tc.seed + 12345)
         sums: dict[str, float] = {}
+        diag: dict[str, float] = {}
         n_items = 0
         prf = {"head": [], "expr": []}
         bs = max(1, min(tc.batch_size, 8))
@@ -309,6 +310,8 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
             for k, v in losses.items():
                 if isinstance(v, Tensor) and v.numel() == 1 and not k.startswith("w1_"):
                     sums[k] = sums.get(k, 0.0) + float(v) * len(items)
+            for k, v in listening(model, batch, tc.seed + 777 + s).items():
+                diag[k] = diag.get(k, 0.0) + v * len(items)
             n_items += len(items)
             if cfg.model.keyframes:
                 cond = model.encode_condition(_cond_batch(batch), batch["motion_mask"].sum(1), keyframes=None)
@@ -324,6 +327,7 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
                             prf[name].append(keyframe_prf(kf[b, :n, j].cpu().numpy(),
                                                           batch["keyframes"][b, :n, j].cpu().numpy(), tol=2))
         out.update({f"loss/{k}" if k != "loss" else "loss": v / max(n_items, 1) for k, v in sums.items()})
+        out.update({k: v / max(n_items, 1) for k, v in diag.items()})
         for name, vals in prf.items():
             if vals:
                 arr = np.asarray(vals)
@@ -333,30 +337,20 @@ def validate(model: nn.Module, val_set: ClipCrops, cfg: RunConfig, device: torch
         if k > 0:
             batch = batch_to(collate(items_all[:k], val_set.fps, val_set.rate), device)
             out.update(motion_error(model, batch, cfg))
-    out.update(listening(model, items_all, val_set, device, bs, tc.seed))
     model.train(was_training)
     return out
 
 
-def listening(model: nn.Module, items: list[dict], val_set: ClipCrops, device: torch.device, bs: int,
-              seed: int) -> dict[str, float]:
-    """Validation diagnostics of how the model uses speech (:mod:`ksdiff.model.diagnostics`), averaged over the
-    val crops: ``speech_dep/<loss>`` (loss with time-shuffled speech minus loss with the true speech; > 0 = the
-    model reads the timing) and ``attn/<path>/<prefix|speech|text|text_gate>`` (cross-attention mass)."""
+def listening(model: nn.Module, batch: dict, seed: int) -> dict[str, float]:
+    """Validation diagnostics of how the model uses speech on one batch (:mod:`ksdiff.model.diagnostics`; they
+    draw from their own generator, so the other validation numbers are unchanged): ``speech_dep/<loss>`` (loss with
+    time-shuffled speech minus loss with the true speech; > 0 = the model reads the timing) and
+    ``attn/<path>/<prefix|speech|text|text_gate>`` (cross-attention mass)."""
     from ksdiff.model.diagnostics import attention_mass, speech_dependence
-    from ksdiff.train.data import collate
 
-    sums: dict[str, float] = {}
-    n = 0
-    for s in range(0, len(items), bs):
-        batch = batch_to(collate(items[s:s + bs], val_set.fps, val_set.rate), device)
-        k = len(items[s:s + bs])
-        parts = {f"speech_dep/{key}": v for key, v in speech_dependence(model, batch, seed + 777 + s).items()}
-        parts.update({f"attn/{key}": v for key, v in attention_mass(model, batch).items()})
-        for key, v in parts.items():
-            sums[key] = sums.get(key, 0.0) + v * k
-        n += k
-    return {key: v / max(n, 1) for key, v in sums.items()}
+    out = {f"speech_dep/{k}": v for k, v in speech_dependence(model, batch, seed).items()}
+    out.update({f"attn/{k}": v for k, v in attention_mass(model, batch).items()})
+    return out
 
 
 def _cond_batch(batch: dict) -> dict:
