@@ -1,7 +1,8 @@
-"""Tables of scripts/listening.sh: per variant, mean ± std over seeds of the test metrics (LVE, jawOpen r on the
-FACEGOOD and synthetic test splits) and of the last validation's diagnostics (speech dependence of the expression
-loss, cross-attention mass of the expression path); then every seed.
-Usage: python scripts/listening_table.py OUT RUNS"""
+"""Tables of scripts/variants.sh: per variant, mean ± std over seeds of the test metrics (LVE, jawOpen r on the
+FACEGOOD and synthetic test splits; jawOpen-envelope r and jawOpen std on real speech, when measured) and of the
+last validation's diagnostics (speech dependence of the expression loss, cross-attention mass of the expression
+path; of the single denoiser for a model without the dual path); then every seed.
+Usage: python scripts/variants_table.py OUT RUNS"""
 
 import json
 import re
@@ -25,17 +26,23 @@ for run in sorted(runs.glob("*-s*")):
             mean = json.loads(p.read_text())["mean"]
             r[f"{name} LVE"] = mean.get("lve_mm", float("nan"))
             r[f"{name} jaw r"] = mean.get("jaw_r", float("nan"))
+    p = out / "speech" / run.name / "metrics.json"
+    if p.is_file():
+        mean = json.loads(p.read_text())["mean"]
+        r["speech env r"], r["speech jaw std"] = mean["env_r"], mean["jaw_std"]
     val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in line]
     if val:
         last = val[-1]
-        r["speech dep (diff_e)"] = last.get("speech_dep/diff_e", float("nan"))
-        r["attn speech (e)"] = last.get("attn/e/speech", float("nan"))
-        r["attn text (e)"] = last.get("attn/e/text", float("nan"))
-        r["text gate (e)"] = last.get("attn/e/text_gate", float("nan"))
+        p = "e" if "speech_dep/diff_e" in last else "all"  # w/o dual path: one denoiser for every channel
+        r["speech dep (diff_e)"] = last.get(f"speech_dep/diff_{p}", float("nan"))
+        r["attn speech (e)"] = last.get(f"attn/{p}/speech", float("nan"))
+        r["attn text (e)"] = last.get(f"attn/{p}/text", float("nan"))
+        r["text gate (e)"] = last.get(f"attn/{p}/text_gate", float("nan"))
         r["val loss"] = last.get("loss", float("nan"))
     rows[v][seed] = r
 
-cols = ["facegood LVE", "facegood jaw r", "synth LVE", "synth jaw r", "speech dep (diff_e)", "attn speech (e)",
+cols = ["facegood LVE", "facegood jaw r", "synth LVE", "synth jaw r", "speech env r", "speech jaw std",
+        "speech dep (diff_e)", "attn speech (e)",
         "attn text (e)", "text gate (e)", "val loss"]
 
 
