@@ -316,6 +316,23 @@ def test_config_round_trip_and_shipped_paper_config():
     assert paper.dim == 512 and paper.kel.layers == 6 and paper.kel.heads == 8
 
 
+def test_attn_dropout_sets_every_attention_layer_and_defaults_to_each_parts():
+    """model.attn_dropout (a speed switch, docs/TRAINING.md "Step time") reaches every attention layer of every
+    part; unset, each layer keeps its part's dropout as before, and a config without the key loads as unset."""
+    from ksdiff.config import from_dict
+    from ksdiff.model.layers import Attention
+
+    def rates(cfg: ModelConfig) -> set[float]:
+        return {m.dropout for m in KSDiff(cfg, SPEC, FEAT).modules() if isinstance(m, Attention)}
+
+    parts = dict(dpse_cfg=DPSEConfig(dilations=[1, 3], groups=4, heads=2, dropout=0.1),
+                 kel=KELConfig(layers=1, heads=2, dropout=0.1), text=TextConfig(vocab_size=64, layers=1, heads=2),
+                 denoiser=DenoiserConfig(layers=1, heads=4, ffn_dim=64, text_attention="gated"))
+    assert rates(tiny_cfg(**parts)) == {0.1}
+    assert rates(tiny_cfg(**parts, attn_dropout=0.0)) == {0.0}
+    assert from_dict(ModelConfig, {}).attn_dropout is None
+
+
 def test_frame_cond_puts_time_and_style_on_every_frame():
     """frame_cond (configs/default.yaml) adds the time and style embeddings to every frame; configs that predate
     it (no key) keep DiffSpeaker's prefix tokens only, so old checkpoints rebuild the model they were trained as."""

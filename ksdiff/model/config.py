@@ -202,6 +202,9 @@ class ModelConfig:
         feat_rate: frame rate of the speech features (50 Hz for every ksdiff encoder).
         split_speech, dual_path, keyframes, prosody, transcript, dpse: ablation switches (module docstring).
         dpse_cfg, kel, text, denoiser, loss, schedule: the parts.
+        attn_dropout: dropout on the attention weights of every attention layer; None = each part's ``dropout``
+            (the paper's form). 0 lets ``scaled_dot_product_attention`` take its fused kernel instead of the math
+            path with a Bernoulli mask per weight (docs/TRAINING.md, "Step time").
     """
 
     dim: int = 128
@@ -219,6 +222,7 @@ class ModelConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    attn_dropout: float | None = None
 
     @classmethod
     def paper(cls, **overrides) -> "ModelConfig":

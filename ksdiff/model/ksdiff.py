@@ -149,6 +149,10 @@ class KSDiff(nn.Module):
                                         for p, idx in self.path_idx.items()})
         s = cfg.schedule
         self.schedule = make_schedule(s.kind, s.num_steps, s.beta_start, s.beta_end)
+        if cfg.attn_dropout is not None:
+            for m in self.modules():
+                if isinstance(m, Attention):
+                    m.dropout = float(cfg.attn_dropout)
 
     # ------------------------------------------------------------------------------------------------------------
     # normalisation
