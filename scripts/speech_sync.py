@@ -3,7 +3,8 @@ at its own generation defaults (style, guidance, sampler; the transcript from Wh
 as a user gets it) and report, per clip and on average, the Pearson r of jawOpen with the speech envelope
 (``ksdiff.metrics.envelope_correlation``) and jawOpen's standard deviation and 95th percentile (how far the
 mouth opens). Writes OUT/metrics.json.
-Usage: python scripts/speech_sync.py CHECKPOINT SPEECH_DIR OUT [--seed 0] [--style NAME]"""
+Usage: python scripts/speech_sync.py CHECKPOINT SPEECH_DIR OUT [--seed 0] [--style NAME] [--limit N]
+(--limit: the first N audio files in name order, e.g. N LibriSpeech readers of ../shared/data/speech_extra)."""
 
 import argparse
 import json
@@ -24,10 +25,12 @@ ap.add_argument("speech", type=Path)
 ap.add_argument("out", type=Path)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--style", default=None)
+ap.add_argument("--limit", type=int, default=0)
 a = ap.parse_args()
 animator = ksdiff.load_model(a.checkpoint)
 clips: dict[str, dict[str, float]] = {}
-for f in sorted(p for p in a.speech.iterdir() if p.suffix.lower() in AUDIO):
+files = sorted(p for p in a.speech.iterdir() if p.suffix.lower() in AUDIO)
+for f in files[: a.limit or None]:
     motion = animator.animate(str(f), seed=a.seed, style=a.style)
     jaw = motion.channel("jawOpen")
     wave = load_audio(f)

@@ -14,8 +14,8 @@ $K track "$shared/data/video" --out "$data/video"                               
 # 2. features (cached; train would compute them on first use anyway)
 for d in synth facegood video; do $K prepare "$data/$d" --encoder whisper-tiny --tokens chars --quiet; done
 # 3. train: configs/shipped.yaml = default.yaml (the full model) + one style token per dataset (recording domain),
-#    character tokens, the FACEGOOD style and guidance 2 as generation defaults; 3000 steps, seed 0 (TIME on this
-#    2-core CPU with OMP_NUM_THREADS=1; rerunning it gives the same weights bit for bit on the same machine)
+#    character tokens, the FACEGOOD style and guidance 1.25 as generation defaults; 3000 steps, seed 0 (56 min on
+#    this 2-core CPU with OMP_NUM_THREADS=1 while two other trainings ran; ~30 min alone)
 $K train --config shipped --data "$data/synth" --data "$data/facegood" --data "$data/video" --out "$run"
 # 4. ship
 cp "$run/model.safetensors" ksdiff/assets/default.safetensors

@@ -6,7 +6,8 @@
 # Usage: scripts/variants.sh VARIANTS DS_SYNTH DS_FACEGOOD [OUT=reports/variants] [RUNS=runs/variants]
 #   VARIANTS: a file of `name: ksdiff train arguments` lines (scripts/variants/*.txt; `all:` goes to every one).
 # Env: STEPS (600), SEEDS ("0 1 2"), ONLY (names to run, default all), PARALLEL (2; OMP_NUM_THREADS=1 each),
-#      SPEECH (../shared/data/speech; empty = skip).
+#      SPEECH (../shared/data/speech; empty = skip), TRAIN (1; 0 = only evaluate finished runs, e.g. while
+#      another instance trains: never two instances training the same runs).
 # Resumable: finished runs and reports are kept, unfinished runs continue with --resume.
 set -euo pipefail
 spec=$1; synth=$2; fg=$3; out=${4:-reports/variants}; runs=${5:-runs/variants}
@@ -27,6 +28,7 @@ mkdir -p "$runs" "$out"
 for seed in ${SEEDS:-0 1 2}; do
   for v in $variants; do
     r="$runs/$v-s$seed"
+    [ "${TRAIN:-1}" = 1 ] || continue
     if [ -f "$r/train_state.json" ] && $PY "$here/run_done.py" "$r"; then continue; fi
     if [ -f "$r/train_state.json" ]; then
       $K train --out "$r" --resume --quiet >> "$r.log" 2>&1 &
@@ -42,6 +44,7 @@ wait
 for seed in ${SEEDS:-0 1 2}; do
   for v in $variants; do
     r="$runs/$v-s$seed"
+    [ -f "$r/model.safetensors" ] && $PY "$here/run_done.py" "$r" || continue
     for pair in "facegood:$fg" "synth:$synth"; do
       name=${pair%%:*}; d=${pair#*:}; o="$out/$name/$v-s$seed"
       [ -f "$o/metrics.json" ] || $K evaluate --checkpoint "$r/model.safetensors" --data "$d" --split test --out "$o" \

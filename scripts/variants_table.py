@@ -26,6 +26,10 @@ for run in sorted(runs.glob("*-s*")):
             mean = json.loads(p.read_text())["mean"]
             r[f"{name} LVE"] = mean.get("lve_mm", float("nan"))
             r[f"{name} jaw r"] = mean.get("jaw_r", float("nan"))
+            if name == "synth":  # the rest of the paper's Table 3 where the truth has them (head, eyes, brows)
+                for k, col in (("fdd_mm", "synth FDD"), ("head_div_deg", "synth head div"),
+                               ("beat_align", "synth beat align"), ("bilabial_closure", "synth p/b/m closed")):
+                    r[col] = mean.get(k, float("nan"))
     p = out / "speech" / run.name / "metrics.json"
     if p.is_file():
         mean = json.loads(p.read_text())["mean"]
@@ -53,11 +57,17 @@ def fmt(xs: list[float]) -> str:
     return f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
 
 
+PAPER = ["synth FDD", "synth head div", "synth beat align", "synth p/b/m closed"]
 print("| variant | seeds | " + " | ".join(cols) + " |")
 print("|---|---|" + "---|" * len(cols))
 for v, by_seed in rows.items():
     print(f"| {v} | {len(by_seed)} | " + " | ".join(fmt([r.get(c, float('nan')) for r in by_seed.values()])
                                                for c in cols) + " |")
+print()
+print("| variant | " + " | ".join(PAPER) + " |")
+print("|---|" + "---|" * len(PAPER))
+for v, by_seed in rows.items():
+    print(f"| {v} | " + " | ".join(fmt([r.get(c, float('nan')) for r in by_seed.values()]) for c in PAPER) + " |")
 print()
 print("| run | " + " | ".join(cols) + " |")
 print("|---|" + "---|" * len(cols))
