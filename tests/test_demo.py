@@ -18,7 +18,10 @@ def test_shipped_model_is_small_safe_and_follows_speech(speech_dir):
         meta = f.metadata()
     assert "config" in meta and "format_version" in meta
     anim = load_model()
-    assert anim.spec.name == "arkit" and anim.default_style == "facegood" and anim.defaults["guidance"] == 2.0
+    assert anim.spec.name == "arkit" and anim.default_style == "facegood" and anim.defaults["guidance"] == 1.25
+    cfg = anim.model.cfg  # the full KSDiff model, reading character tokens (no GPL extra needed)
+    assert all((cfg.transcript, cfg.keyframes, cfg.dual_path, cfg.split_speech, cfg.prosody, cfg.dpse))
+    assert anim.uses_text and anim.tokens == "chars" and anim.transcribe
     wav = speech_dir / "arctic_a0009.wav"
     m = anim.animate(wav, seed=0)
     w = load_audio(wav)

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generation window in seconds (checkpoint only; 0 = one pass over the whole clip)")
     p.add_argument("--style", default=None, help="style token for a model trained with data.style (checkpoint only)")
     p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale (checkpoint only; default: the model's own, 2 for the shipped "
+                   help="classifier-free guidance scale (checkpoint only; default: the model's own, 1.25 for the shipped "
                         "model; 1 = off)")
     p.add_argument("--align-lengths", action="store_true",
                    help="pad (repeating the last frame) or trim predictions whose length differs from the truth's by "

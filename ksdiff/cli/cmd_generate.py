@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same motion)")
     p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale (1 = off); default: the model's (the shipped model: 2)")
+                   help="classifier-free guidance scale (1 = off); default: the model's (the shipped model: 1.25)")
     p.add_argument("--emotion", metavar="V,A", default=None,
                    help="valence,arousal for the whole clip (models trained with emotion)")
     p.add_argument("--style", metavar="S", default=None,
