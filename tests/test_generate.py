@@ -193,6 +193,20 @@ def test_cli_writes_motion_livelink_and_summary(ckpt, speech_dir, tmp_path):
                                                      "one_two_three.csv", "one_two_three.npz"]
 
 
+def test_cli_no_transcript_skips_whisper_for_the_shipped_model(speech_dir, tmp_path, capsys):
+    """The shipped model reads a transcript; Whisper tiny.en would invent English words for German speech.
+    --no-transcript gives the model its null text instead (and contradicts --text)."""
+    from ksdiff.cli import main
+
+    wav = speech_dir / "German1.wav"
+    out = tmp_path / "de"
+    assert main(["generate", str(wav), "--out", str(out), "--steps", "2", "--no-transcript"]) == 0
+    entry = json.loads((out / "generate.json").read_text())["files"][str(wav)]
+    assert entry["transcript"] == ""  # without the flag: "We're in the end of Studium's observator Ginta ..."
+    assert main(["generate", str(wav), "--out", str(out), "--no-transcript", "--text", "hallo"]) == 2
+    assert "--no-transcript" in capsys.readouterr().err
+
+
 def test_cli_user_errors_exit_2(ckpt, speech_dir, tmp_path, capsys):
     from ksdiff.cli import main
 

@@ -18,7 +18,8 @@ DESCRIPTION = (
     "trained checkpoint. Writes OUT/<stem>.npz (the motion), and on request OUT/<stem>.csv (Live Link Face, arkit "
     "models), OUT/<stem>_deca.npz (DECA-style FLAME codes, flame models) and OUT/<stem>.mp4 (--render), plus "
     "OUT/generate.json with the settings and per-stage timings. A transcript is taken from --text, else from a "
-    "same-stem .txt beside the audio, else transcribed automatically when the model uses text.")
+    "same-stem .txt beside the audio, else transcribed automatically when the model uses text (--no-transcript: "
+    "none).")
 ORDER = 40
 
 EXPORTS = ("livelink", "flame", "npz")
@@ -31,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model.safetensors of a training run (or the run folder); default: the packaged model")
     p.add_argument("--text", action="append", metavar="T", default=None,
                    help="transcript (or a .txt file); give it once per AUDIO, in order")
+    p.add_argument("--no-transcript", action="store_true",
+                   help="read no transcript (the model's null text): for speech Whisper tiny.en cannot transcribe, "
+                        "e.g. not English, where it would invent English words")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 20 unless set)")
     p.add_argument("--sampler", choices=("dpmpp", "ddim", "ddpm"), default=None,
                    help="dpmpp = DPM-Solver++(2M), ddim, ddpm (ancestral); default: the model's (dpmpp unless set)")
@@ -70,7 +74,12 @@ def _parse_emotion(s: str | None) -> tuple[float, float] | None:
 
 
 def _texts(args: argparse.Namespace, audios: list[Path]) -> list[str | None]:
-    """One transcript (or None) per audio: ``--text`` (a string or a .txt), else a same-stem .txt beside it."""
+    """One transcript per audio: ``--text`` (a string or a .txt), else a same-stem .txt beside it, else None
+    (transcribed automatically); ``--no-transcript``: "" (no text)."""
+    if getattr(args, "no_transcript", False):
+        if args.text is not None:
+            raise KsdiffError("--text and --no-transcript contradict each other; give one")
+        return [""] * len(audios)
     if args.text is not None:
         if len(args.text) != len(audios):
             raise KsdiffError(f"--text was given {len(args.text)} time(s) for {len(audios)} audio file(s); "
