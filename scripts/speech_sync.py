@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 
 import ksdiff
-from ksdiff.audio.decode import load_audio
+from ksdiff.audio.features import load_speech
+from ksdiff.data.importers import AUDIO_SUFFIXES
 from ksdiff.metrics import envelope_correlation
 from ksdiff.utils.io import atomic_path
-
-AUDIO = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
 
 ap = argparse.ArgumentParser()
 ap.add_argument("checkpoint")
@@ -29,11 +28,11 @@ ap.add_argument("--limit", type=int, default=0)
 a = ap.parse_args()
 animator = ksdiff.load_model(a.checkpoint)
 clips: dict[str, dict[str, float]] = {}
-files = sorted(p for p in a.speech.iterdir() if p.suffix.lower() in AUDIO)
+files = sorted(p for p in a.speech.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
 for f in files[: a.limit or None]:
-    motion = animator.animate(str(f), seed=a.seed, style=a.style)
+    wave = load_speech(f)  # decoded once: the same wave is animated and scored
+    motion = animator.animate(wave, seed=a.seed, style=a.style)
     jaw = motion.channel("jawOpen")
-    wave = load_audio(f)
     clips[f.name] = {"env_r": float(envelope_correlation(jaw, wave, motion.fps)), "jaw_std": float(jaw.std()),
                      "jaw_p95": float(np.percentile(jaw, 95))}
     print(f.name, clips[f.name], flush=True)

@@ -57,20 +57,21 @@ def fmt(xs: list[float]) -> str:
     return f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
 
 
-PAPER = ["synth FDD", "synth head div", "synth beat align", "synth p/b/m closed"]
-print("| variant | seeds | " + " | ".join(cols) + " |")
-print("|---|---|" + "---|" * len(cols))
-for v, by_seed in rows.items():
-    print(f"| {v} | {len(by_seed)} | " + " | ".join(fmt([r.get(c, float('nan')) for r in by_seed.values()])
-                                               for c in cols) + " |")
-print()
-print("| variant | " + " | ".join(PAPER) + " |")
-print("|---|" + "---|" * len(PAPER))
-for v, by_seed in rows.items():
-    print(f"| {v} | " + " | ".join(fmt([r.get(c, float('nan')) for r in by_seed.values()]) for c in PAPER) + " |")
-print()
-print("| run | " + " | ".join(cols) + " |")
-print("|---|" + "---|" * len(cols))
-for v, by_seed in rows.items():
-    for seed, r in sorted(by_seed.items()):
-        print(f"| {v} s{seed} | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in cols) + " |")
+def table(columns: list[str], per_seed: bool = False) -> None:
+    """One Markdown table: a row per variant (mean ± std over seeds, with the seed count) or per run."""
+    first = ["run"] if per_seed else ["variant", "seeds"]
+    print("| " + " | ".join(first + columns) + " |")
+    print("|" + "---|" * (len(first) + len(columns)))
+    for v, by_seed in rows.items():
+        if per_seed:
+            for seed, r in sorted(by_seed.items()):
+                print(f"| {v} s{seed} | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in columns) + " |")
+        else:
+            cells = [fmt([r.get(c, float("nan")) for r in by_seed.values()]) for c in columns]
+            print(f"| {v} | {len(by_seed)} | " + " | ".join(cells) + " |")
+    print()
+
+
+table(cols)
+table(["synth FDD", "synth head div", "synth beat align", "synth p/b/m closed"])
+table(cols, per_seed=True)

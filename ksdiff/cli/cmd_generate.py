@@ -76,7 +76,7 @@ def _parse_emotion(s: str | None) -> tuple[float, float] | None:
 def _texts(args: argparse.Namespace, audios: list[Path]) -> list[str | None]:
     """One transcript per audio: ``--text`` (a string or a .txt), else a same-stem .txt beside it, else None
     (transcribed automatically); ``--no-transcript``: "" (no text)."""
-    if getattr(args, "no_transcript", False):
+    if args.no_transcript:
         if args.text is not None:
             raise KsdiffError("--text and --no-transcript contradict each other; give one")
         return [""] * len(audios)
