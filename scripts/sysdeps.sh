@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the few Debian packages ksdiff needs, only when they are missing (idempotent, quick when done).
-#   scripts/sysdeps.sh            EGL/Mesa for headless rendering, libgomp
+#   scripts/sysdeps.sh            EGL/Mesa for headless rendering, libgomp, PortAudio (`ksdiff stream --mic`)
 #   scripts/sysdeps.sh --browser  the same, plus Debian's chromium for the browser test of `ksdiff serve`
 set -euo pipefail
 need=()
@@ -9,6 +9,7 @@ ldconfig -p | grep -q 'libEGL_mesa.so.0' || need+=(libegl-mesa0)
 [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || need+=(libgl1-mesa-dri)
 ldconfig -p | grep -q 'libGL.so.1' || need+=(libgl1)
 ldconfig -p | grep -q 'libgomp.so.1' || need+=(libgomp1)
+ldconfig -p | grep -q 'libportaudio.so.2' || need+=(libportaudio2)
 if [ "${1:-}" = "--browser" ]; then
   command -v chromium >/dev/null || need+=(chromium)
 fi

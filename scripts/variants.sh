@@ -7,7 +7,9 @@
 #   VARIANTS: a file of `name: ksdiff train arguments` lines (scripts/variants/*.txt; `all:` goes to every one).
 # Env: STEPS (600), SEEDS ("0 1 2"), ONLY (names to run, default all), PARALLEL (2; OMP_NUM_THREADS=1 each),
 #      SPEECH (../shared/data/speech; empty = skip), TRAIN (1; 0 = only evaluate finished runs, e.g. while
-#      another instance trains: never two instances training the same runs).
+#      another instance trains: never two instances training the same runs), GUIDANCES (empty: every run at its
+#      stored guidance; e.g. "1 1.25 1.5 2": each run's guidance chosen on the FACEGOOD *val* split by LVE, then
+#      used for every test split and the real speech: OUT/guidance/RUN.txt).
 # Resumable: finished runs and reports are kept, unfinished runs continue with --resume.
 set -euo pipefail
 spec=$1; synth=$2; fg=$3; out=${4:-reports/variants}; runs=${5:-runs/variants}
@@ -45,15 +47,28 @@ for seed in ${SEEDS:-0 1 2}; do
   for v in $variants; do
     r="$runs/$v-s$seed"
     [ -f "$r/model.safetensors" ] && $PY "$here/run_done.py" "$r" || continue
+    gopt=()
+    if [ -n "${GUIDANCES:-}" ]; then
+      for g in $GUIDANCES; do
+        o="$out/val/$v-s$seed-g$g"
+        [ -f "$o/metrics.json" ] || $K evaluate --checkpoint "$r/model.safetensors" --data "$fg" --split val \
+          --out "$o" --name "$v" --style facegood --guidance "$g" --no-plots > /dev/null &
+        throttle
+      done
+      wait
+      mkdir -p "$out/guidance"
+      $PY "$here/pick_guidance.py" "$out/val" "$v-s$seed" $GUIDANCES > "$out/guidance/$v-s$seed.txt"
+      gopt=(--guidance "$(cat "$out/guidance/$v-s$seed.txt")")
+    fi
     for pair in "facegood:$fg" "synth:$synth"; do
       name=${pair%%:*}; d=${pair#*:}; o="$out/$name/$v-s$seed"
       [ -f "$o/metrics.json" ] || $K evaluate --checkpoint "$r/model.safetensors" --data "$d" --split test --out "$o" \
-        --name "$v" --style "$name" --no-plots > /dev/null &
+        --name "$v" --style "$name" "${gopt[@]}" --no-plots > /dev/null &
       throttle
     done
     o="$out/speech/$v-s$seed"
     if [ -n "$speech" ] && [ ! -f "$o/metrics.json" ]; then
-      $PY "$here/speech_sync.py" "$r/model.safetensors" "$speech" "$o" > /dev/null &
+      $PY "$here/speech_sync.py" "$r/model.safetensors" "$speech" "$o" "${gopt[@]}" > /dev/null &
       throttle
     fi
   done

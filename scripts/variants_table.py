@@ -20,6 +20,9 @@ for run in sorted(runs.glob("*-s*")):
         continue
     v, seed = m.group(1), int(m.group(2))
     r: dict[str, float] = {}
+    g = out / "guidance" / f"{run.name}.txt"  # chosen on the val split (variants.sh GUIDANCES)
+    if g.is_file():
+        r["guidance"] = float(g.read_text())
     for name in ("facegood", "synth"):
         p = out / name / run.name / "metrics.json"
         if p.is_file():
@@ -45,7 +48,8 @@ for run in sorted(runs.glob("*-s*")):
         r["val loss"] = last.get("loss", float("nan"))
     rows[v][seed] = r
 
-cols = ["facegood LVE", "facegood jaw r", "synth LVE", "synth jaw r", "speech env r", "speech jaw std",
+cols = ["guidance"] * any("guidance" in r for by_seed in rows.values() for r in by_seed.values()) + [
+        "facegood LVE", "facegood jaw r", "synth LVE", "synth jaw r", "speech env r", "speech jaw std",
         "speech dep (diff_e)", "attn speech (e)",
         "attn text (e)", "text gate (e)", "val loss"]
 

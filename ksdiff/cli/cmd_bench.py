@@ -1,4 +1,4 @@
-"""ksdiff bench generate|train|render: speed, memory and the compute floor on this machine (Markdown tables)."""
+"""ksdiff bench generate|train|render|stream: speed, memory and the compute floor on this machine (Markdown tables)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ DESCRIPTION = (
     "config, optionally against a second configuration in the same run (--vs / --vs-config). `train`: seconds per "
     "training step on random batches of the right shapes, parameter counts. `render`: seconds to render speech-driven "
     "motion to an mp4, stages one after another vs overlapped in threads. generate/train print the compute floor "
-    "(model FLOPs over the measured matmul rate); all can append their table to docs/BENCHMARKS.md (--record).")
+    "(model FLOPs over the measured matmul rate). `stream`: latency, compute per hop, dropped frames and streamed vs "
+    "offline motion for one or more stream configurations. All can append their table to docs/BENCHMARKS.md (--record).")
 ORDER = 80
 
 
@@ -37,6 +38,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_generate(sub)
     _add_train(sub)
     _add_render(sub)
+    _add_stream(sub)
+
+
+def _add_stream(sub) -> None:
+    from ksdiff.bench.stream import DEFAULT_CONFIGS
+
+    s = sub.add_parser("stream", help="streaming latency, compute per hop, dropped frames, streamed vs offline",
+                       description="Stream real speech at real-time pace through `ksdiff stream`'s engine for each "
+                                   "configuration; report latency (algorithmic, p50/p95/max end to end), compute per "
+                                   "hop by stage, dropped frames, and the streamed motion against offline "
+                                   "generation of the same audio.")
+    s.add_argument("--checkpoint", metavar="C", default=None, help="model (default: the packaged model)")
+    s.add_argument("--configs", default=DEFAULT_CONFIGS,
+                   help="configurations separated by ';', each KEY=VALUE,... with KEY in hop, lookahead, context, "
+                        f"steps, guidance, delay (default {DEFAULT_CONFIGS!r})")
+    s.add_argument("--seconds", type=float, default=30.0, help="seconds of speech (default 30)")
+    s.add_argument("--audio-dir", default=None,
+                   help="folder of real speech clips concatenated to the length (default ../shared/data/speech)")
+    s.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    s.add_argument("--seed", type=int, default=0)
+    _output(s)
 
 
 def _add_generate(sub) -> None:
@@ -128,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
     if getattr(args, "threads", None) is not None and args.threads < 1:
         raise KsdiffError(f"--threads must be at least 1, got {args.threads}")
-    bench = {"generate": _run_generate, "render": _run_render}.get(args.what, _run_train)
+    bench = {"generate": _run_generate, "render": _run_render, "stream": _run_stream}.get(args.what, _run_train)
     res, table, title = bench(args)
     print()
     print(table)
@@ -194,6 +216,17 @@ def _run_generate(args: argparse.Namespace) -> tuple[dict, str, str]:
                          render_seconds=args.render_seconds, render_size=args.render_size,
                          threads=args.threads, timeout=args.timeout, seed=args.seed)
     return res, markdown(res), "Generation: RTF per stage and peak memory against audio length"
+
+
+def _run_stream(args: argparse.Namespace) -> tuple[dict, str, str]:
+    """``bench stream``: (measurements, Markdown table, title)."""
+    from ksdiff.bench.inference import DEFAULT_AUDIO_DIR, build_speech
+    from ksdiff.bench.stream import bench_stream, markdown, parse_configs
+
+    configs = parse_configs(args.configs)
+    wave = build_speech(args.audio_dir or DEFAULT_AUDIO_DIR, args.seconds)
+    res = bench_stream(args.checkpoint, wave, configs, seed=args.seed, threads=args.threads)
+    return res, markdown(res), "Streaming: latency, compute per hop, dropped frames, streamed vs offline"
 
 
 def _run_render(args: argparse.Namespace) -> tuple[dict, str, str]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -144,15 +145,106 @@ def write_livelink_csv(motion, path: str | os.PathLike, fps: float | None = None
     if not np.isfinite(coeffs).all():
         raise KsdiffError("motion has NaN/inf values; nothing written", path)
     T = coeffs.shape[0]
-    shapes = np.clip(coeffs[:, spec.index(ARKIT_NAMES)], 0.0, 1.0)
-    head = rotvec_to_euler(coeffs[:, spec.index(HEAD_ROT_CHANNELS)])  # (T, 3) yaw, pitch, roll
-    values = np.concatenate([shapes, head, np.zeros((T, len(EYE_COLUMNS)))], axis=1)
+    values = livelink_values(coeffs)
     lines = [",".join(HEADER)]
     for i in range(T):
         tc = format_timecode(start + i / motion.fps)
         lines.append(f"{tc},{BLENDSHAPE_COUNT}," + ",".join(_fmt(v) for v in values[i]))
     with atomic_path(path, suffix=".csv") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def livelink_values(coeffs: np.ndarray) -> np.ndarray:
+    """``arkit`` coefficients (T, 58) -> the 61 Live Link values (T, 61) float64 in CSV order
+    (:data:`VALUE_COLUMNS`): blendshapes clipped to [0, 1], head yaw/pitch/roll in radians, eye angles 0."""
+    from ksdiff.face.specs import get_spec
+
+    spec = get_spec("arkit")
+    coeffs = np.asarray(coeffs, dtype=np.float64).reshape(-1, spec.dim)
+    shapes = np.clip(coeffs[:, spec.index(ARKIT_NAMES)], 0.0, 1.0)
+    head = rotvec_to_euler(coeffs[:, spec.index(HEAD_ROT_CHANNELS)])  # (T, 3) yaw, pitch, roll
+    return np.concatenate([shapes, head, np.zeros((len(coeffs), len(EYE_COLUMNS)))], axis=1)
+
+
+# ------------------------------------------------------------------------------------------------ UDP packets
+#
+# The app streams one UDP datagram per frame to Unreal's Live Link plugin (default port 11111). Layout, every
+# number big-endian except where said:
+#
+#     uint8   version (6)
+#     int32   length n, then n bytes   device id (UTF-8; the app sends a UUID)
+#     int32   length m, then m bytes   subject name (UTF-8; the Live Link subject Unreal shows)
+#     int32   frame number  } FQualifiedFrameTime: the frame time is (frame number + sub-frame) at
+#     float32 sub-frame     }   numerator / denominator frames per second
+#     int32   numerator
+#     int32   denominator
+#     uint8   value count (61)
+#     61 x float32 values, in PACKET_COLUMNS order
+#
+# The 61 values are Unreal's ARKit blendshape enum order, which differs from the CSV's column order in two swapped
+# pairs (JawLeft/JawRight and MouthLeft/MouthRight), then the head and eye angles as in the CSV.
+
+PACKET_VERSION = 6
+#: The default port of Unreal's Live Link Face source.
+LIVELINK_PORT = 11111
+#: The 61 values of a packet, in Unreal's order.
+PACKET_COLUMNS: tuple[str, ...] = tuple(
+    {"JawRight": "JawLeft", "JawLeft": "JawRight", "MouthRight": "MouthLeft", "MouthLeft": "MouthRight"}.get(c, c)
+    for c in VALUE_COLUMNS)
+_PACKET_FROM_CSV = np.array([VALUE_COLUMNS.index(c) for c in PACKET_COLUMNS])
+
+
+def encode_packet(values: np.ndarray, subject: str, device_id: str, frame: int, subframe: float = 0.0,
+                  fps: int = 60, denominator: int = 1) -> bytes:
+    """One Live Link Face UDP datagram.
+
+    Args:
+        values: (61,) Live Link values in CSV order (:data:`VALUE_COLUMNS`, e.g. a row of :func:`livelink_values`);
+            written in :data:`PACKET_COLUMNS` order.
+        subject: the Live Link subject name; device_id: the sender's id (any string; the app uses a UUID).
+        frame / subframe: the frame time, in frames at ``fps / denominator`` (the app: time of day at 60 fps).
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.shape != (BLENDSHAPE_COUNT,):
+        raise KsdiffError(f"a Live Link frame has {BLENDSHAPE_COUNT} values, got {v.size}")
+    dev, name = device_id.encode("utf-8"), subject.encode("utf-8")
+    return b"".join([
+        struct.pack("!B", PACKET_VERSION),
+        struct.pack("!i", len(dev)), dev,
+        struct.pack("!i", len(name)), name,
+        struct.pack("!ifii", int(frame), float(subframe), int(fps), int(denominator)),
+        struct.pack("!B", BLENDSHAPE_COUNT),
+        struct.pack(f"!{BLENDSHAPE_COUNT}f", *v[_PACKET_FROM_CSV]),
+    ])
+
+
+def decode_packet(data: bytes) -> dict:
+    """A Live Link Face UDP datagram -> ``{"version", "device_id", "subject", "frame", "subframe", "fps",
+    "denominator", "values"}`` with ``values`` (61,) float32 in CSV order (:data:`VALUE_COLUMNS`).
+
+    Raises:
+        KsdiffError: the datagram is truncated or does not hold 61 values.
+    """
+    try:
+        (version,) = struct.unpack_from("!B", data, 0)
+        (n,) = struct.unpack_from("!i", data, 1)
+        dev = data[5:5 + n].decode("utf-8")
+        pos = 5 + n
+        (m,) = struct.unpack_from("!i", data, pos)
+        name = data[pos + 4:pos + 4 + m].decode("utf-8")
+        pos += 4 + m
+        frame, subframe, fps, den = struct.unpack_from("!ifii", data, pos)
+        (count,) = struct.unpack_from("!B", data, pos + 16)
+        if count != BLENDSHAPE_COUNT or len(data) != pos + 17 + 4 * count:
+            raise KsdiffError(f"Live Link packet holds {count} values in {len(data)} bytes, expected "
+                              f"{BLENDSHAPE_COUNT}")
+        vals = np.array(struct.unpack_from(f"!{count}f", data, pos + 17), dtype=np.float32)
+    except (struct.error, UnicodeDecodeError) as e:
+        raise KsdiffError(f"not a Live Link Face packet ({e})") from None
+    out = np.zeros(BLENDSHAPE_COUNT, np.float32)
+    out[_PACKET_FROM_CSV] = vals
+    return {"version": version, "device_id": dev, "subject": name, "frame": frame, "subframe": subframe,
+            "fps": fps, "denominator": den, "values": out}
 
 
 def _fmt(v: float) -> str:

@@ -100,29 +100,42 @@ class KeyframePredictor(nn.Module):
 
     @torch.no_grad()
     def decode(self, f: Tensor, memory: Tensor, memory_mask: Tensor, frame_mask: Tensor | None = None,
-               threshold: float = 0.5, sample: bool = False,
-               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+               threshold: float = 0.5, sample: bool = False, generator: torch.Generator | None = None,
+               prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Autoregressive decoding with a key/value cache.
 
         Args:
             f: (B, T, D); memory: (B, M, D); memory_mask: (B, M); frame_mask: (B, T) bool or None.
             threshold: bit = p > threshold (when not ``sample``).
             sample: draw bit ~ Bernoulli(p) (with ``generator``).
+            prefix: (B, P) {0, 1} keyframes already known for frames [0, P) (streaming: the frames already
+                sent): they are fed teacher-forced in one parallel pass that fills the cache, and only frames
+                [P, T) are decoded step by step. Their logits are the model's own for those frames.
 
         Returns:
-            (bits (B, T) float {0, 1} (0 at padded frames), logits (B, T)).
+            (bits (B, T) float {0, 1} (0 at padded frames; ``prefix`` on [0, P)), logits (B, T)).
         """
         with torch_threads(1, f.device):  # one token per step: thread hand-offs cost more than the tiny matmuls
-            return self._decode(f, memory, memory_mask, frame_mask, threshold, sample, generator)
+            return self._decode(f, memory, memory_mask, frame_mask, threshold, sample, generator, prefix)
 
     def _decode(self, f: Tensor, memory: Tensor, memory_mask: Tensor, frame_mask: Tensor | None, threshold: float,
-                sample: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+                sample: bool, generator: torch.Generator | None,
+                prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
         B, T, _ = f.shape
         kv, bias = self._memory(memory, memory_mask)
         caches: list[dict] = [{} for _ in self.layers]
         prev = torch.full((B, 1), BOS, dtype=torch.long, device=f.device)
         bits, logits = [], []
-        for t in range(T):
+        P = 0 if prefix is None else min(int(prefix.shape[1]), T)
+        if P:
+            known = (prefix[:, :P] > 0.5).long()
+            x = self._inputs(torch.cat([prev, known[:, :-1]], dim=1), f[:, :P], 0)
+            for layer, (mk, mv), cache in zip(self.layers, kv, caches):
+                x = layer(x, mk, mv, bias, cache=cache)
+            bits.extend(known.to(f.dtype).unbind(1))
+            logits.extend(self.head(self.norm(x))[..., 0].unbind(1))
+            prev = known[:, -1:]
+        for t in range(P, T):
             x = self._inputs(prev, f[:, t:t + 1], t)
             for layer, (mk, mv), cache in zip(self.layers, kv, caches):
                 x = layer(x, mk, mv, bias, cache=cache)

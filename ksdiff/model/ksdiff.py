@@ -212,7 +212,8 @@ class KSDiff(nn.Module):
 
     @torch.no_grad()
     def encode_condition(self, batch: dict, num_frames: Tensor | int, keyframes: Tensor | None = None,
-                         generator: torch.Generator | None = None) -> dict[str, Any]:
+                         generator: torch.Generator | None = None,
+                         keyframe_prefix: Tensor | None = None) -> dict[str, Any]:
         """Everything the denoisers need, computed once per clip.
 
         Args:
@@ -221,6 +222,8 @@ class KSDiff(nn.Module):
             num_frames: T (int) or per-clip frame counts (B,).
             keyframes: (B, T, 2) given keyframes; None (and none in ``batch``) = predict them autoregressively
                 with the KV cache (threshold or sampling per ``cfg.kel``; ``generator`` for sampling).
+            keyframe_prefix: (B, P, 2) keyframes already fixed for frames [0, P) when predicting (streaming): only
+                frames [P, T) are decoded step by step (:meth:`KeyframePredictor.decode`'s ``prefix``).
 
         Returns:
             cond: a dict (opaque to callers; see :meth:`slice_condition`), with "keyframes" (B, T, 2) when the
@@ -232,10 +235,11 @@ class KSDiff(nn.Module):
         if self.kel is not None:
             if keyframes is None:
                 cols = []
-                for p in PATHS:
+                for i, p in enumerate(PATHS):
+                    pre = None if keyframe_prefix is None else keyframe_prefix[..., i]
                     bits, _ = self.kel[p].decode(cond["f"][p], cond["text"], cond["text_mask"], cond["frame_mask"],
                                                  threshold=self.cfg.kel.threshold, sample=self.cfg.kel.sample,
-                                                 generator=generator)
+                                                 generator=generator, prefix=pre)
                     cols.append(bits)
                 keyframes = torch.stack(cols, dim=-1)
             cond["keyframes"] = keyframes.to(cond["text"].dtype)
