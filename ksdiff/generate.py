@@ -46,6 +46,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.safet
 DEFAULT_WINDOW_S = 8.0  # seconds of motion per denoising window
 DEFAULT_OVERLAP_S = 2.0  # seconds each window shares with the previous one (inpainted)
 SAMPLE_RATE = 16_000
+ENCODE_BATCH = 16  # windows whose conditions (and autoregressive keyframes) are computed in one batch
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,15 @@ def seam_jumps(coeffs: np.ndarray, windows: Sequence[Window], scale: np.ndarray 
 
 
 def generation_defaults(config: dict) -> dict[str, Any]:
-    """``{"steps", "sampler", "guidance"}`` a checkpoint generates with when the caller gives none: its config's
-    ``generation`` section (checkpoints without one: DPM-Solver++ 20 steps, no guidance)."""
+    """``{"steps", "sampler", "guidance", "encoder_compute"}`` a checkpoint generates with when the caller gives
+    none: its config's ``generation`` section (checkpoints without one: DPM-Solver++ 20 steps, no guidance, the
+    Whisper encoder in float32). ``encoder_compute`` ``int8`` runs the whisper-tiny encoder with int8 weights."""
     gen = config.get("generation") or {}
+    compute = str(gen.get("encoder_compute", "float32"))
+    if compute not in ("float32", "int8"):
+        raise KsdiffError(f"generation.encoder_compute must be float32 or int8, not {compute!r}")
     return {"steps": int(gen.get("steps", 20)), "sampler": str(gen.get("sampler", "dpmpp")),
-            "guidance": float(gen.get("guidance", 1.0))}
+            "guidance": float(gen.get("guidance", 1.0)), "encoder_compute": compute}
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> "Animator":
@@ -165,13 +170,17 @@ class Animator:
         feats = config.get("features") or {}
         audio = config.get("audio") or {}
         self.encoder = str(feats.get("encoder", audio.get("encoder", "whisper-tiny")))
+        self.defaults = generation_defaults(config)
+        #: options of the speech encoder at generation (int8 weights when the checkpoint's generation says so)
+        self.encoder_options: dict[str, Any] = (
+            {"compute_type": "int8"} if self.encoder == "whisper-tiny" and self.defaults["encoder_compute"] == "int8"
+            else {})
         self.feat_dim = int(feats.get("dim", model.feat_dim))
         self.tokens = str(feats.get("tokens", audio.get("tokens", "phonemes")))
         self.uses_text = bool(model.cfg.transcript) and self.tokens != "none"
         self.transcribe = bool(audio.get("transcribe", True))
         self.speakers = list((config.get("data") or {}).get("speakers") or [])
         self.default_style = str((config.get("data") or {}).get("default_style") or "") or None
-        self.defaults = generation_defaults(config)
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
         self.last_info: dict = {}
 
@@ -186,10 +195,11 @@ class Animator:
 
         wave: (N,) float32 mono 16 kHz. Transcribes automatically when the model uses text and ``text`` is None.
         """
-        from ksdiff.audio.features import compute_features
+        from ksdiff.audio.features import compute_features, resolve_encoder
 
         kind = self.tokens if self.uses_text else "none"
-        sf = compute_features(wave, encoder=self.encoder, text=text if self.uses_text else None, tokens=kind,
+        sf = compute_features(wave, encoder=resolve_encoder(self.encoder, **self.encoder_options),
+                              text=text if self.uses_text else None, tokens=kind,
                               transcribe=self.uses_text and self.transcribe)
         if sf.dim != self.feat_dim:
             raise KsdiffError(f"the speech encoder {self.encoder!r} gives {sf.dim}-d features but the model expects "
@@ -378,10 +388,8 @@ class Animator:
         """
         conds = []
         keyframes: Tensor | None = None
-        for k, w in enumerate(windows):
-            batch = self._batch(sf, w.start, w.stop, T, emo, sty)
-            g_kf = torch.Generator().manual_seed(_derive_seed(seed, "keyframes", k))
-            cond = self.model.encode_condition(batch, w.length, generator=g_kf)
+        for k, cond in enumerate(self._encode_windows(sf, windows, T, emo, sty, seed)):
+            w = windows[k]
             kf = cond.get("keyframes")
             if kf is not None:
                 if keyframes is None:
@@ -392,6 +400,27 @@ class Animator:
                 cond["keyframes"] = kf
             conds.append(cond)
         return conds, keyframes
+
+    def _encode_windows(self, sf, windows: list[Window], T: int, emo: np.ndarray | None, sty: np.ndarray | None,
+                        seed: int) -> Iterator[dict]:
+        """The condition of each window (keyframes decoded from its start), :data:`ENCODE_BATCH` windows of equal
+        length encoded as one batch: keyframe decoding is one step per frame, so a batch of windows costs about
+        what one window does. Each window's features and tokens are padded to the batch's longest (masked)."""
+        k = 0
+        while k < len(windows):
+            group = [windows[k]]
+            while (k + len(group) < len(windows) and len(group) < ENCODE_BATCH
+                   and windows[k + len(group)].length == group[0].length):
+                group.append(windows[k + len(group)])
+            batches = [self._batch(sf, w.start, w.stop, T, emo, sty) for w in group]
+            g_kf = torch.Generator().manual_seed(_derive_seed(seed, "keyframes", k))
+            if len(group) == 1:
+                yield self.model.encode_condition(batches[0], group[0].length, generator=g_kf)
+            else:
+                cond = self.model.encode_condition(_collate(batches), group[0].length, generator=g_kf)
+                for i in range(len(group)):
+                    yield _take(cond, i, len(group))
+            k += len(group)
 
     def _diffuse(self, conds: list[dict | None], windows: list[Window], T: int, sample_fn: Callable, steps: int,
                  guidance: float, eta: float, seed: int,
@@ -447,6 +476,27 @@ class Animator:
         if bounded:
             raw[:, bounded] = np.clip(raw[:, bounded], 0.0, 1.0)
         return raw
+
+
+def _collate(batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Model inputs of one window each (batch size 1) -> one batch; sequences padded at the end (masks False)."""
+    out: dict[str, Tensor] = {}
+    for key in batches[0]:
+        xs = [b[key] for b in batches]
+        if xs[0].dim() >= 2 and key in ("feats", "prosody", "feat_mask", "tokens", "token_mask"):
+            n = max(x.shape[1] for x in xs)
+            xs = [torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, n - x.shape[1])) for x in xs]
+        out[key] = torch.cat(xs, dim=0)
+    return out
+
+
+def _take(cond: Any, i: int, batch: int) -> Any:
+    """Item ``i`` (kept as a batch of one) of a batched condition: every tensor whose first dimension is the batch."""
+    if isinstance(cond, dict):
+        return {k: _take(v, i, batch) for k, v in cond.items()}
+    if isinstance(cond, Tensor) and cond.dim() > 0 and cond.shape[0] == batch:
+        return cond[i:i + 1]
+    return cond
 
 
 @contextlib.contextmanager

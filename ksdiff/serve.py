@@ -63,6 +63,11 @@ PAGE = """<!doctype html>
  <div><label for="face">Face</label><select id="face" name="face"><option value="auto">auto</option><option>ict</option><option>schematic</option></select></div>
 </div></fieldset>
 <button id="go" type="submit">Animate</button></form>
+<fieldset><legend>Live</legend>
+ <p class="sub" style="margin:.2em 0 .6em">The face follows your voice as you speak (about half a second behind), or an audio file played in real time with its sound delayed to match.</p>
+ <button type="button" id="live">● Live from the microphone</button> <button type="button" id="livefile">▶ Live from the audio file</button> <span id="livestate"></span>
+ <div><canvas id="liveface" width="320" height="320" style="margin-top:.6em;border-radius:8px;background:#f3f1ee"></canvas></div>
+</fieldset>
 <div id="status"></div><div id="result" hidden><video id="video" controls></video>
 <p>Download: <a id="dl_mp4" download>video (mp4)</a> · <a id="dl_npz" download>motion (npz)</a> · <a id="dl_csv" download>Live Link Face CSV</a></p></div>
 <script>
@@ -96,6 +101,69 @@ document.getElementById('f').onsubmit=async(ev)=>{
   document.getElementById('dl_mp4').href=j.mp4; document.getElementById('dl_npz').href=j.npz;
   const c=document.getElementById('dl_csv'); if(j.csv){c.href=j.csv;c.hidden=false;}else{c.hidden=true;}
 };
+// ---- live mode: audio to ws/live in chunks, JSON frames back, the face drawn at each frame's time
+let live=null; window.liveFrames=0;
+const B=(f,n)=>(f.blendshapes&&f.blendshapes[n])||0;
+function drawFace(f){
+  const c=document.getElementById('liveface'), g=c.getContext('2d'), W=c.width, H=c.height;
+  g.clearRect(0,0,W,H); if(!f) return;
+  const h=f.head||{yaw:0,pitch:0,roll:0};
+  g.save(); g.translate(W/2+h.yaw*120, H/2-h.pitch*120); g.rotate(-h.roll);
+  g.fillStyle='#e9c9a8'; g.strokeStyle='#8a6a50'; g.lineWidth=3;
+  g.beginPath(); g.ellipse(0,0,W*0.32,H*0.42,0,0,2*Math.PI); g.fill(); g.stroke();
+  g.fillStyle='#fff'; g.strokeStyle='#333'; g.lineWidth=2;
+  for(const [side,x] of [['Left',-1],['Right',1]]){
+    const open=Math.max(0.05,1-B(f,'eyeBlink'+side)+0.5*B(f,'eyeWide'+side)), ex=x*W*0.12, ey=-H*0.08;
+    g.beginPath(); g.ellipse(ex,ey,W*0.06,H*0.035*open,0,0,2*Math.PI); g.fill(); g.stroke();
+    g.fillStyle='#333'; g.beginPath(); g.arc(ex,ey,Math.min(6,H*0.035*open),0,2*Math.PI); g.fill(); g.fillStyle='#fff';
+    const up=(B(f,'browInnerUp')+B(f,'browOuterUp'+side)-B(f,'browDown'+side))*H*0.05;
+    g.beginPath(); g.moveTo(ex-x*W*0.07,ey-H*0.07-up); g.lineTo(ex+x*W*0.06,ey-H*0.075-up*0.6); g.stroke();
+  }
+  const smile=(B(f,'mouthSmileLeft')+B(f,'mouthSmileRight'))/2, narrow=B(f,'mouthPucker')+B(f,'mouthFunnel');
+  const open=Math.max(0,B(f,'jawOpen')+0.5*(B(f,'mouthLowerDownLeft')+B(f,'mouthLowerDownRight'))/2-0.5*B(f,'mouthClose'));
+  const mw=W*0.13*(1+0.4*smile+0.3*(B(f,'mouthStretchLeft')+B(f,'mouthStretchRight'))/2-0.5*narrow), mh=H*0.01+H*0.22*open, my=H*0.2;
+  g.fillStyle='#5a1f1f'; g.strokeStyle='#a0464b'; g.lineWidth=5;
+  g.beginPath(); g.moveTo(-mw,my-smile*H*0.03); g.quadraticCurveTo(0,my-mh*0.5-H*0.01,mw,my-smile*H*0.03);
+  g.quadraticCurveTo(0,my+mh,-mw,my-smile*H*0.03); g.closePath(); g.fill(); g.stroke();
+  g.restore();
+}
+async function startLive(fromFile){
+  const st=document.getElementById('livestate');
+  if(live){live.stop();return;}
+  const file=document.getElementById('audio').files[0];
+  if(fromFile&&!file){st.textContent='choose an audio file above first';return;}
+  const ctx=new AudioContext(); await ctx.resume();
+  let src, stream=null, el=null;
+  try{
+    if(fromFile){el=new Audio(URL.createObjectURL(file)); src=ctx.createMediaElementSource(el);}
+    else{stream=await navigator.mediaDevices.getUserMedia({audio:{echoCancellation:false,noiseSuppression:false,autoGainControl:false}}); src=ctx.createMediaStreamSource(stream);}
+  }catch(e){st.textContent='audio unavailable: '+e; ctx.close(); return;}
+  const base=location.pathname.replace(/[^/]*$/,'');
+  const ws=new WebSocket((location.protocol==='https:'?'wss://':'ws://')+location.host+base+'ws/live');
+  ws.binaryType='arraybuffer';
+  const D=0.6, frames=[]; let t0=null, shown=null, running=true;
+  const proc=ctx.createScriptProcessor(2048,1,1);
+  proc.onaudioprocess=e=>{if(ws.readyState===1&&running){if(t0===null)t0=ctx.currentTime-e.inputBuffer.duration; ws.send(e.inputBuffer.getChannelData(0).slice().buffer);}};
+  src.connect(proc); proc.connect(ctx.destination);  // the processor runs only when connected; it outputs silence
+  if(fromFile){const d=ctx.createDelay(2.0); d.delayTime.value=D; src.connect(d); d.connect(ctx.destination); el.onended=()=>setTimeout(()=>live&&live.stop(),1500); el.play();}
+  ws.onopen=()=>ws.send(JSON.stringify({sample_rate:ctx.sampleRate,format:'f32'}));
+  ws.onmessage=m=>{const f=JSON.parse(m.data); if(f.error){st.textContent=f.error;return;}
+    if(f.ready){st.textContent='live: listening…';return;} if(f.frame!==undefined){frames.push(f); window.liveFrames++;}};
+  ws.onclose=()=>{if(running){st.textContent='live: the server closed the stream'; live&&live.stop();}};
+  const show=()=>{ if(t0===null) return; const now=ctx.currentTime-t0-D;
+    while(frames.length&&frames[0].t<=now) shown=frames.shift();
+    drawFace(shown); window.liveShown=shown?shown.frame:-1;};
+  const tick=()=>{if(!running) return; show(); requestAnimationFrame(tick);};
+  requestAnimationFrame(tick);
+  const timer=setInterval(()=>running&&show(),40);  // also where animation frames are paused (a hidden tab)
+  const btn=document.getElementById(fromFile?'livefile':'live'); const label=btn.textContent; btn.textContent='■ Stop';
+  live={stop:()=>{running=false; live=null; clearInterval(timer); btn.textContent=label; try{ws.close();}catch(e){}
+    if(stream) stream.getTracks().forEach(t=>t.stop()); if(el) el.pause(); ctx.close();
+    st.textContent='stopped ('+window.liveFrames+' frames)';}};
+}
+document.getElementById('live').onclick=()=>startLive(false);
+document.getElementById('livefile').onclick=()=>startLive(true);
+drawFace({blendshapes:{},head:{yaw:0,pitch:0,roll:0}});
 </script></body></html>
 """
 
@@ -432,7 +500,7 @@ async def _unexpected(request, exc: Exception):
                         status_code=500)
 
 
-def _add_animate(app, jobs: Jobs, limits: Limits, steps_default: int) -> None:
+def _add_animate(app, jobs: Jobs, limits: Limits, steps_default) -> None:
     """POST /api/animate: headers checked, a job slot taken (else 503), the form streamed in, the job run in a
     worker thread; the upload deleted whatever happens, the job's folder too when it failed."""
     from fastapi import Request
@@ -450,7 +518,7 @@ def _add_animate(app, jobs: Jobs, limits: Limits, steps_default: int) -> None:
             (jobs.folder() / job).mkdir()
             reader = FormReader(boundary, jobs.folder() / job, limits.max_upload_bytes, limits.max_upload_mb)
             await reader.read(request)
-            params = _params(reader, steps_default)
+            params = _params(reader, steps_default())
             answer = await run_in_threadpool(lambda: run_job(request.app.state.model(), reader.upload,
                                                              reader.filename, params, limits.max_seconds))
             ok = True
@@ -461,6 +529,79 @@ def _add_animate(app, jobs: Jobs, limits: Limits, steps_default: int) -> None:
                 if reader.upload is not None:
                     reader.upload.unlink(missing_ok=True)
             jobs.finish(job, ok)
+
+
+LIVE_BACKLOG_S = 0.5  # a live session further behind than this skips to the present
+
+
+def _add_live(app, jobs: Jobs, limits: Limits) -> None:
+    """WebSocket /ws/live: the page's live mode (and any client). The client sends audio as binary messages
+    (float32 little-endian mono; a text message ``{"sample_rate": R, "format": "f32"|"s16"}`` first when not
+    16 kHz f32); the server answers ``{"ready": true, "fps", "hop", "lookahead"}``, then one JSON frame per motion
+    frame (:func:`ksdiff.stream.frame_json`) as the hops are generated. A session takes a job slot (refused with
+    ``{"error"}`` when all are busy) and ends after ``max_seconds`` of audio."""
+    import json
+
+    from fastapi import WebSocket, WebSocketDisconnect
+    from fastapi.concurrency import run_in_threadpool
+
+    @app.websocket("/ws/live")
+    async def live(ws: WebSocket) -> None:
+        import numpy as np
+        import soxr
+
+        from ksdiff.stream import StreamAnimator, frame_json
+
+        await ws.accept()
+        job = jobs.start()
+        if job is None:
+            await ws.send_json({"error": f"busy: {limits.max_jobs} job(s) already running; try again in a minute"})
+            await ws.close(code=1013)
+            return
+        try:
+            animator = await run_in_threadpool(ws.app.state.model)
+            engine = StreamAnimator(animator)
+            names = animator.spec.channels
+            await ws.send_json({"ready": True, "fps": animator.fps, "hop": engine.hop / animator.fps,
+                                "lookahead": engine.lookahead / animator.fps, "spec": animator.spec.name})
+            rate, fmt, resampler = 16000, "f32", None
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                if msg.get("text") is not None:
+                    try:
+                        hdr = json.loads(msg["text"])
+                        rate, fmt = int(hdr.get("sample_rate", 16000)), str(hdr.get("format", "f32"))
+                    except (ValueError, TypeError, AttributeError):
+                        continue
+                    if fmt not in ("f32", "s16") or not 8000 <= rate <= 192000:
+                        await ws.send_json({"error": "audio must be f32 or s16 at 8-192 kHz"})
+                        break
+                    resampler = None if rate == 16000 else soxr.ResampleStream(rate, 16000, 1, dtype="float32")
+                    continue
+                data = msg.get("bytes") or b""
+                x = (np.frombuffer(data[:len(data) // 2 * 2], "<i2").astype(np.float32) / 32768.0 if fmt == "s16"
+                     else np.frombuffer(data[:len(data) // 4 * 4], "<f4").astype(np.float32))
+                x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+                engine.push(resampler.resample_chunk(x) if resampler is not None else x)
+                if engine.heard_s > limits.max_seconds:
+                    await ws.send_json({"error": f"live session ended: over {limits.max_seconds:g} s of audio"})
+                    break
+                if engine.backlog_s() > LIVE_BACKLOG_S:
+                    engine.skip_to_present()
+                while engine.ready():
+                    ch = await run_in_threadpool(engine.step)
+                    wall = time.time()
+                    for i, row in enumerate(ch.coeffs):
+                        f = ch.start + i
+                        await ws.send_text(json.dumps(frame_json(f, f / animator.fps, row, wall, names)))
+        except WebSocketDisconnect:
+            pass
+        except KsdiffError as e:
+            await ws.send_json({"error": str(e)})
+        finally:
+            jobs.finish(job, False)
 
 
 def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.PathLike | None = None,
@@ -477,7 +618,6 @@ def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.Pa
 
     limits = limits or Limits()
     jobs = Jobs(workdir, limits)
-    steps_default = default_steps or 20
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -490,12 +630,17 @@ def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.Pa
     app.state.jobs = jobs
     app.add_exception_handler(Exception, _unexpected)
 
+    def steps_default() -> int:
+        """The given default, else the model's own (the shipped model: 4)."""
+        return int(default_steps or app.state.model().defaults["steps"])
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         shown = f"up to {limits.max_seconds / 60:g} min and {limits.max_upload_mb:g} MB"
-        return PAGE.replace("__STEPS__", str(steps_default)).replace("__LIMITS__", shown)
+        return PAGE.replace("__STEPS__", str(steps_default())).replace("__LIMITS__", shown)
 
     _add_animate(app, jobs, limits, steps_default)
+    _add_live(app, jobs, limits)
 
     @app.get("/files/{job}/{name}")
     def files(job: str, name: str):

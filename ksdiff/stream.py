@@ -43,7 +43,6 @@ from ksdiff.generate import SAMPLE_RATE, Animator, _derive_seed
 HOP_S = 0.2  # default seconds of motion per step
 LOOKAHEAD_S = 0.12  # default seconds of audio heard past the last frame of a step
 CONTEXT_S = 3.0  # default seconds of past motion and audio in each step's window
-STREAM_STEPS = 10  # default sampler steps per hop (the offline default is the checkpoint's own, 20)
 
 
 @dataclass
@@ -65,7 +64,7 @@ class StreamAnimator:
     """
 
     def __init__(self, animator: Animator, hop_s: float = HOP_S, lookahead_s: float = LOOKAHEAD_S,
-                 context_s: float = CONTEXT_S, steps: int | None = STREAM_STEPS, sampler: str | None = None,
+                 context_s: float = CONTEXT_S, steps: int | None = None, sampler: str | None = None,
                  guidance: float | None = None, seed: int = 0, style: Any = None, emotion: Any = None):
         fps = animator.fps
         self.animator, self.model, self.fps = animator, animator.model, fps
@@ -83,8 +82,8 @@ class StreamAnimator:
             animator._emotion(self.emotion, 1)  # refuses a model without emotion conditioning
         from ksdiff.audio.features import resolve_encoder
 
-        self.encoder = resolve_encoder(animator.encoder, **({"pad": False} if animator.encoder == "whisper-tiny"
-                                                             else {}))
+        self.encoder = resolve_encoder(animator.encoder, **animator.encoder_options,
+                                       **({"pad": False} if animator.encoder == "whisper-tiny" else {}))
         self.tokens = animator.tokens if animator.uses_text else "none"
         C = animator.spec.dim
         self._audio = np.zeros(0, np.float32)  # samples [self._a0, self._a0 + len)

@@ -216,6 +216,39 @@ def test_transcript_jfk(speech_dir: Path):
     assert len(country) == 2 and country[0][0] < country[1][0]
 
 
+def test_shared_transcript_reads_the_feature_encoder_windows(speech_dir: Path):
+    """The transcript generation uses (greedy, from the speech encoder's own Whisper windows): the words of real
+    speech over several 30 s windows, each word once, in order, with times inside the audio."""
+    from ksdiff.audio.encoders import get_encoder
+    from ksdiff.audio.features import compute_features
+
+    rows = dict(line.split("\t")[:2] for line in (speech_dir / "transcripts.tsv").read_text().splitlines()[1:])
+    names = ["jfk.flac", "arctic_a0007.wav", "arctic_a0009.wav", "harvard_birch_canoe.wav"] * 2
+    wave = np.concatenate([load_audio(speech_dir / n) for n in names])
+    assert len(wave) / SAMPLE_RATE > 35  # two encoder windows at least
+    enc = get_encoder("whisper-tiny", compute_type="int8")
+    assert len(enc.window_starts(len(wave))) >= 2
+    sf = compute_features(wave, enc, tokens="chars", transcriber="shared")
+    ref = _norm(" ".join(rows[n] for n in names)).split()
+    hyp = _norm(sf.text).split()
+    errors = _edit_distance(ref, hyp)
+    assert errors <= 0.1 * len(ref), (errors, len(ref), sf.text)
+    starts = [s for _, s, _ in sf.words]
+    assert starts == sorted(starts) and all(s <= e for _, s, e in sf.words)
+    assert starts[0] >= 0 and sf.words[-1][2] <= len(wave) / SAMPLE_RATE + 0.5
+    assert sum(_norm(w) == "country" for w, _, _ in sf.words) == 4  # twice per jfk, none lost or doubled
+    assert sf.info["time_transcript"] > 0
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    d = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, d[0] = d[0], i
+        for j, y in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
+    return d[-1]
+
+
 # ---------------------------------------------------------------------------------------------- features + cache
 
 

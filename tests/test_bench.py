@@ -35,7 +35,8 @@ def test_bench_generate_two_lengths_vs_diffspeaker(tiny, speech_dir, tmp_path, c
     assert res["matmul_gflops"] > 0
     main_src, vs_src = res["sources"]
     # the diffspeaker preset: DDIM in one pass (full sequence), --vs-steps overriding its 50 steps
-    assert vs_src["generation"] == {"sampler": "ddim", "steps": 3, "window_s": 0.0, "guidance": 1.0}
+    assert vs_src["generation"] == {"sampler": "ddim", "steps": 3, "window_s": 0.0, "guidance": 1.0,
+                                    "encoder_compute": "float32"}
     assert main_src["generation"]["steps"] == 2 and main_src["generation"]["window_s"] == 8.0
     assert vs_src["params"]["kel"] == 0 and vs_src["params"]["text"] == 0 and main_src["params"]["kel"] > 0
     for src in res["sources"]:
@@ -64,6 +65,26 @@ def test_bench_generate_errors(tiny, tmp_path, capsys):
     assert main(["bench", "generate", "--random-init", str(tiny), "--audio-dir", str(tmp_path / "nope")]) == 2
     assert "audio folder not found" in capsys.readouterr().err
     assert main(["bench", "generate", "--random-init", str(tiny), "--seconds", "2,x"]) == 2
+
+
+def test_bench_generate_vs_the_code_of_another_revision(tiny, speech_dir, tmp_path, capsys):
+    """--vs-ref REV measures the same model with the code of git revision REV (checked out with git archive) in
+    the same run; an unknown revision is a one-line error."""
+    out_json = tmp_path / "ref.json"
+    rc = main(["bench", "generate", "--random-init", str(tiny), "--vs-ref", "HEAD", "--seconds", "2",
+               "--audio-dir", str(speech_dir), "--steps", "2", "--render-seconds", "0", "--threads", "1",
+               "--json", str(out_json)])
+    assert rc == 0
+    res = json.loads(out_json.read_text())
+    main_src, ref_src = res["sources"]
+    assert ref_src["label"] == "ksdiff@HEAD" and "with the code of" not in main_src["description"]
+    assert "with the code of" in ref_src["description"]
+    for src in res["sources"]:
+        assert "error" not in src["runs"][0], src["runs"][0]
+        assert src["runs"][0]["num_frames"] == 50
+    assert main(["bench", "generate", "--random-init", str(tiny), "--vs-ref", "no-such-rev-xyz",
+                 "--seconds", "2"]) == 2
+    assert "cannot check out revision" in capsys.readouterr().err
 
 
 def test_bench_train_tiny_vs_no_kel(tiny, tmp_path, capsys):

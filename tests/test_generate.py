@@ -129,6 +129,28 @@ def test_long_audio_in_windows(animator, speech_dir):
     assert s["ratio"] < 5.0
 
 
+def test_windows_encoded_in_one_batch_equal_one_by_one(animator, speech_dir, monkeypatch):
+    """Long audio: the windows' conditions (and autoregressive keyframes) computed as one batch are those computed
+    window by window."""
+    import ksdiff.generate as G
+
+    names = ["jfk.flac", "faceformer_demo.wav", "codetalker_man.wav"]
+    wave = np.concatenate([load_audio(speech_dir / n) for n in names])
+    sf = animator.speech_features(wave, text="")
+    T = int(round(len(wave) / SAMPLE_RATE * animator.fps))
+    wins = animator._plan(T, len(wave) / SAMPLE_RATE, 8.0, 2.0)
+    assert len(wins) >= 3
+    out = {}
+    for batch in (1, G.ENCODE_BATCH):
+        monkeypatch.setattr(G, "ENCODE_BATCH", batch)
+        out[batch] = animator._conditions(sf, wins, T, None, None, seed=0)
+    (c1, k1), (cb, kb) = out[1], out[G.ENCODE_BATCH]
+    assert torch.equal(k1, kb) and k1.sum() > 0
+    for a, b in zip(c1, cb):
+        for p in a["speech"]:
+            torch.testing.assert_close(a["speech"][p], b["speech"][p], atol=1e-5, rtol=1e-5)
+
+
 def test_plan_windows_cover_everything_once():
     for T in (1, 199, 250, 251, 999, 15000):
         wins = plan_windows(T, 200, 50)

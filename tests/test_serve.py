@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.test_decode import silent_flac
@@ -334,13 +335,13 @@ class _DevTools:
     """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON messages
     ending in NUL, Chromium reads fd 3 and writes fd 4), so no websocket package is needed."""
 
-    def __init__(self, exe: str, profile: Path):
+    def __init__(self, exe: str, profile: Path, flags: tuple[str, ...] = ()):
         to_chrome, self._w = os.pipe()
         self._r, from_chrome = os.pipe()
         to_chrome, from_chrome = _above_4(to_chrome), _above_4(from_chrome)  # the redirections below cannot clash
         self.proc = subprocess.Popen(
             ["bash", "-c", 'exec "$0" "$@" 3<&"$FD_IN" 4>&"$FD_OUT"', exe, *CHROMIUM_FLAGS,
-             f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
+             f"--user-data-dir={profile}", *flags, "--remote-debugging-pipe", "about:blank"],
             pass_fds=(to_chrome, from_chrome), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "FD_IN": str(to_chrome), "FD_OUT": str(from_chrome)})
         os.close(to_chrome)
@@ -460,3 +461,57 @@ def test_page_shows_errors_and_results_in_headless_chromium(app, tmp_path, speec
             assert "/files/" in dev.js("document.getElementById('video').src")
         finally:
             dev.close()
+
+
+# ------------------------------------------------------------------------------------------- live mode
+
+
+def test_live_mode_in_headless_chromium_with_a_fake_microphone(speech_dir, tmp_path):
+    """The page's live mode with the shipped model: Chromium's fake microphone plays a real speech wav, the page
+    streams it to ws/live, frames come back and the face drawn from them moves (the mouth region of two
+    screenshots half a second apart differs)."""
+    import base64
+    import io
+
+    import soxr
+    from PIL import Image
+
+    from ksdiff.audio.decode import load_audio, write_wav
+    from ksdiff.serve import create_app
+
+    exe = _chromium()
+    wav = tmp_path / "mic.wav"  # Chromium's fake capture wants a plain PCM wav; 48 kHz like a real microphone
+
+    write_wav(wav, soxr.resample(load_audio(speech_dir / "jfk.flac"), 16000, 48000), sr=48000)
+    app = create_app(None, workdir=tmp_path / "work")
+    flags = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+             f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required",
+             "--window-size=900,1400")
+    with _Server(app) as url:
+        dt = _DevTools(exe, tmp_path / "profile", flags)
+        try:
+            dt.call("Page.enable")
+            dt.call("Page.navigate", url=url)
+            dt.wait_for("document.readyState === 'complete' && !!document.getElementById('live')")
+            dt.js("document.getElementById('live').click(); true")
+            dt.wait_for("window.liveFrames > 60 && window.liveShown > 20", limit_s=120)
+            box = dt.js("(()=>{const r=document.getElementById('liveface').getBoundingClientRect();"
+                        "return [r.left + scrollX, r.top + scrollY, r.width, r.height];})()")
+            x, y, w, h = box
+            mouth = {"x": x + w * 0.25, "y": y + h * 0.55, "width": w * 0.5, "height": h * 0.35, "scale": 1}
+            shots = []
+            for _ in range(2):
+                data = dt.call("Page.captureScreenshot", format="png", clip=mouth, captureBeyondViewport=True)["data"]
+                shots.append(np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("L"), np.float32))
+                time.sleep(0.5)
+            state = dt.js("document.getElementById('livestate').textContent")
+            frames = dt.js("window.liveFrames")
+            dt.js("document.getElementById('live').click(); true")  # stop
+        finally:
+            dt.close()
+    assert "live" in state and "error" not in state.lower() and "busy" not in state, state
+    assert frames > 60
+    a, b = shots
+    assert a.shape == b.shape and a.std() > 5  # the mouth is drawn
+    changed = np.mean(np.abs(a - b) > 30)
+    assert changed > 0.005, changed  # the mouth moved between the two shots

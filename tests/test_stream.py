@@ -73,13 +73,13 @@ def test_keyframe_prefix_decoding_continues_the_full_decode(animator, clip):
 
 
 def test_stream_matches_offline_generation(animator, clip):
-    eng = StreamAnimator(animator, hop_s=0.2, lookahead_s=0.12, steps=10)
+    eng = StreamAnimator(animator, hop_s=0.2, lookahead_s=0.12)
     rec = Recorder(animator.spec.dim)
     stats = run_stream(eng, file_chunks(clip, realtime=False), [rec], realtime=False)
     T = int(round(len(clip) / 16000 * animator.fps))
     assert stats.frames_sent == T and stats.frames_dropped == 0
     streamed = rec.coeffs(T)
-    offline = animator.animate(clip, text="", steps=10).coeffs
+    offline = animator.animate(clip, text="").coeffs
     j = animator.spec.channels.index("jawOpen")
     assert np.isfinite(streamed).all()
     assert np.corrcoef(streamed[:, j], offline[:, j])[0, 1] > 0.8
@@ -144,7 +144,7 @@ def test_stream_cli_sends_livelink_packets(animator, clip, speech_dir, tmp_path)
     np.testing.assert_allclose(vals, livelink_values(rec), atol=1e-5)
     s = json.loads(stats.read_text())
     assert s["frames_sent"] == T and s["frames_dropped"] == 0 and s["latency_p50_s"] > 0
-    offline = livelink_values(animator.animate(clip, text="", steps=10).coeffs)
+    offline = livelink_values(animator.animate(clip, text="").coeffs)
     j = VALUE_COLUMNS.index("JawOpen")
     assert np.corrcoef(vals[:, j], offline[:, j])[0, 1] > 0.8
 

@@ -216,6 +216,13 @@ class WhisperEncoder(SpeechEncoder):
             out["pad"] = False
         return out
 
+    def window_starts(self, num_samples: int) -> list[int]:
+        """First encoder frame of each 30 s window :meth:`encode` uses for ``num_samples`` samples."""
+        n = num_frames(num_samples)
+        if not self.pad and n <= WHISPER_WINDOW_FRAMES:
+            return [0]
+        return [s for s, _ in window_weights(n, WHISPER_WINDOW_FRAMES, self.margin, self.fade)]
+
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
         """wave (N,) -> Whisper log-mel (80, M) at 100 Hz, normalised over the whole input (as faster-whisper).
 
@@ -233,8 +240,11 @@ class WhisperEncoder(SpeechEncoder):
             return self._fe(wave, padding=WHISPER_MEL_HOP)[:, :-1]
         return _blocked_log_mel(self._fe, np.asarray(wave, np.float32))[:, :-1]
 
-    def encode(self, wave: np.ndarray) -> np.ndarray:
-        """wave: (N,) float32 16 kHz -> (round(N / 320), 384) float32."""
+    def encode(self, wave: np.ndarray, on_window: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+        """wave: (N,) float32 16 kHz -> (round(N / 320), 384) float32.
+
+        ``on_window(start, enc)``, if given, sees every encoder window as it is computed: its first frame and its
+        (1500, 384) output (:class:`ksdiff.audio.transcript.EncoderTranscriber` transcribes from them)."""
         import ctranslate2
 
         wave = _check_wave(wave)
@@ -247,7 +257,10 @@ class WhisperEncoder(SpeechEncoder):
             x = np.zeros((1, 80, 2 * n_out), np.float32)
             seg = mel[:, :2 * n_out]
             x[0, :, :seg.shape[1]] = seg
-            return np.asarray(self.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))[0, :n_out]
+            enc = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))[0]
+            if on_window is not None:
+                on_window(0, enc)
+            return enc[:n_out]
 
         def encode_windows(starts: list[int]) -> list[np.ndarray]:
             x = np.zeros((len(starts), 80, win_mel), np.float32)  # faster-whisper pads features with 0
@@ -255,6 +268,9 @@ class WhisperEncoder(SpeechEncoder):
                 seg = mel[:, 2 * start: 2 * start + win_mel]
                 x[i, :, :seg.shape[1]] = seg
             enc = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))
+            if on_window is not None:
+                for start, e in zip(starts, enc):
+                    on_window(start, e)
             return list(enc)
 
         return _overlap_add(n_out, self.dim, WHISPER_WINDOW_FRAMES, self.margin, self.fade, encode_windows,

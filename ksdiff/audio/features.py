@@ -104,7 +104,7 @@ def resolve_encoder(encoder: str | SpeechEncoder, **options) -> SpeechEncoder:
 
 def compute_features(wave: np.ndarray, encoder: str | SpeechEncoder = "whisper-tiny", text: str | None = None,
                      tokens: str = "phonemes", transcribe: bool = True, language: str = "en-us",
-                     **encoder_options) -> SpeechFeatures:
+                     transcriber: str = "shared", **encoder_options) -> SpeechFeatures:
     """Run the audio front-end on one utterance.
 
     Args:
@@ -113,6 +113,9 @@ def compute_features(wave: np.ndarray, encoder: str | SpeechEncoder = "whisper-t
         text: the transcript; when None and ``transcribe``, the automatic one (Whisper tiny.en) is used.
         tokens: ``phonemes`` (espeak-ng, optional extra), ``chars`` or ``none``.
         transcribe: transcribe automatically when ``text`` is None (also gives ``words``).
+        transcriber: ``shared`` (default with the whisper-tiny encoder): greedy decoding from the encoder windows
+            the features are computed from (:class:`ksdiff.audio.transcript.EncoderTranscriber`, no second
+            encoder pass); ``separate``: faster-whisper's own pipeline (beam 5, :func:`transcribe`), slower.
         language: espeak-ng voice for phoneme tokens.
 
     Returns:
@@ -126,8 +129,17 @@ def compute_features(wave: np.ndarray, encoder: str | SpeechEncoder = "whisper-t
     n = num_frames(len(wave))
     info: dict = {"seconds": len(wave) / SAMPLE_RATE}
 
+    from ksdiff.audio.encoders import WhisperEncoder
+
+    shared = None  # the transcript read off the speech encoder's own Whisper windows
+    if text is None and transcribe and transcriber == "shared" and isinstance(enc, WhisperEncoder):
+        from ksdiff.audio.encoders import _ct2_whisper
+        from ksdiff.audio.transcript import EncoderTranscriber
+
+        decoder = _ct2_whisper(str(enc.model_dir), "int8", enc.threads)  # int8 decoding: 2x faster, same words
+        shared = EncoderTranscriber(decoder, n, enc.window_starts(len(wave)))
     t0 = time.perf_counter()
-    feats = enc.encode(wave)
+    feats = enc.encode(wave, on_window=shared.add) if shared is not None else enc.encode(wave)
     info["time_encoder"] = time.perf_counter() - t0
     if feats.shape != (n, enc.dim):
         raise RuntimeError(f"encoder {enc.name} returned {feats.shape}, expected ({n}, {enc.dim})")
@@ -140,7 +152,12 @@ def compute_features(wave: np.ndarray, encoder: str | SpeechEncoder = "whisper-t
     info["f0_median_hz"] = raw.f0_median
 
     words: list[tuple[str, float, float]] = []
-    if text is None and transcribe:
+    if shared is not None:
+        tr = shared.result()
+        info["time_transcript"] = shared.seconds
+        info["time_encoder"] -= shared.seconds
+        text, words = tr.text, tr.words
+    elif text is None and transcribe:
         from ksdiff.audio.transcript import transcribe as _transcribe
 
         t0 = time.perf_counter()

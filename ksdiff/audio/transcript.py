@@ -105,3 +105,140 @@ def _transcribe_piece(wave: np.ndarray, beam_size: int, compute_type: str, threa
             if token:
                 words.append((token, round(float(w.start), 3), round(float(w.end), 3)))
     return " ".join(t for t in texts if t), words, getattr(info, "language", "en") or "en"
+
+
+# ------------------------------------------------------------------------------------ from the encoder's windows
+
+#: Whisper's encoder frames per second (30 s -> 1500 frames).
+ENCODER_FPS = 50
+NO_SPEECH_PROB = 0.6  # a window whose "no speech" probability is above this (and whose text is unsure) is silent
+LOGPROB_FLOOR = -1.0  # ... unsure: mean token log-probability below this (faster-whisper's thresholds)
+MAX_COMPRESSION = 2.4  # a window whose text compresses better than this is a repetition loop: dropped
+
+
+class EncoderTranscriber:
+    """Transcript and word times from the Whisper encoder windows the speech features already computed
+    (:meth:`ksdiff.audio.encoders.WhisperEncoder.encode`'s ``on_window``): no second encoder pass.
+
+    Per 30 s window: greedy decoding (timestamp tokens on, then dropped: without them Whisper tends to stop
+    after the first sentences of a window), then word times from the cross-attention
+    alignment (CTranslate2's ``align``: dynamic time warping over the alignment heads). Windows overlap; a word
+    is kept from the window whose centre is nearest the word's centre, so each word comes from exactly one window
+    and at least half the overlap (>= 5 s) away from that window's edges, where Whisper heard only part of it.
+    Punctuation is attached to its word, and a word that the alignment stretches over a pause (longer than
+    twice the median word) is cut to end there. A window
+    judged silent (no-speech probability over :data:`NO_SPEECH_PROB` with low confidence) or looping (compression
+    ratio over :data:`MAX_COMPRESSION`) adds no words. Greedy + one encoder pass is what makes it cheap: on
+    60 s of speech it costs the decoder and the alignment only, where :func:`transcribe` (beam 5, temperature
+    fallback, one encoder pass per 30 s *segment* it seeks to) encodes the audio about six times.
+
+    Usage: ``tr = EncoderTranscriber(encoder.model, starts)`` with the encoder's window starts
+    (:meth:`ksdiff.audio.encoders.WhisperEncoder.window_starts`); pass ``tr.add`` as ``on_window``; then
+    ``tr.result()``.
+    """
+
+    def __init__(self, model, total_frames: int, starts: list[int], window: int = 1500, max_tokens: int = 440):
+        import tokenizers
+        from faster_whisper.tokenizer import Tokenizer
+
+        from ksdiff.audio.encoders import whisper_model_dir
+
+        self.model = model
+        hf = tokenizers.Tokenizer.from_file(str(whisper_model_dir() / "tokenizer.json"))
+        self.tok = Tokenizer(hf, multilingual=bool(model.is_multilingual), task="transcribe", language="en")
+        self.total, self.max_tokens = int(total_frames), int(max_tokens)
+        self.centres = np.array([s + min(window, self.total - s) / 2 for s in starts], dtype=np.float64)
+        self.words: list[tuple[str, float, float]] = []
+        self.seconds = 0.0  # time spent decoding and aligning
+
+    def add(self, start: int, enc: np.ndarray) -> None:
+        """One encoder window: frames [start, start + len(enc)) of the clip, enc (1500, D) float32 (padded past
+        the end of the audio)."""
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            self._add(start, enc)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _add(self, start: int, enc: np.ndarray) -> None:
+        import ctranslate2
+
+        valid = min(len(enc), self.total - start)
+        if valid <= 0:
+            return
+        sv = ctranslate2.StorageView.from_array(np.ascontiguousarray(enc[None], dtype=np.float32))
+        prompt = list(self.tok.sot_sequence)  # with timestamp tokens: without them Whisper often stops early
+        res = self.model.generate(sv, [prompt], beam_size=1, max_length=self.max_tokens, return_scores=True,
+                                  return_no_speech_prob=True, suppress_blank=True)[0]
+        ids = [t for t in res.sequences_ids[0] if t < self.tok.eot]
+        if not ids:
+            return
+        text = self.tok.decode(ids)
+        avg_logprob = float(res.scores[0]) if res.scores else 0.0  # CTranslate2: already divided by the length
+        if res.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR:
+            return
+        if _compression_ratio(text) > MAX_COMPRESSION:
+            return
+        mine = start + min(len(enc), self.total - start) / 2
+        off = start / ENCODER_FPS
+        for word, t0, t1 in _clamp_long_words(_merge_punctuation(self._align(ids, sv, 2 * valid))):
+            centre = start + (t0 + t1) / 2 * ENCODER_FPS
+            if abs(self.centres - centre).min() >= abs(mine - centre) and word.strip():
+                self.words.append((word.strip(), round(off + t0, 3), round(off + t1, 3)))
+
+    def _align(self, ids: list[int], sv, mel_frames: int) -> list[tuple[str, float, float]]:
+        """(word, start_s, end_s) in the window: token-level DTW path -> the first frame of each word's tokens."""
+        res = self.model.align(sv, list(self.tok.sot_sequence), [ids], mel_frames, median_filter_width=7)[0]
+        pairs = np.asarray(res.alignments, dtype=np.int64).reshape(-1, 2)
+        words, word_tokens = self.tok.split_to_word_tokens(ids + [self.tok.eot])
+        if len(word_tokens) <= 1 or not len(pairs):
+            return []
+        bounds = np.concatenate([[0], np.cumsum([len(t) for t in word_tokens[:-1]])])
+        step = np.concatenate([[True], np.diff(pairs[:, 0]) != 0])  # where the path moves to the next token
+        times = pairs[step, 1] / ENCODER_FPS  # start time of each text token (and of eot)
+        times = np.concatenate([times, [times[-1]] * max(0, bounds[-1] + 1 - len(times))])
+        return [(w, float(times[a]), float(times[b])) for w, a, b in zip(words, bounds[:-1], bounds[1:])]
+
+    def result(self) -> Transcript:
+        self.words.sort(key=lambda w: w[1])
+        return Transcript(" ".join(w for w, _, _ in self.words), list(self.words), "en")
+
+
+PUNCT_BEFORE = "\"'“¿([{-"
+PUNCT_AFTER = "\"'.。,，!！?？:：”)]}、"
+
+
+def _merge_punctuation(words: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Attach a word that is only punctuation to its neighbour (the next one for opening marks)."""
+    out: list[tuple[str, float, float]] = []
+    carry = ""
+    for w, a, b in words:
+        bare = w.strip()
+        if bare and all(c in PUNCT_AFTER for c in bare) and out and not carry:
+            pw, pa, pb = out[-1]
+            out[-1] = (pw + bare, pa, pb)
+        elif bare and all(c in PUNCT_BEFORE for c in bare):
+            carry += bare
+        else:
+            out.append(((" " if w.startswith(" ") else "") + carry + bare, a, b))
+            carry = ""
+    return out
+
+
+def _clamp_long_words(words: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """A word longer than twice the median word (the alignment stretching it over a pause before it) starts
+    that long before its end."""
+    if not words:
+        return words
+    durations = np.array([b - a for _, a, b in words])
+    limit = 2 * max(float(np.median(durations[durations > 0])) if (durations > 0).any() else 0.25, 0.1)
+    return [(w, max(a, b - limit), b) for w, a, b in words]
+
+
+def _compression_ratio(text: str) -> float:
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))

@@ -186,6 +186,8 @@ class ModelSource:
         spec / jaw_path: face spec of a random initialisation (a checkpoint records its own).
         seed: torch seed of the random initialisation.
         generation: sampler / steps / window_s used when generating with this model.
+        code_root: run the measurement with the ksdiff source tree in this folder instead of this one (``bench
+            generate --vs-ref REV``: the code of another git revision); not sent to the worker.
     """
 
     label: str
@@ -196,17 +198,22 @@ class ModelSource:
     spec: str = "arkit"
     seed: int = 0
     generation: dict[str, Any] = field(default_factory=dict)
+    code_root: str | None = None
 
     @property
     def random_init(self) -> bool:
         return self.checkpoint is None or bool(self.configs or self.overlays or self.overrides)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields a measurement worker needs (all but ``code_root``, which the worker of older code lacks)."""
+        d = dataclasses.asdict(self)
+        d.pop("code_root")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSource":
-        return cls(**d)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def overlay_keys(path: str | os.PathLike) -> dict:
@@ -292,13 +299,15 @@ def describe_source(source: ModelSource) -> str:
     """One line saying what a model under test is (random weights are named as such)."""
     parts = []
     if source.checkpoint and not source.random_init:
-        return f"{source.label}: checkpoint `{source.checkpoint}`"
+        code = f" with the code of `{source.code_root}`" if source.code_root else ""
+        return f"{source.label}: checkpoint `{source.checkpoint}`{code}"
     if source.checkpoint:
         parts.append(f"config of `{source.checkpoint}`")
     parts += [f"`{c}`" for c in source.configs]
     parts += [f"+ overlay `{o}`" for o in source.overlays]
     parts += [f"`{o}`" for o in source.overrides]
-    return (f"{source.label}: random initialisation (seed {source.seed}) of " + " ".join(parts)
+    code = f", with the code of `{source.code_root}`" if source.code_root else ""
+    return (f"{source.label}: random initialisation (seed {source.seed}) of " + " ".join(parts) + code
             + " — speed and memory do not depend on the weights")
 
 

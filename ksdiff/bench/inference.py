@@ -259,16 +259,18 @@ def _mem_available_mb() -> float | None:
     return None
 
 
-def run_job(job: dict, timeout: float | None = None) -> dict:
-    """Run one measurement in a fresh ``python -m ksdiff.bench.inference`` subprocess; its result dict."""
+def run_job(job: dict, timeout: float | None = None, code_root: str | None = None) -> dict:
+    """Run one measurement in a fresh ``python -m ksdiff.bench.inference`` subprocess (importing ksdiff from
+    ``code_root`` when given, else from this tree); its result dict."""
     with tempfile.TemporaryDirectory(prefix="ksdiff-bench-job-") as tmp:
         jp, rp = Path(tmp) / "job.json", Path(tmp) / "result.json"
         jp.write_text(json.dumps({**job, "result": str(rp)}), encoding="utf-8")
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
+        root = code_root or str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
-            p = subprocess.run([sys.executable, "-m", "ksdiff.bench.inference", str(jp)], env=env,
+            # cwd = the code's root: `python -m` puts the working directory first on sys.path
+            p = subprocess.run([sys.executable, "-m", "ksdiff.bench.inference", str(jp)], env=env, cwd=root,
                                capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"seconds": job["seconds"], "error": f"timed out after {timeout:.0f} s"}
@@ -328,10 +330,15 @@ def bench_generate(sources: list[ModelSource], seconds: list[float], audio_dir: 
             del model
             for s in seconds:
                 say(f"{src.label}: {s:g} s of audio ...")
-                job = {"source": src.to_dict(), "audio": str(wavs[s]), "seconds": s, "generation": gen,
+                source = src.to_dict()
+                if source.get("checkpoint"):  # the worker runs in the code's root folder: absolute paths
+                    source["checkpoint"] = str(Path(source["checkpoint"]).resolve())
+                for key in ("configs", "overlays"):
+                    source[key] = [str(Path(c).resolve()) if Path(c).is_file() else c for c in source[key]]
+                job = {"source": source, "audio": str(wavs[s]), "seconds": s, "generation": gen,
                        "render_seconds": min(render_seconds, s), "render_size": render_size,
                        "threads": torch.get_num_threads(), "mem_budget_mb": budget, "seed": seed}
-                r = run_job(job, timeout)
+                r = run_job(job, timeout, code_root=src.code_root)
                 _derive(r, flops_at, out["matmul_gflops"], int(gen["steps"]))
                 entry["runs"].append(r)
                 say("  " + (r["error"] if "error" in r else

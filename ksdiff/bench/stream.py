@@ -20,7 +20,7 @@ import numpy as np
 from ksdiff.bench.common import fmt, machine_info
 from ksdiff.errors import KsdiffError
 
-DEFAULT_CONFIGS = "hop=0.2,lookahead=0.12,steps=10"
+DEFAULT_CONFIGS = "hop=0.2,lookahead=0.12"
 KEYS = {"hop": float, "lookahead": float, "context": float, "steps": int, "guidance": float, "delay": float}
 
 
@@ -54,8 +54,7 @@ def bench_stream(checkpoint: str | None, wave: np.ndarray, configs: list[dict[st
 
     from ksdiff.generate import load_model
     from ksdiff.metrics import envelope_correlation
-    from ksdiff.stream import CONTEXT_S, HOP_S, LOOKAHEAD_S, STREAM_STEPS, Recorder, StreamAnimator, file_chunks, \
-        run_stream
+    from ksdiff.stream import CONTEXT_S, HOP_S, LOOKAHEAD_S, Recorder, StreamAnimator, file_chunks, run_stream
 
     torch.set_num_threads(threads)
     animator = load_model(checkpoint)
@@ -67,7 +66,7 @@ def bench_stream(checkpoint: str | None, wave: np.ndarray, configs: list[dict[st
     rows = []
     for cfg in configs:
         hop, la = cfg.get("hop", HOP_S), cfg.get("lookahead", LOOKAHEAD_S)
-        steps = cfg.get("steps", STREAM_STEPS)
+        steps = cfg.get("steps", animator.defaults["steps"])
         engine = StreamAnimator(animator, hop_s=hop, lookahead_s=la, context_s=cfg.get("context", CONTEXT_S),
                                 steps=steps, guidance=cfg.get("guidance"), seed=seed)
         rec = Recorder(spec.dim)

@@ -71,6 +71,9 @@ def _add_generate(sub) -> None:
                           "the weights); e.g. default")
     vs = g.add_mutually_exclusive_group()
     vs.add_argument("--vs", metavar="C2", help="a second checkpoint, measured in the same run")
+    vs.add_argument("--vs-ref", metavar="REV",
+                    help="the same measurement with the code of git revision REV of this repository (and, for the "
+                         "packaged model, the model as REV shipped it), in the same run")
     vs.add_argument("--vs-config", metavar="OVERLAY",
                     help="a second configuration: this overlay's own keys on top of the first model's config "
                          "(random initialisation), e.g. ablations/diffspeaker")
@@ -185,8 +188,20 @@ def _generate_sources(args: argparse.Namespace) -> list:
     main_gen = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("window_s", args.window))
                 if v is not None}
     first.generation = main_gen
-    if not (args.vs or args.vs_config):
+    if not (args.vs or args.vs_config or args.vs_ref):
         return [first]
+    if args.vs_ref:
+        root = _checkout(args.vs_ref)
+        ck = Path(first.checkpoint or "")
+        packaged = Path(__file__).resolve().parents[1] / "assets" / "default.safetensors"
+        if first.checkpoint and ck.resolve() == packaged.resolve() and (Path(root) / "ksdiff/assets/default.safetensors").is_file():
+            ck = Path(root) / "ksdiff" / "assets" / "default.safetensors"
+        second = C.ModelSource(f"ksdiff@{args.vs_ref}", checkpoint=str(ck) if first.checkpoint else None,
+                               configs=list(first.configs), spec=args.spec, seed=args.seed, code_root=root)
+        second.generation = {k: v for k, v in main_gen.items()}
+        second.generation.update({k: v for k, v in (("steps", args.vs_steps), ("sampler", args.vs_sampler),
+                                                    ("window_s", args.vs_window)) if v is not None})
+        return [first, second]
     if args.vs:
         if not Path(args.vs).exists():
             raise KsdiffError("checkpoint not found", args.vs)
@@ -204,6 +219,30 @@ def _generate_sources(args: argparse.Namespace) -> list:
     if second.label == first.label:
         second.label += "-vs"
     return [first, second]
+
+
+def _checkout(rev: str) -> str:
+    """The files of git revision ``rev`` of this repository in a temporary folder (``git archive``; removed at
+    exit)."""
+    import atexit
+    import shutil
+    import subprocess
+    import tempfile
+
+    from ksdiff.errors import KsdiffError
+
+    repo = Path(__file__).resolve().parents[2]
+    tmp = tempfile.mkdtemp(prefix="ksdiff-ref-")
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", rev], capture_output=True,
+                                 check=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        err = getattr(e, "stderr", b"") or b""
+        raise KsdiffError(f"cannot check out revision {rev!r} of {repo}: "
+                          f"{err.decode(errors='replace').strip() or e}") from None
+    return tmp
 
 
 def _run_generate(args: argparse.Namespace) -> tuple[dict, str, str]:

