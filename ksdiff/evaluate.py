@@ -30,7 +30,7 @@ Predictor = Callable[[Clip, int], Motion]
 #: metrics reported in tables, in order, with their direction (↓ lower is better, ↑ higher, → closer to gt)
 TABLE_METRICS: list[tuple[str, str]] = [
     ("lve_mm", "↓"), ("lve_sq_mm2", "↓"), ("fdd_mm", "→0"), ("mouth_rmse", "↓"), ("jaw_r", "↑"),
-    ("env_r", "↑"), ("head_div_deg", "→gt"), ("beat_align", "↑"), ("kf_f1_head", "↑"), ("kf_f1_expr", "↑"),
+    ("env_r", "↑"), ("artic_ratio", "→1"), ("artic_r", "↑"), ("head_div_deg", "→gt"), ("beat_align", "↑"), ("kf_f1_head", "↑"), ("kf_f1_expr", "↑"),
     ("bilabial_closure", "↑"), ("jitter", "→gt"), ("sample_div", "↑"),
 ]
 
@@ -153,6 +153,9 @@ def _coeff_metrics(P: np.ndarray, G: np.ndarray, gt: Motion, wave: np.ndarray, s
     mouth = [c for c in gt.channels if (c in ARKIT_MOUTH or c.startswith(("exp", "jaw")))]
     mi = [gt.channels.index(c) for c in mouth if seen[gt.channels.index(c)]]
     out["mouth_rmse"] = float(np.sqrt(np.mean((P[:, mi] - G[:, mi]) ** 2))) if mi else math.nan
+    keep = [c for i, c in enumerate(gt.channels) if seen[i]]
+    art = M.articulation(P[:, seen], G[:, seen], keep)
+    out["artic_ratio"], out["artic_r"] = art["ratio"], art["r"]
     out["coeff_rmse"] = float(np.sqrt(np.mean((P[:, seen] - G[:, seen]) ** 2)))
     jaw = "jawOpen" if "jawOpen" in gt.channels else ("jawRotX" if "jawRotX" in gt.channels else None)
     if jaw:
@@ -229,12 +232,20 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
                                        phones=meta.get("phones"), observed=meta.get("observed_channels"))
         if plots and len(examples) < 3:
             examples.append((clip.id, preds[clip.id][0], gt))
+    # articulation over the whole split (every clip's frames pooled), per mouth channel
+    from ksdiff.metrics import articulation
+
+    channels = list(clips[0].motion().channels)
+    observed = [c for c in channels if all(c in (cl.meta().get("observed_channels") or channels) for cl in clips)]
+    idx = [channels.index(c) for c in observed]
+    pooled = [(align_to(preds[c.id][0], c.motion())[:, idx], c.motion().coeffs[:, idx]) for c in clips]
+    art = articulation(np.concatenate([p for p, _ in pooled]), np.concatenate([g for _, g in pooled]), observed)
     keys = sorted({k for d in per_clip.values() for k in d})
     mean = {k: float(np.nanmean([d[k] for d in per_clip.values() if k in d and not _isnan(d[k])] or [math.nan]))
             for k in keys}
     info = {"name": name, "data": str(ds.root), "split": split, "clips": len(clips), "seeds": list(seeds),
             "spec": ds.spec, "fps": ds.fps, "face_model": type(face).__name__ if face else None,
-            "align_lengths": bool(align_lengths), "length_fits": fits,
+            "align_lengths": bool(align_lengths), "length_fits": fits, "articulation": art,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     res = EvalResult(per_clip, mean, info)
     if out is not None:
@@ -313,6 +324,7 @@ def write_report(res: EvalResult, out: str | os.PathLike, examples: list | None 
           f"Data `{res.info['data']}` split `{res.info['split']}` ({res.info['clips']} clips, seeds "
           f"{res.info['seeds']}), {res.info['date']}.", "", markdown_table({res.info["name"]: res}), ""]
     md += _length_fit_lines(res.info)
+    md += _articulation_lines(res.info.get("articulation"))
     if examples:
         (out / "plots").mkdir(exist_ok=True)
         for cid, pred, gt in examples:
@@ -320,6 +332,18 @@ def write_report(res: EvalResult, out: str | os.PathLike, examples: list | None 
             plot_example(pred, gt, png, title=f"{res.info['name']} — {cid}")
             md.append(f"![{cid}](plots/{cid}.png)")
     write_text(out / "report.md", "\n".join(md) + "\n")
+
+
+def _articulation_lines(art: dict | None) -> list[str]:
+    """The report's per-channel articulation table (every clip pooled)."""
+    if not art or not art.get("channels"):
+        return []
+    out = [f"Articulation (all clips pooled; mouth channels moving in the truth): median std ratio "
+           f"{art['ratio']:.2f}, median r {art['r']:.2f}.", "",
+           "| channel | truth std | predicted std | ratio | r |", "|---|---:|---:|---:|---:|"]
+    for name, v in sorted(art["channels"].items(), key=lambda kv: -kv[1]["truth_std"]):
+        out.append(f"| {name} | {v['truth_std']:.3f} | {v['pred_std']:.3f} | {v['std_ratio']:.2f} | {v['r']:.2f} |")
+    return out + [""]
 
 
 def _frames(n: int) -> str:

@@ -56,5 +56,9 @@ def test_evaluate_baseline_and_pred_folder(facegood_ds, tmp_path):
     gt = evaluate(facegood_ds, pred_dataset_predictor(facegood_ds), split="test", out=None, name="gt",
                   plots=False, progress=False)
     assert gt.mean["mouth_rmse"] == 0.0 and gt.mean["jaw_r"] == pytest.approx(1.0)
+    assert gt.mean["artic_ratio"] == pytest.approx(1.0) and gt.info["articulation"]["ratio"] == pytest.approx(1.0)
+    assert len(gt.info["articulation"]["channels"]) >= 5  # the FACEGOOD mouth channels that move
+    assert 0 < res.info["articulation"]["ratio"] < 1.5
+    assert "Articulation" in (tmp_path / "ej" / "report.md").read_text()
     if "lve_mm" in gt.mean:
         assert gt.mean["lve_mm"] == 0.0 and gt.mean["fdd_mm"] == 0.0

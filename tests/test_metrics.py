@@ -96,6 +96,20 @@ def test_speech_beats_on_real_speech(speech_dir):
     assert np.all(np.diff(beats) >= 5)
 
 
+def test_articulation_hand_example():
+    """Half the movement on one channel, all of it on another, a still channel ignored; medians over the rest."""
+    from ksdiff.metrics import articulation
+
+    t = np.linspace(0, 4 * np.pi, 200)
+    truth = np.stack([0.3 * (1 + np.sin(t)), 0.2 * (1 + np.cos(t)), np.full_like(t, 0.1), 0.05 * (1 + np.sin(t))], 1)
+    pred = np.stack([0.15 * (1 + np.sin(t)), 0.2 * (1 + np.cos(t)), np.zeros_like(t), -0.05 * np.sin(t)], 1)
+    out = articulation(pred, truth, ["jawOpen", "mouthFunnel", "mouthClose", "eyeBlinkLeft"])
+    assert set(out["channels"]) == {"jawOpen", "mouthFunnel"}  # mouthClose is still, eyeBlink not mouth
+    assert out["channels"]["jawOpen"]["std_ratio"] == pytest.approx(0.5)
+    assert out["channels"]["mouthFunnel"]["r"] == pytest.approx(1.0)
+    assert out["ratio"] == pytest.approx(0.75) and out["r"] == pytest.approx(1.0)
+
+
 def test_jitter_hand_example():
     x = (np.arange(6, dtype=float) ** 3)[:, None]  # third difference of t³ is 6
     assert jitter(x, fps=2) == pytest.approx(6 * 8)

@@ -11,9 +11,11 @@
 ``bilabial_closure`` fraction of /p b m/ phones with the mouth closed
 ``envelope_correlation`` Pearson r of mouth opening with the speech envelope
 ``jitter``         mean jerk magnitude
+``articulation``   per mouth channel std(pred)/std(truth) and r, their medians (under-articulation)
 =================  ===========================================================================
 """
 
+from ksdiff.metrics.articulation import articulation
 from ksdiff.metrics.beat import beat_align, motion_beats, speech_beats
 from ksdiff.metrics.diversity import head_diversity, sample_diversity
 from ksdiff.metrics.fdd import fdd
@@ -22,5 +24,5 @@ from ksdiff.metrics.keyframes import keyframe_prf
 from ksdiff.metrics.lip import lve, lve_squared
 from ksdiff.metrics.lipsync import bilabial_closure, envelope_correlation
 
-__all__ = ["beat_align", "bilabial_closure", "envelope_correlation", "fdd", "head_diversity", "jitter",
+__all__ = ["articulation", "beat_align", "bilabial_closure", "envelope_correlation", "fdd", "head_diversity", "jitter",
            "keyframe_prf", "lve", "lve_squared", "motion_beats", "sample_diversity", "speech_beats"]
