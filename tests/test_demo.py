@@ -19,6 +19,7 @@ def test_shipped_model_is_small_safe_and_follows_speech(speech_dir):
     assert "config" in meta and "format_version" in meta
     anim = load_model()
     assert anim.spec.name == "arkit" and anim.default_style == "facegood" and anim.defaults["guidance"] == 1.25
+    assert anim.defaults["steps"] == 4 and anim.defaults["encoder_compute"] == "int8"  # docs/BENCHMARKS.md
     cfg = anim.model.cfg  # the full KSDiff model, reading character tokens (no GPL extra needed)
     assert all((cfg.transcript, cfg.keyframes, cfg.dual_path, cfg.split_speech, cfg.prosody, cfg.dpse))
     assert anim.uses_text and anim.tokens == "chars" and anim.transcribe
@@ -47,4 +48,5 @@ def test_demo_prints_a_playable_video(tmp_path, capsys):
     d = stream_durations(video[0])
     assert abs(d["video"] - d["audio"]) <= 0.1 and d["video"] > 3
     assert "generation real-time factor" in out and "render (schematic" in out
+    assert "speech (Piper en_US-joe-medium)" in out  # the neural voice: `make` installs ksdiff[voice]
     assert (tmp_path / "demo" / "motion.npz").is_file() and (tmp_path / "demo" / "motion_livelink.csv").is_file()

@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("espeakng_loader")
 
 from ksdiff.cli import main  # noqa: E402
+from ksdiff.errors import KsdiffError  # noqa: E402
 from ksdiff.data.dataset import check_dataset, open_dataset  # noqa: E402
 from ksdiff.data.synth.checks import band_power, corpus_report  # noqa: E402
 from ksdiff.data.synth.config import DEFAULT_VOICES, SynthConfig  # noqa: E402
@@ -209,3 +210,27 @@ def test_band_power_and_text():
     assert s1 == make_sentence(np.random.default_rng(3), 3)
     for w in s1.lower().replace(",", " ").replace(".", " ").replace("?", " ").split():
         assert w in words, w
+
+
+def test_neural_voice_corpus_is_deterministic_and_closes_bilabials(tmp_path):
+    """The Piper voice (optional extra `ksdiff[voice]`, installed by `make`): the same seed gives the same samples,
+    phone timings come from forced alignment, and a small corpus of its clips passes the corpus checks."""
+    pytest.importorskip("piper", reason="install ksdiff[voice]")
+    text = "Peter bought my map, and we walked home."
+    u = synthesize(text, voice="piper:en_US-joe-medium", rate=165, seed=3)
+    again = synthesize(text, voice="piper:en_US-joe-medium", rate=165, seed=3)
+    other = synthesize(text, voice="piper:en_US-joe-medium", rate=165, seed=4)
+    assert np.array_equal(u.wave, again.wave) and not np.array_equal(u.wave[:len(other.wave)], other.wave[:len(u.wave)])
+    assert u.source == "pocketsphinx-align" and 1.5 < u.duration < 4.0
+    assert [w for w, _, _ in u.words] == ["peter", "bought", "my", "map", "and", "we", "walked", "home"]
+    assert sum(p.lstrip("'") in ("p", "b", "m") for p, _, _ in u.phones) >= 5
+    slower = synthesize(text, voice="piper:en_US-joe-medium", rate=120, seed=3)
+    assert slower.duration > 1.15 * u.duration
+    out = tmp_path / "neural"
+    assert main(["synth", "--out", str(out), "--minutes", "0.15", "--seed", "0", "--voices", "joe_n1", "joe_n2",
+                 "--quiet"]) == 0
+    rep = corpus_report(out)
+    assert rep["clips"] >= 2 and rep["bilabials"] >= 5
+    assert rep["bilabial_closure"] >= 0.9 and rep["jaw_envelope_r"] > 0.4
+    with pytest.raises(KsdiffError):
+        synthesize(text, voice="piper:no-such-voice")

