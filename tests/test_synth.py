@@ -234,3 +234,30 @@ def test_neural_voice_corpus_is_deterministic_and_closes_bilabials(tmp_path):
     assert rep["bilabial_closure"] >= 0.9 and rep["jaw_envelope_r"] > 0.4
     with pytest.raises(KsdiffError):
         synthesize(text, voice="piper:no-such-voice")
+
+
+def test_pseudo_clips_from_real_speech(shared, tmp_path, capsys):
+    """`ksdiff synth --from-speech`: real recordings (transcripts from the folder's transcripts.tsv or a file's own
+    .txt) forced-aligned, with the corpus's motion model as targets; the listening-free checks hold; a folder
+    without usable audio is a one-line error."""
+    from ksdiff.data.synth.pseudo import find_recordings, style_for
+
+    src = shared / "data" / "speech_extra" / "cmu_arctic"
+    found = list(find_recordings([src]))
+    assert len(found) == 6 and all(t for _, t, _ in found) and {s for _, _, s in found} == {"aew", "axb"}
+    out = tmp_path / "pseudo"
+    assert main(["synth", "--from-speech", str(src), "--out", str(out), "--quiet"]) == 0
+    assert check_dataset(out) == []
+    ds = open_dataset(out)
+    clips = list(ds.clips())
+    assert len(clips) == 6
+    meta = clips[0].meta()
+    assert meta["source"] == "pseudo" and meta["speaker"] in ("aew", "axb") and meta["transcript_source"] == "given"
+    assert style_for("aew") == style_for("aew") and style_for("aew").name == "aew"
+    rep = corpus_report(out)
+    assert rep["bilabials"] >= 8 and rep["bilabial_closure"] >= 0.9  # the aligned /p b m/ close the mouth
+    assert rep["jaw_envelope_r"] > 0.4  # and the jaw follows the real voice's envelope
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["synth", "--from-speech", str(empty), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "no audio files" in capsys.readouterr().err

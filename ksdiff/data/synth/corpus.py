@@ -65,6 +65,8 @@ class SynthClip:
     def meta(self) -> dict:
         return {"speaker": self.speaker, "source": "synth", **self.tts, "phones": self.arpabet_phones()}
 
+    # a pseudo clip (real speech, procedural targets) says so in tts["source"]: see ksdiff.data.synth.pseudo
+
     def ground_truth(self) -> dict:
         return {
             "format_version": PHONES_FORMAT_VERSION,
@@ -122,12 +124,25 @@ def synth_clip(index: int, cfg: SynthConfig) -> SynthClip:
         wave = wave + (10.0 ** (cfg.noise_dbfs / 20.0) * rng.standard_normal(len(wave))).astype(np.float32)
     wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
     off = n_lead / sr
+    phones = [(p, s + off, e + off) for p, s, e in utt.phones]
+    words = [(w, s + off, e + off) for w, s, e in utt.words]
+    return clip_from_phones(rng, wave, phones, words, voice, cfg, f"{voice.name}-{index:05d}", voice.name, text, tts)
+
+
+def clip_from_phones(rng: np.random.Generator, wave: np.ndarray, phones: list[tuple[str, float, float]],
+                     words: list[tuple[str, float, float]], voice: VoiceStyle, cfg: SynthConfig, clip_id: str,
+                     speaker: str, text: str, tts: dict) -> SynthClip:
+    """The motion of speech ``wave`` (N,) 16 kHz whose phones (espeak mnemonics, seconds) are known: visemes
+    with coarticulation, prosody-locked head and brows, blinks (the generative model of docs/SYNTH.md). Pauses
+    are added before the first and after the last phone to cover the whole audio."""
+    sr = SAMPLE_RATE
     duration = len(wave) / sr
-    phones = [("_", 0.0, off)] + [(p, s + off, e + off) for p, s, e in utt.phones]
+    phones = [(p, max(0.0, s), min(e, duration)) for p, s, e in phones if s < duration]
+    first = phones[0][1] if phones else duration
+    phones = ([("_", 0.0, first)] if first > 0 else []) + phones
     end = phones[-1][2]
     if end < duration:
         phones.append(("_", end, duration))
-    words = [(w, s + off, e + off) for w, s, e in utt.words]
 
     fps = float(cfg.fps)
     T = int(round(duration * fps))
@@ -145,7 +160,7 @@ def synth_clip(index: int, cfg: SynthConfig) -> SynthClip:
     b = spec.index(spec.bounded)
     coeffs[:, b] = np.clip(coeffs[:, b], 0.0, 1.0)
     motion = Motion(coeffs.astype(np.float32), spec.channels, fps, "arkit")
-    return SynthClip(id=f"{voice.name}-{index:05d}", speaker=voice.name, text=text, wave=wave, motion=motion,
+    return SynthClip(id=clip_id, speaker=speaker, text=text, wave=wave, motion=motion,
                      phones=phones, words=words, segments=[(s.viseme, s.start, s.end) for s in segments],
                      accents=accents, events=events, tts=tts)
 
