@@ -133,6 +133,11 @@ class SynthConfig:
         blink_pause_prob: probability of a blink at a phrase boundary (pause ≥ blink_pause_min s) [0.5, 0.15].
         blink_min_gap: minimum seconds between blinks [0.4]. The spontaneous rate is per voice (``blink_rate``).
         blink_squint: eyeSquint during a blink as a fraction of eyeBlink [0.2].
+
+    Emotion (off by default: the default corpus is unchanged)
+        emotion: each clip draws a valence and an arousal uniformly in [−1, 1] (after every other random choice
+            of the clip) and shows them (:func:`ksdiff.data.synth.corpus.apply_emotion`); ``meta.json`` records
+            ``"emotion": [valence, arousal]`` [False].
     """
 
     minutes: float = 2.0
@@ -197,6 +202,7 @@ class SynthConfig:
     blink_pause_min: float = 0.15
     blink_min_gap: float = 0.4
     blink_squint: float = 0.2
+    emotion: bool = False
 
     def select_voices(self, names: list[str] | None) -> "SynthConfig":
         """A copy using only the named voices (speaker names of :data:`DEFAULT_VOICES` or :data:`NEURAL_VOICES`,

@@ -157,12 +157,55 @@ def clip_from_phones(rng: np.random.Generator, wave: np.ndarray, phones: list[tu
     coeffs = np.zeros((T, spec.dim), dtype=np.float64)
     for name, values in {**mouth, **face}.items():
         coeffs[:, spec.channels.index(name)] = values
+    if cfg.emotion:
+        valence, arousal = (float(x) for x in rng.uniform(-1.0, 1.0, 2))
+        apply_emotion(coeffs, spec.channels, valence, arousal)
+        tts = {**tts, "emotion": [round(valence, 4), round(arousal, 4)]}
     b = spec.index(spec.bounded)
     coeffs[:, b] = np.clip(coeffs[:, b], 0.0, 1.0)
     motion = Motion(coeffs.astype(np.float32), spec.channels, fps, "arkit")
     return SynthClip(id=clip_id, speaker=speaker, text=text, wave=wave, motion=motion,
                      phones=phones, words=words, segments=[(s.viseme, s.start, s.end) for s in segments],
                      accents=accents, events=events, tts=tts)
+
+
+#: How a clip shows its emotion (valence v, arousal a in [-1, 1]); added to the neutral motion, in ARKit units.
+EMOTION_GAINS = {
+    "smile": 0.30,       # mouthSmileLeft/Right += 0.30 max(v, 0); cheekSquint += half of it
+    "frown": 0.30,       # mouthFrownLeft/Right += 0.30 max(-v, 0)
+    "brow_down": 0.25,   # browDownLeft/Right += 0.25 max(-v, 0)
+    "eye_wide": 0.25,    # eyeWideLeft/Right += 0.25 max(a, 0)
+    "brow_up": 0.20,     # browInnerUp += 0.20 max(a, 0)
+    "lids": 0.12,        # eyeBlinkLeft/Right += 0.12 max(-a, 0) (heavy lids when calm)
+    "mouth_energy": 0.35,  # mouth and jaw channels' movement about their mean x (1 + 0.35 a)
+    "head_energy": 0.50,   # head rotation's movement about its mean x (1 + 0.5 a)
+}
+
+
+def apply_emotion(coeffs: np.ndarray, channels: tuple[str, ...], valence: float, arousal: float) -> None:
+    """Show (valence, arousal) on an ``arkit`` motion (T, C) in place (:data:`EMOTION_GAINS`): smile and cheeks for
+    positive valence, frown and lowered brows for negative; wide eyes and raised brows for high arousal, heavier
+    lids for low; and more (or less) articulation and head movement with arousal. Bounded channels are clipped by
+    the caller."""
+    from ksdiff.face.specs import ARKIT_HEAD, ARKIT_MOUTH
+
+    g = EMOTION_GAINS
+    idx = {n: i for i, n in enumerate(channels)}
+    pos_v, neg_v, pos_a, neg_a = max(valence, 0.0), max(-valence, 0.0), max(arousal, 0.0), max(-arousal, 0.0)
+    for i in [idx[c] for c in ARKIT_MOUTH if c in idx]:
+        m = coeffs[:, i].mean()
+        coeffs[:, i] = m + (coeffs[:, i] - m) * (1.0 + g["mouth_energy"] * arousal)
+    for i in [idx[c] for c in ARKIT_HEAD[:3] if c in idx]:
+        m = coeffs[:, i].mean()
+        coeffs[:, i] = m + (coeffs[:, i] - m) * (1.0 + g["head_energy"] * arousal)
+    for side in ("Left", "Right"):
+        coeffs[:, idx[f"mouthSmile{side}"]] += g["smile"] * pos_v
+        coeffs[:, idx[f"cheekSquint{side}"]] += 0.5 * g["smile"] * pos_v
+        coeffs[:, idx[f"mouthFrown{side}"]] += g["frown"] * neg_v
+        coeffs[:, idx[f"browDown{side}"]] += g["brow_down"] * neg_v
+        coeffs[:, idx[f"eyeWide{side}"]] += g["eye_wide"] * pos_a
+        coeffs[:, idx[f"eyeBlink{side}"]] += g["lids"] * neg_a
+    coeffs[:, idx["browInnerUp"]] += g["brow_up"] * pos_a
 
 
 def build_corpus(out: str | os.PathLike, cfg: SynthConfig, force: bool = False,
