@@ -540,17 +540,12 @@ def _add_live(app, jobs: Jobs, limits: Limits) -> None:
     16 kHz f32); the server answers ``{"ready": true, "fps", "hop", "lookahead"}``, then one JSON frame per motion
     frame (:func:`ksdiff.stream.frame_json`) as the hops are generated. A session takes a job slot (refused with
     ``{"error"}`` when all are busy) and ends after ``max_seconds`` of audio."""
-    import json
-
     from fastapi import WebSocket, WebSocketDisconnect
     from fastapi.concurrency import run_in_threadpool
 
     @app.websocket("/ws/live")
     async def live(ws: WebSocket) -> None:
-        import numpy as np
-        import soxr
-
-        from ksdiff.stream import StreamAnimator, frame_json
+        from ksdiff.stream import AudioDecoder, StreamAnimator
 
         await ws.accept()
         job = jobs.start()
@@ -561,47 +556,48 @@ def _add_live(app, jobs: Jobs, limits: Limits) -> None:
         try:
             animator = await run_in_threadpool(ws.app.state.model)
             engine = StreamAnimator(animator)
-            names = animator.spec.channels
             await ws.send_json({"ready": True, "fps": animator.fps, "hop": engine.hop / animator.fps,
                                 "lookahead": engine.lookahead / animator.fps, "spec": animator.spec.name})
-            rate, fmt, resampler = 16000, "f32", None
+            audio = AudioDecoder()
             while True:
                 msg = await ws.receive()
                 if msg["type"] == "websocket.disconnect":
                     break
                 if msg.get("text") is not None:
-                    try:
-                        hdr = json.loads(msg["text"])
-                        rate, fmt = int(hdr.get("sample_rate", 16000)), str(hdr.get("format", "f32"))
-                    except (ValueError, TypeError, AttributeError):
-                        continue
-                    if fmt not in ("f32", "s16") or not 8000 <= rate <= 192000:
-                        await ws.send_json({"error": "audio must be f32 or s16 at 8-192 kHz"})
+                    err = audio.header(msg["text"])
+                    if err:
+                        await ws.send_json({"error": err})
                         break
-                    resampler = None if rate == 16000 else soxr.ResampleStream(rate, 16000, 1, dtype="float32")
                     continue
-                data = msg.get("bytes") or b""
-                x = (np.frombuffer(data[:len(data) // 2 * 2], "<i2").astype(np.float32) / 32768.0 if fmt == "s16"
-                     else np.frombuffer(data[:len(data) // 4 * 4], "<f4").astype(np.float32))
-                x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-                engine.push(resampler.resample_chunk(x) if resampler is not None else x)
+                engine.push(audio.decode(msg.get("bytes") or b""))
                 if engine.heard_s > limits.max_seconds:
                     await ws.send_json({"error": f"live session ended: over {limits.max_seconds:g} s of audio"})
                     break
-                if engine.backlog_s() > LIVE_BACKLOG_S:
-                    engine.skip_to_present()
-                while engine.ready():
-                    ch = await run_in_threadpool(engine.step)
-                    wall = time.time()
-                    for i, row in enumerate(ch.coeffs):
-                        f = ch.start + i
-                        await ws.send_text(json.dumps(frame_json(f, f / animator.fps, row, wall, names)))
+                await _live_steps(ws, engine, animator)
         except WebSocketDisconnect:
             pass
         except KsdiffError as e:
             await ws.send_json({"error": str(e)})
         finally:
             jobs.finish(job, False)
+
+
+async def _live_steps(ws, engine, animator) -> None:
+    """Generate every hop the audio allows (skipping to the present when far behind) and send its frames."""
+    import json
+
+    from fastapi.concurrency import run_in_threadpool
+
+    from ksdiff.stream import frame_json
+
+    if engine.backlog_s() > LIVE_BACKLOG_S:
+        engine.skip_to_present()
+    while engine.ready():
+        ch = await run_in_threadpool(engine.step)
+        wall = time.time()
+        for i, row in enumerate(ch.coeffs):
+            f = ch.start + i
+            await ws.send_text(json.dumps(frame_json(f, f / animator.fps, row, wall, animator.spec.channels)))
 
 
 def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.PathLike | None = None,

@@ -352,6 +352,38 @@ def frame_json(frame: int, t: float, coeffs: np.ndarray, wall: float, names: tup
     return out
 
 
+class AudioDecoder:
+    """Audio as clients send it in messages: binary float32 little-endian mono at 16 kHz, unless a text message
+    ``{"sample_rate": R, "format": "f32" | "s16"}`` declared otherwise (resampled to 16 kHz with soxr)."""
+
+    def __init__(self) -> None:
+        self.rate, self.fmt, self.resampler = SAMPLE_RATE, "f32", None
+
+    def header(self, text: str) -> str | None:
+        """Read a text message; an error line when it declares an unusable format (None otherwise)."""
+        import json
+
+        import soxr
+
+        try:
+            hdr = json.loads(text)
+            rate, fmt = int(hdr.get("sample_rate", SAMPLE_RATE)), str(hdr.get("format", "f32"))
+        except (ValueError, TypeError, AttributeError):
+            return None  # not a header: ignored
+        if fmt not in ("f32", "s16") or not 8000 <= rate <= 192000:
+            return "audio must be f32 or s16 at 8-192 kHz"
+        self.rate, self.fmt = rate, fmt
+        self.resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+        return None
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """One binary message -> (N,) float32 at 16 kHz (NaN/inf samples as 0)."""
+        x = (np.frombuffer(data[:len(data) // 2 * 2], "<i2").astype(np.float32) / 32768.0 if self.fmt == "s16"
+             else np.frombuffer(data[:len(data) // 4 * 4], "<f4").astype(np.float32))
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        return self.resampler.resample_chunk(x) if self.resampler is not None else x
+
+
 class WebSocketHub:
     """A WebSocket server (``websockets``' threaded server) on ``host:port``, both ways:
 
@@ -381,33 +413,19 @@ class WebSocketHub:
     def _handler(self, conn) -> None:
         import json
 
-        import soxr
-
         with self.lock:
             self.clients.add(conn)
-        rate, fmt, resampler = SAMPLE_RATE, "f32", None
+        audio = AudioDecoder()
         got_audio = False
         try:
             for msg in conn:
                 if isinstance(msg, str):
-                    try:
-                        hdr = json.loads(msg)
-                        rate, fmt = int(hdr.get("sample_rate", rate)), str(hdr.get("format", fmt))
-                    except (ValueError, TypeError, AttributeError):
-                        continue
-                    if fmt not in ("f32", "s16") or not 8000 <= rate <= 192000:
-                        conn.send(json.dumps({"error": "audio must be f32 or s16 at 8-192 kHz"}))
-                        rate, fmt = SAMPLE_RATE, "f32"
-                    resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1,
-                                                                                      dtype="float32")
+                    err = audio.header(msg)
+                    if err:
+                        conn.send(json.dumps({"error": err}))
                     continue
-                x = (np.frombuffer(msg, "<i2").astype(np.float32) / 32768.0 if fmt == "s16"
-                     else np.frombuffer(msg[:len(msg) // 4 * 4], "<f4").astype(np.float32))
-                x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-                if resampler is not None:
-                    x = resampler.resample_chunk(x)
                 got_audio = True
-                self.audio.put(x)
+                self.audio.put(audio.decode(msg))
         except Exception:  # a client that vanishes mid-message ends its part of the stream, not the server
             pass
         finally:
@@ -545,54 +563,14 @@ def run_stream(engine: StreamAnimator, chunks: Iterable[np.ndarray], sinks: list
         max_backlog_s: when the audio waiting to be processed exceeds this, skip to the present.
     """
     stats = StreamStats(engine.hop / engine.fps, engine.lookahead / engine.fps)
-    clock = AudioClock()
-    offset = time.time() - time.monotonic()  # monotonic -> epoch, for the sinks' frame times
     sender = _Sender(sinks, stats, max_latency_s if realtime else float("inf"))
     sender.start()
     q: queue.Queue = queue.Queue()
     reader_error: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            for c in chunks:
-                q.put((c, time.monotonic()))
-        except BaseException as e:
-            reader_error.append(e)
-        finally:
-            q.put(None)
-
-    threading.Thread(target=read, daemon=True, name="ksdiff-stream-reader").start()
-
-    def emit(ch: StreamChunk | None) -> None:
-        if ch is None:
-            return
-        stats.compute_s.append(ch.compute_s)
-        if on_chunk is not None:
-            on_chunk(ch)
-        for i, row in enumerate(ch.coeffs):
-            f = ch.start + i
-            t = f / engine.fps
-            cap = clock.capture(t) if realtime else time.monotonic()
-            due = cap + delay_s if (realtime and delay_s is not None) else 0.0
-            sender.q.put((f, t, row, cap, due, offset))
-
-    done = False
+    threading.Thread(target=_read, args=(chunks, q, reader_error), daemon=True, name="ksdiff-stream-reader").start()
+    emit = _Emitter(engine, stats, sender, AudioClock(), realtime, delay_s, on_chunk)
     try:
-        while not done:
-            item = q.get()
-            items = [item]
-            while True:  # take everything that has arrived
-                try:
-                    items.append(q.get_nowait())
-                except queue.Empty:
-                    break
-            for it in items:
-                if it is None:
-                    done = True
-                    break
-                c, wall = it
-                engine.push(c)
-                clock.record(engine.heard_s, wall)
+        while _take_audio(q, engine, emit.clock):
             if sender.error is not None:
                 raise sender.error
             while engine.ready():
@@ -607,13 +585,64 @@ def run_stream(engine: StreamAnimator, chunks: Iterable[np.ndarray], sinks: list
     finally:
         sender.q.put(None)
         sender.join()
-        for s in sinks:
-            s.close()
+        for sink in sinks:
+            sink.close()
     if sender.error is not None:
         raise sender.error
     stats.audio_s = engine.heard_s
     return stats
 
 
+def _read(chunks: Iterable[np.ndarray], q: queue.Queue, errors: list) -> None:
+    """The reader thread: every chunk with its arrival time, then None (also after an error, kept in ``errors``)."""
+    try:
+        for c in chunks:
+            q.put((c, time.monotonic()))
+    except BaseException as e:
+        errors.append(e)
+    finally:
+        q.put(None)
+
+
+def _take_audio(q: queue.Queue, engine: StreamAnimator, clock: AudioClock) -> bool:
+    """Push everything that has arrived (waiting for at least one item); False once the audio has ended."""
+    items = [q.get()]
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except queue.Empty:
+            break
+    for it in items:
+        if it is None:
+            return False
+        c, wall = it
+        engine.push(c)
+        clock.record(engine.heard_s, wall)
+    return True
+
+
+class _Emitter:
+    """Hands a step's frames to the sender with their capture and due times."""
+
+    def __init__(self, engine: StreamAnimator, stats: StreamStats, sender: _Sender, clock: AudioClock,
+                 realtime: bool, delay_s: float | None, on_chunk: Callable[[StreamChunk], None] | None):
+        self.engine, self.stats, self.sender, self.clock = engine, stats, sender, clock
+        self.realtime, self.delay_s, self.on_chunk = realtime, delay_s, on_chunk
+        self.offset = time.time() - time.monotonic()  # monotonic -> epoch, for the sinks' frame times
+
+    def __call__(self, ch: StreamChunk | None) -> None:
+        if ch is None:
+            return
+        self.stats.compute_s.append(ch.compute_s)
+        if self.on_chunk is not None:
+            self.on_chunk(ch)
+        for i, row in enumerate(ch.coeffs):
+            f = ch.start + i
+            t = f / self.engine.fps
+            cap = self.clock.capture(t) if self.realtime else time.monotonic()
+            due = cap + self.delay_s if (self.realtime and self.delay_s is not None) else 0.0
+            self.sender.q.put((f, t, row, cap, due, self.offset))
+
+
 __all__ = ["StreamAnimator", "StreamChunk", "StreamStats", "run_stream", "file_chunks", "microphone_chunks",
-           "LiveLinkSink", "WebSocketHub", "Recorder", "frame_json", "AudioClock", "HOP_S", "LOOKAHEAD_S", "CONTEXT_S"]
+           "LiveLinkSink", "WebSocketHub", "AudioDecoder", "Recorder", "frame_json", "AudioClock", "HOP_S", "LOOKAHEAD_S", "CONTEXT_S"]

@@ -129,15 +129,8 @@ def compute_features(wave: np.ndarray, encoder: str | SpeechEncoder = "whisper-t
     n = num_frames(len(wave))
     info: dict = {"seconds": len(wave) / SAMPLE_RATE}
 
-    from ksdiff.audio.encoders import WhisperEncoder
-
-    shared = None  # the transcript read off the speech encoder's own Whisper windows
-    if text is None and transcribe and transcriber == "shared" and isinstance(enc, WhisperEncoder):
-        from ksdiff.audio.encoders import _ct2_whisper
-        from ksdiff.audio.transcript import EncoderTranscriber
-
-        decoder = _ct2_whisper(str(enc.model_dir), "int8", enc.threads)  # int8 decoding: 2x faster, same words
-        shared = EncoderTranscriber(decoder, n, enc.window_starts(len(wave)))
+    shared = _shared_transcriber(enc, len(wave)) if text is None and transcribe and transcriber == "shared" \
+        else None
     t0 = time.perf_counter()
     feats = enc.encode(wave, on_window=shared.add) if shared is not None else enc.encode(wave)
     info["time_encoder"] = time.perf_counter() - t0
@@ -152,23 +145,41 @@ def compute_features(wave: np.ndarray, encoder: str | SpeechEncoder = "whisper-t
     info["f0_median_hz"] = raw.f0_median
 
     words: list[tuple[str, float, float]] = []
-    if shared is not None:
-        tr = shared.result()
-        info["time_transcript"] = shared.seconds
-        info["time_encoder"] -= shared.seconds
-        text, words = tr.text, tr.words
-    elif text is None and transcribe:
-        from ksdiff.audio.transcript import transcribe as _transcribe
-
-        t0 = time.perf_counter()
-        tr = _transcribe(wave)
-        info["time_transcript"] = time.perf_counter() - t0
-        text, words = tr.text, tr.words
+    if text is None and transcribe:
+        text, words = _transcript(wave, shared, info)
     t0 = time.perf_counter()
     ids = text_to_tokens(text, tokens, language=language)
     info["time_tokens"] = time.perf_counter() - t0
     return SpeechFeatures(feats=np.asarray(feats, dtype=np.float32), prosody=prosody, tokens=ids, words=words,
                           rate=enc.rate, encoder=enc.name, text=text or "", token_kind=tokens, info=info)
+
+
+def _shared_transcriber(enc: SpeechEncoder, num_samples: int):
+    """An :class:`ksdiff.audio.transcript.EncoderTranscriber` over a whisper-tiny encoder's windows (int8
+    decoding: 2x faster, the same words), or None for other encoders."""
+    from ksdiff.audio.encoders import WhisperEncoder, _ct2_whisper
+    from ksdiff.audio.transcript import EncoderTranscriber
+
+    if not isinstance(enc, WhisperEncoder):
+        return None
+    decoder = _ct2_whisper(str(enc.model_dir), "int8", enc.threads)
+    return EncoderTranscriber(decoder, num_frames(num_samples), enc.window_starts(num_samples))
+
+
+def _transcript(wave: np.ndarray, shared, info: dict) -> tuple[str, list[tuple[str, float, float]]]:
+    """(text, words) from the shared transcriber (its decoding time moved from the encoder's to the transcript's)
+    or from faster-whisper's own pipeline; times into ``info``."""
+    if shared is not None:
+        tr = shared.result()
+        info["time_transcript"] = shared.seconds
+        info["time_encoder"] -= shared.seconds
+        return tr.text, tr.words
+    from ksdiff.audio.transcript import transcribe
+
+    t0 = time.perf_counter()
+    tr = transcribe(wave)
+    info["time_transcript"] = time.perf_counter() - t0
+    return tr.text, tr.words
 
 
 # ------------------------------------------------------------------------------------------------ files

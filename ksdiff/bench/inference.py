@@ -330,12 +330,7 @@ def bench_generate(sources: list[ModelSource], seconds: list[float], audio_dir: 
             del model
             for s in seconds:
                 say(f"{src.label}: {s:g} s of audio ...")
-                source = src.to_dict()
-                if source.get("checkpoint"):  # the worker runs in the code's root folder: absolute paths
-                    source["checkpoint"] = str(Path(source["checkpoint"]).resolve())
-                for key in ("configs", "overlays"):
-                    source[key] = [str(Path(c).resolve()) if Path(c).is_file() else c for c in source[key]]
-                job = {"source": source, "audio": str(wavs[s]), "seconds": s, "generation": gen,
+                job = {"source": _worker_source(src), "audio": str(wavs[s]), "seconds": s, "generation": gen,
                        "render_seconds": min(render_seconds, s), "render_size": render_size,
                        "threads": torch.get_num_threads(), "mem_budget_mb": budget, "seed": seed}
                 r = run_job(job, timeout, code_root=src.code_root)
@@ -347,6 +342,16 @@ def bench_generate(sources: list[ModelSource], seconds: list[float], audio_dir: 
                             f"{fmt(r['rtf'].get('render'))}), peak RSS {r['peak_rss_mb']:.0f} MiB"))
             out["sources"].append(entry)
     return out
+
+
+def _worker_source(src: ModelSource) -> dict:
+    """The source as its worker gets it: paths absolute (the worker runs in its code's root folder)."""
+    source = src.to_dict()
+    if source.get("checkpoint"):
+        source["checkpoint"] = str(Path(source["checkpoint"]).resolve())
+    for key in ("configs", "overlays"):
+        source[key] = [str(Path(c).resolve()) if Path(c).is_file() else c for c in source[key]]
+    return source
 
 
 def stage_seconds(timings: dict[str, float]) -> dict[str, float]:

@@ -73,11 +73,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ksdiff.face.motion import Motion
     from ksdiff.generate import load_model
-    from ksdiff.stream import (LiveLinkSink, Recorder, StreamAnimator, WebSocketHub, check_microphone, file_chunks,
-                               microphone_chunks, run_stream)
-    from ksdiff.utils.io import atomic_path
+    from ksdiff.stream import StreamAnimator, run_stream
+
+    mic, delay = _check(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    animator = load_model(args.checkpoint)
+    engine = StreamAnimator(animator, hop_s=args.hop, lookahead_s=args.lookahead, context_s=args.context,
+                            steps=args.steps, guidance=args.guidance, seed=args.seed, style=args.style)
+    sinks, hub, rec = _sinks(args, animator)
+    realtime = not args.fast
+    chunks = _chunks(args, hub, mic, realtime)
+    print("stream: running (Ctrl-C to stop)" if not args.input else f"stream: {args.input}", flush=True)
+    try:
+        stats = run_stream(engine, chunks, sinks, realtime=realtime, delay_s=delay if realtime else None,
+                           max_latency_s=args.max_latency, max_backlog_s=args.max_backlog)
+    except KeyboardInterrupt:
+        stats = None
+    _finish(args, engine, animator, rec, stats.summary() if stats is not None else {}, realtime)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> tuple[str | int | None, float | None]:
+    """Refuse inconsistent options before loading anything; (microphone device, send delay in s or None)."""
+    from ksdiff.stream import check_microphone
 
     if args.hop <= 0 or args.lookahead < 0 or args.context < 0:
         raise KsdiffError("--hop must be positive and --lookahead, --context not negative")
@@ -96,19 +116,18 @@ def run(args: argparse.Namespace) -> int:
     if args.mic is not None:
         mic = int(args.mic) if args.mic.isdigit() else (args.mic or None)
         check_microphone(mic)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    animator = load_model(args.checkpoint)
-    engine = StreamAnimator(animator, hop_s=args.hop, lookahead_s=args.lookahead, context_s=args.context,
-                            steps=args.steps, guidance=args.guidance, seed=args.seed, style=args.style)
     if args.delay == "auto":
-        delay = args.hop + args.lookahead + 0.1
-    else:
-        try:
-            delay = float(args.delay)
-        except ValueError:
-            raise KsdiffError(f"--delay must be seconds or auto, got {args.delay!r}") from None
-        delay = None if delay <= 0 else delay
+        return mic, args.hop + args.lookahead + 0.1
+    try:
+        delay = float(args.delay)
+    except ValueError:
+        raise KsdiffError(f"--delay must be seconds or auto, got {args.delay!r}") from None
+    return mic, (None if delay <= 0 else delay)
+
+
+def _sinks(args: argparse.Namespace, animator) -> tuple[list, object, object]:
+    """(every sink, the WebSocket hub or None, the recorder)."""
+    from ksdiff.stream import LiveLinkSink, Recorder, WebSocketHub
 
     sinks: list = []
     for target in args.livelink or []:
@@ -121,29 +140,30 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(hub)
         print(f"stream: WebSocket on ws://{host}:{hub.port}", flush=True)
     rec = Recorder(animator.spec.dim)
-    sinks.append(rec)
+    return sinks + [rec], hub, rec
 
-    realtime = not args.fast
+
+def _chunks(args: argparse.Namespace, hub, mic, realtime: bool):
+    """The audio source's chunks."""
+    from ksdiff.stream import file_chunks, microphone_chunks
+
     if args.input:
         from ksdiff.audio.features import load_speech
 
-        wave = load_speech(args.input)
-        chunks = file_chunks(wave, realtime=realtime)
-    elif args.mic is not None:
-        chunks = microphone_chunks(mic)
-    else:
-        chunks = hub.audio_chunks()
-    print("stream: running (Ctrl-C to stop)" if not args.input else f"stream: {args.input}", flush=True)
-    try:
-        stats = run_stream(engine, chunks, sinks, realtime=realtime, delay_s=delay if realtime else None,
-                           max_latency_s=args.max_latency, max_backlog_s=args.max_backlog)
-    except KeyboardInterrupt:
-        stats = None
-    s = stats.summary() if stats is not None else {}
+        return file_chunks(load_speech(args.input), realtime=realtime)
+    if args.mic is not None:
+        return microphone_chunks(mic)
+    return hub.audio_chunks()
+
+
+def _finish(args: argparse.Namespace, engine, animator, rec, s: dict, realtime: bool) -> None:
+    """Save the recording and the statistics; print the summary line."""
+    from ksdiff.face.motion import Motion
+    from ksdiff.utils.io import atomic_path
+
     if args.out:
         total = int(round(engine.heard_s * animator.fps))
-        motion = Motion(rec.coeffs(total), animator.spec.channels, animator.fps, animator.spec.name)
-        motion.save(args.out)
+        Motion(rec.coeffs(total), animator.spec.channels, animator.fps, animator.spec.name).save(args.out)
     if args.stats and s:
         with atomic_path(args.stats, suffix=".json") as tmp:
             tmp.write_text(json.dumps(s, indent=2))
@@ -153,4 +173,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"stream: {s['audio_s']:.1f} s of audio, {s['frames_sent']} frames sent, {s['frames_dropped']} "
               f"dropped; {lat}compute per {args.hop:g} s hop p50 {s['compute_p50_s']:.3f} s, p95 "
               f"{s['compute_p95_s']:.3f} s" + (f"; motion: {args.out}" if args.out else ""))
-    return 0
