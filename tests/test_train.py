@@ -291,7 +291,7 @@ def test_dataset_style_and_default_style_reach_generation(datasets, tmp_path, sp
     other = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0, style="speech")
     assert (wave.coeffs == same.coeffs).all() and not (wave.coeffs == other.coeffs).all()
     # the checkpoint's generation section is what animate() uses when the caller gives no sampler settings
-    assert anim.defaults == {"steps": 3, "sampler": "dpmpp", "guidance": 1.5}
+    assert anim.defaults == {"steps": 3, "sampler": "dpmpp", "guidance": 1.5, "encoder_compute": "float32"}
     plain = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0)
     explicit = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, steps=3, guidance=1.5)
     off = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, steps=3, guidance=1.0)
