@@ -240,11 +240,13 @@ class WhisperEncoder(SpeechEncoder):
             return self._fe(wave, padding=WHISPER_MEL_HOP)[:, :-1]
         return _blocked_log_mel(self._fe, np.asarray(wave, np.float32))[:, :-1]
 
-    def encode(self, wave: np.ndarray, on_window: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+    def encode(self, wave: np.ndarray,
+               on_windows: Callable[[list[int], np.ndarray], None] | None = None) -> np.ndarray:
         """wave: (N,) float32 16 kHz -> (round(N / 320), 384) float32.
 
-        ``on_window(start, enc)``, if given, sees every encoder window as it is computed: its first frame and its
-        (1500, 384) output (:class:`ksdiff.audio.transcript.EncoderTranscriber` transcribes from them)."""
+        ``on_windows(starts, encs)``, if given, sees every batch of encoder windows as it is computed: their first
+        frames and their (B, 1500, 384) outputs (:class:`ksdiff.audio.transcript.EncoderTranscriber` transcribes
+        from them)."""
         import ctranslate2
 
         wave = _check_wave(wave)
@@ -258,8 +260,8 @@ class WhisperEncoder(SpeechEncoder):
             seg = mel[:, :2 * n_out]
             x[0, :, :seg.shape[1]] = seg
             enc = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))[0]
-            if on_window is not None:
-                on_window(0, enc)
+            if on_windows is not None:
+                on_windows([0], enc[None])
             return enc[:n_out]
 
         def encode_windows(starts: list[int]) -> list[np.ndarray]:
@@ -268,9 +270,8 @@ class WhisperEncoder(SpeechEncoder):
                 seg = mel[:, 2 * start: 2 * start + win_mel]
                 x[i, :, :seg.shape[1]] = seg
             enc = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True))
-            if on_window is not None:
-                for start, e in zip(starts, enc):
-                    on_window(start, e)
+            if on_windows is not None:
+                on_windows(list(starts), enc)
             return list(enc)
 
         return _overlap_add(n_out, self.dim, WHISPER_WINDOW_FRAMES, self.margin, self.fade, encode_windows,

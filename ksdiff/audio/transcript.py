@@ -118,7 +118,7 @@ MAX_COMPRESSION = 2.4  # a window whose text compresses better than this is a re
 
 class EncoderTranscriber:
     """Transcript and word times from the Whisper encoder windows the speech features already computed
-    (:meth:`ksdiff.audio.encoders.WhisperEncoder.encode`'s ``on_window``): no second encoder pass.
+    (:meth:`ksdiff.audio.encoders.WhisperEncoder.encode`'s ``on_windows``): no second encoder pass.
 
     Per 30 s window: greedy decoding (timestamp tokens on, then dropped: without them Whisper tends to stop
     after the first sentences of a window), then word times from the cross-attention
@@ -133,7 +133,7 @@ class EncoderTranscriber:
     fallback, one encoder pass per 30 s *segment* it seeks to) encodes the audio about six times.
 
     Usage: ``tr = EncoderTranscriber(encoder.model, starts)`` with the encoder's window starts
-    (:meth:`ksdiff.audio.encoders.WhisperEncoder.window_starts`); pass ``tr.add`` as ``on_window``; then
+    (:meth:`ksdiff.audio.encoders.WhisperEncoder.window_starts`); pass ``tr.add`` as ``on_windows``; then
     ``tr.result()``.
     """
 
@@ -151,47 +151,53 @@ class EncoderTranscriber:
         self.words: list[tuple[str, float, float]] = []
         self.seconds = 0.0  # time spent decoding and aligning
 
-    def add(self, start: int, enc: np.ndarray) -> None:
-        """One encoder window: frames [start, start + len(enc)) of the clip, enc (1500, D) float32 (padded past
-        the end of the audio)."""
+    def add(self, starts: list[int], encs: np.ndarray) -> None:
+        """Encoder windows: their first frames in the clip and their outputs (B, 1500, D) float32 (padded past
+        the end of the audio). The windows of one call are decoded and aligned as one batch."""
         import time
 
         t0 = time.perf_counter()
         try:
-            self._add(start, enc)
+            self._add(list(starts), np.ascontiguousarray(encs, dtype=np.float32))
         finally:
             self.seconds += time.perf_counter() - t0
 
-    def _add(self, start: int, enc: np.ndarray) -> None:
+    def _add(self, starts: list[int], encs: np.ndarray) -> None:
         import ctranslate2
 
-        valid = min(len(enc), self.total - start)
-        if valid <= 0:
-            return
-        sv = ctranslate2.StorageView.from_array(np.ascontiguousarray(enc[None], dtype=np.float32))
+        valid = [min(len(e), self.total - s) for s, e in zip(starts, encs)]
         prompt = list(self.tok.sot_sequence)  # with timestamp tokens: without them Whisper often stops early
-        res = self.model.generate(sv, [prompt], beam_size=1, max_length=self.max_tokens, return_scores=True,
-                                  return_no_speech_prob=True, suppress_blank=True)[0]
-        ids = [t for t in res.sequences_ids[0] if t < self.tok.eot]
-        if not ids:
+        results = self.model.generate(ctranslate2.StorageView.from_array(encs), [prompt] * len(starts),
+                                      beam_size=1, max_length=self.max_tokens, return_scores=True,
+                                      return_no_speech_prob=True, suppress_blank=True)
+        keep = []  # (window index, text token ids)
+        for i, res in enumerate(results):
+            ids = [t for t in res.sequences_ids[0] if t < self.tok.eot]
+            if not ids or valid[i] <= 0:
+                continue
+            avg_logprob = float(res.scores[0]) if res.scores else 0.0  # CTranslate2: divided by the length
+            if res.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR:
+                continue  # silence
+            if _compression_ratio(self.tok.decode(ids)) > MAX_COMPRESSION:
+                continue  # a repetition loop
+            keep.append((i, ids))
+        if not keep:
             return
-        text = self.tok.decode(ids)
-        avg_logprob = float(res.scores[0]) if res.scores else 0.0  # CTranslate2: already divided by the length
-        if res.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR:
-            return
-        if _compression_ratio(text) > MAX_COMPRESSION:
-            return
-        mine = start + min(len(enc), self.total - start) / 2
-        off = start / ENCODER_FPS
-        for word, t0, t1 in _clamp_long_words(_merge_punctuation(self._align(ids, sv, 2 * valid))):
-            centre = start + (t0 + t1) / 2 * ENCODER_FPS
-            if abs(self.centres - centre).min() >= abs(mine - centre) and word.strip():
-                self.words.append((word.strip(), round(off + t0, 3), round(off + t1, 3)))
+        sub = ctranslate2.StorageView.from_array(np.ascontiguousarray(encs[[i for i, _ in keep]]))
+        aligned = self.model.align(sub, prompt, [ids for _, ids in keep], [2 * valid[i] for i, _ in keep],
+                                   median_filter_width=7)
+        for (i, ids), al in zip(keep, aligned):
+            start = starts[i]
+            mine, off = start + valid[i] / 2, start / ENCODER_FPS
+            for word, t0, t1 in _clamp_long_words(_merge_punctuation(self._words(ids, al))):
+                centre = start + (t0 + t1) / 2 * ENCODER_FPS
+                if abs(self.centres - centre).min() >= abs(mine - centre) and word.strip():
+                    self.words.append((word.strip(), round(off + t0, 3), round(off + t1, 3)))
 
-    def _align(self, ids: list[int], sv, mel_frames: int) -> list[tuple[str, float, float]]:
-        """(word, start_s, end_s) in the window: token-level DTW path -> the first frame of each word's tokens."""
-        res = self.model.align(sv, list(self.tok.sot_sequence), [ids], mel_frames, median_filter_width=7)[0]
-        pairs = np.asarray(res.alignments, dtype=np.int64).reshape(-1, 2)
+    def _words(self, ids: list[int], al) -> list[tuple[str, float, float]]:
+        """(word, start_s, end_s) in the window from an alignment result: the token-level DTW path -> the first
+        frame of each word's tokens."""
+        pairs = np.asarray(al.alignments, dtype=np.int64).reshape(-1, 2)
         words, word_tokens = self.tok.split_to_word_tokens(ids + [self.tok.eot])
         if len(word_tokens) <= 1 or not len(pairs):
             return []
