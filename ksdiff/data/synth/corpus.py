@@ -208,6 +208,17 @@ def apply_emotion(coeffs: np.ndarray, channels: tuple[str, ...], valence: float,
     coeffs[:, idx["browInnerUp"]] += g["brow_up"] * pos_a
 
 
+def check_output(out: str | os.PathLike, force: bool) -> Path:
+    """The dataset folder to write: refused when it exists (unless ``force``) or is not a ksdiff dataset."""
+    out = Path(out)
+    if out.exists():
+        if not force:
+            raise KsdiffError("output already exists (use --force to replace it)", out)
+        if not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file()):
+            raise KsdiffError("refusing to replace something that is not a ksdiff dataset", out)
+    return out
+
+
 def build_corpus(out: str | os.PathLike, cfg: SynthConfig, force: bool = False,
                  progress: Callable[[SynthClip, float], None] | None = None) -> dict:
     """Generate clips until ``cfg.minutes`` of audio and write them as an ``arkit`` dataset at ``out`` (atomic).
@@ -218,12 +229,7 @@ def build_corpus(out: str | os.PathLike, cfg: SynthConfig, force: bool = False,
     from ksdiff.data.dataset import DatasetWriter
 
     cfg.validate()
-    out = Path(out)
-    if out.exists():
-        if not force:
-            raise KsdiffError("output already exists (use --force to replace it)", out)
-        if not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file()):
-            raise KsdiffError("refusing to replace something that is not a ksdiff dataset", out)
+    out = check_output(out, force)
     target = cfg.minutes * 60.0
     total = 0.0
     speakers: set[str] = set()

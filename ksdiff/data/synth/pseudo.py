@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ksdiff.data.synth.config import DEFAULT_VOICES, SynthConfig, VoiceStyle
-from ksdiff.data.synth.corpus import SynthClip, clip_from_phones
+from ksdiff.data.synth.corpus import SynthClip, check_output, clip_from_phones
 from ksdiff.errors import KsdiffError
 
 MIN_SECONDS, MAX_SECONDS = 1.0, 30.0  # recordings outside this length are skipped
@@ -102,12 +102,7 @@ def build_pseudo_corpus(sources: list[str | os.PathLike], out: str | os.PathLike
     from ksdiff.data.dataset import DatasetWriter
     from ksdiff.utils.io import write_json
 
-    out = Path(out)
-    if out.exists():
-        if not force:
-            raise KsdiffError("output already exists (use --force to replace it)", out)
-        if not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file()):
-            raise KsdiffError("refusing to replace something that is not a ksdiff dataset", out)
+    out = check_output(out, force)
     recordings = list(find_recordings(sources))
     if not recordings:
         raise KsdiffError("no audio files found", ", ".join(str(s) for s in sources))
