@@ -5,7 +5,6 @@ keyframes. docs/RESULTS.md, "Table 3".
 Usage: python scripts/oracle_keyframes.py CHECKPOINT DATASET OUT [--split test] [--style NAME] [--seeds 2] [--guidance G]"""
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
