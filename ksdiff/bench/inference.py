@@ -43,7 +43,6 @@ from ksdiff.errors import KsdiffError
 from ksdiff.generate import generation_defaults
 
 SAMPLE_RATE = 16_000
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aiff", ".aif", ".aac")
 DEFAULT_AUDIO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
 DEFAULT_GENERATION = {"window_s": 8.0}  # sampler, steps, guidance: the model's own (generation_defaults)
 WARMUP_SECONDS = 2.0
@@ -57,9 +56,11 @@ def speech_files(audio_dir: str | os.PathLike) -> list[Path]:
     d = Path(audio_dir)
     if not d.is_dir():
         raise KsdiffError("audio folder not found (give --audio-dir with real speech clips)", d)
-    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
+    from ksdiff.data.importers import AUDIO_SUFFIXES
+
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
-        raise KsdiffError(f"no audio files ({', '.join(AUDIO_EXTS)}) in the audio folder", d)
+        raise KsdiffError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in the audio folder", d)
     return files
 
 

@@ -34,7 +34,7 @@ KINDS: dict[str, str] = {"livelink": "livelink", "facegood": "facegood", "deca":
 DEFAULT_FPS = 25.0
 
 #: Audio (and video with an audio stream) files looked for beside a motion file, in order of preference.
-AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".aiff", ".aif",
+AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aiff", ".aif",
                                    ".mov", ".mp4", ".mkv", ".webm")
 
 
