@@ -226,20 +226,15 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
     face = _face_model(ds.spec)
     per_clip: dict[str, dict[str, float]] = {}
     examples = []
+    pooled: list[tuple[np.ndarray, np.ndarray, set[str]]] = []  # for the split's articulation
     for clip in clips:
         gt, meta = clip.motion(), clip.meta()
         per_clip[clip.id] = score_clip(preds[clip.id][0], gt, clip.audio(), face, samples=preds[clip.id][1:],
                                        phones=meta.get("phones"), observed=meta.get("observed_channels"))
+        pooled.append((align_to(preds[clip.id][0], gt), gt.coeffs, set(meta.get("observed_channels") or gt.channels)))
         if plots and len(examples) < 3:
             examples.append((clip.id, preds[clip.id][0], gt))
-    # articulation over the whole split (every clip's frames pooled), per mouth channel
-    from ksdiff.metrics import articulation
-
-    channels = list(clips[0].motion().channels)
-    observed = [c for c in channels if all(c in (cl.meta().get("observed_channels") or channels) for cl in clips)]
-    idx = [channels.index(c) for c in observed]
-    pooled = [(align_to(preds[c.id][0], c.motion())[:, idx], c.motion().coeffs[:, idx]) for c in clips]
-    art = articulation(np.concatenate([p for p, _ in pooled]), np.concatenate([g for _, g in pooled]), observed)
+    art = _split_articulation(pooled, list(gt.channels))
     keys = sorted({k for d in per_clip.values() for k in d})
     mean = {k: float(np.nanmean([d[k] for d in per_clip.values() if k in d and not _isnan(d[k])] or [math.nan]))
             for k in keys}
@@ -251,6 +246,17 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
     if out is not None:
         write_report(res, out, examples)
     return res
+
+
+def _split_articulation(pooled: list[tuple[np.ndarray, np.ndarray, set[str]]], channels: list[str]) -> dict:
+    """Articulation over the whole split, every clip's frames pooled: (prediction, truth, observed channels) per
+    clip, in ``channels``' order; only the channels every clip observes."""
+    from ksdiff.metrics import articulation
+
+    observed = [c for c in channels if all(c in seen for _, _, seen in pooled)]
+    idx = [channels.index(c) for c in observed]
+    return articulation(np.concatenate([p[:, idx] for p, _, _ in pooled]),
+                        np.concatenate([g[:, idx] for _, g, _ in pooled]), observed)
 
 
 def _predict_all(predictor: Predictor, clips: list[Clip], seeds: tuple[int, ...], align_lengths: bool, name: str,

@@ -26,6 +26,7 @@ between are dropped, counted) instead of letting the latency grow.
 
 from __future__ import annotations
 
+import collections
 import math
 import queue
 import threading
@@ -38,7 +39,7 @@ import torch
 
 from ksdiff.diffusion.samplers import initial_noise
 from ksdiff.errors import KsdiffError
-from ksdiff.generate import SAMPLE_RATE, Animator, _derive_seed
+from ksdiff.generate import SAMPLE_RATE, Animator, Window, _derive_seed
 
 HOP_S = 0.2  # default seconds of motion per step
 LOOKAHEAD_S = 0.12  # default seconds of audio heard past the last frame of a step
@@ -92,7 +93,6 @@ class StreamAnimator:
         self._kf_hist: torch.Tensor | None = None  # (1, len(hist), 2) keyframes of the same frames
         self.next = 0  # first frame not generated yet
         self.steps_done = 0
-        self.ended = False
 
     # ------------------------------------------------------------------------------------------------ input
 
@@ -142,7 +142,6 @@ class StreamAnimator:
 
     def finish(self) -> StreamChunk | None:
         """The frames left after the audio has ended (no lookahead left to wait for), or None."""
-        self.ended = True
         end = int(round(self.heard_s * self.fps))
         if end <= self.next:
             return None
@@ -175,13 +174,7 @@ class StreamAnimator:
         C = anim.spec.dim
         x_T = initial_noise((1, L, C), torch.Generator().manual_seed(_derive_seed(self.seed, "stream",
                                                                                   self.steps_done)))
-        inpaint = None
-        if known:
-            mask = torch.zeros(1, L, C, dtype=torch.bool)
-            mask[:, :known] = True
-            full = torch.zeros(1, L, C)
-            full[:, :known] = self._hist
-            inpaint = (full, mask)
+        inpaint = anim._inpaint(self._hist, Window(0, L, known))  # the frames already sent, as between windows
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return model.denoise(x_t, t, cond, guidance=self.guidance)
@@ -213,19 +206,20 @@ class AudioClock:
     audio time ``t``, minus the audio after ``t`` in it (the moment that sample was spoken)."""
 
     def __init__(self) -> None:
-        self._ends: list[float] = []
-        self._walls: list[float] = []
+        self._chunks: collections.deque[tuple[float, float]] = collections.deque()  # (end_s, wall), oldest first
 
     def record(self, end_s: float, wall: float) -> None:
-        self._ends.append(float(end_s))
-        self._walls.append(float(wall))
+        self._chunks.append((float(end_s), float(wall)))
 
     def capture(self, t: float) -> float:
-        if not self._ends:
+        """Frames ask in increasing ``t``, so chunks ending before ``t`` are dropped as they are passed: the
+        lookup stays short however long the stream runs."""
+        if not self._chunks:
             return time.monotonic()
-        i = int(np.searchsorted(self._ends, t - 1e-9))
-        i = min(i, len(self._ends) - 1)
-        return self._walls[i] - (self._ends[i] - t)
+        while len(self._chunks) > 1 and self._chunks[0][0] < t - 1e-9:
+            self._chunks.popleft()
+        end, wall = self._chunks[0]
+        return wall - (end - t)
 
 
 def file_chunks(wave: np.ndarray, chunk_s: float = 0.02, realtime: bool = True) -> Iterator[np.ndarray]:

@@ -138,14 +138,8 @@ class EncoderTranscriber:
     """
 
     def __init__(self, model, total_frames: int, starts: list[int], window: int = 1500, max_tokens: int = 440):
-        import tokenizers
-        from faster_whisper.tokenizer import Tokenizer
-
-        from ksdiff.audio.encoders import whisper_model_dir
-
         self.model = model
-        hf = tokenizers.Tokenizer.from_file(str(whisper_model_dir() / "tokenizer.json"))
-        self.tok = Tokenizer(hf, multilingual=bool(model.is_multilingual), task="transcribe", language="en")
+        self.tok = _tokenizer(bool(model.is_multilingual))
         self.total, self.max_tokens = int(total_frames), int(max_tokens)
         self.centres = np.array([s + min(window, self.total - s) / 2 for s in starts], dtype=np.float64)
         self.words: list[tuple[str, float, float]] = []
@@ -210,6 +204,18 @@ class EncoderTranscriber:
     def result(self) -> Transcript:
         self.words.sort(key=lambda w: w[1])
         return Transcript(" ".join(w for w, _, _ in self.words), list(self.words), "en")
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(multilingual: bool):
+    """faster-whisper's tokenizer of the bundled Whisper model (read once)."""
+    import tokenizers
+    from faster_whisper.tokenizer import Tokenizer
+
+    from ksdiff.audio.encoders import whisper_model_dir
+
+    hf = tokenizers.Tokenizer.from_file(str(whisper_model_dir() / "tokenizer.json"))
+    return Tokenizer(hf, multilingual=multilingual, task="transcribe", language="en")
 
 
 PUNCT_BEFORE = "\"'“¿([{-"

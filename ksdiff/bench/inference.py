@@ -109,14 +109,10 @@ def denoiser_flops_fn(model: Any, guidance: float = 1.0) -> Callable[[int], floa
         cond = _detached(model.encode_condition(batch, T, keyframes=torch.zeros(1, T, 2, device=dev)))
         x = torch.randn(1, T, model.spec.dim, generator=g).to(dev)
         t = torch.tensor([500], device=dev)
-        import ksdiff.model.ksdiff as K
+        from ksdiff.model.ksdiff import sequential_paths
 
-        keep, K.PARALLEL_PATHS_MIN = K.PARALLEL_PATHS_MIN, 1 << 62  # FlopCounterMode sees this thread only
-        try:
-            with torch.no_grad():
-                return float(count_flops(lambda: model.denoise(x, t, cond, guidance=guidance)))
-        finally:
-            K.PARALLEL_PATHS_MIN = keep
+        with torch.no_grad(), sequential_paths():  # FlopCounterMode sees its own thread only
+            return float(count_flops(lambda: model.denoise(x, t, cond, guidance=guidance)))
 
     unit = max(1, int(round(fps)))  # one second: whole numbers of tokens, so the three points lie on one quadratic
     xs = [2 * unit, 4 * unit, 6 * unit]

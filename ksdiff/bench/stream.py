@@ -19,6 +19,7 @@ import numpy as np
 
 from ksdiff.bench.common import fmt, machine_info
 from ksdiff.errors import KsdiffError
+from ksdiff.generate import SAMPLE_RATE
 
 DEFAULT_CONFIGS = "hop=0.2,lookahead=0.12"
 KEYS = {"hop": float, "lookahead": float, "context": float, "steps": int, "guidance": float, "delay": float}
@@ -54,12 +55,13 @@ def bench_stream(checkpoint: str | None, wave: np.ndarray, configs: list[dict[st
 
     from ksdiff.generate import load_model
     from ksdiff.metrics import envelope_correlation
+    from ksdiff.metrics.articulation import mouth_channels
     from ksdiff.stream import CONTEXT_S, HOP_S, LOOKAHEAD_S, Recorder, StreamAnimator, file_chunks, run_stream
 
     torch.set_num_threads(threads)
     animator = load_model(checkpoint)
     spec = animator.spec
-    mouth = [i for i, n in enumerate(spec.channels) if n.startswith(("mouth", "jaw"))]
+    mouth = spec.index(mouth_channels(spec.channels))
     jaw = spec.channels.index("jawOpen") if "jawOpen" in spec.channels else mouth[0]
     StreamAnimator(animator).push(wave[:1600])  # loads the encoder
     animator.animate(wave[:32000], text="")  # warm-up
@@ -79,7 +81,7 @@ def bench_stream(checkpoint: str | None, wave: np.ndarray, configs: list[dict[st
         delay = cfg.get("delay", hop + la + 0.1)
         stats = run_stream(engine, file_chunks(wave), [rec], realtime=True, delay_s=delay if delay > 0 else None,
                            on_chunk=on_chunk)
-        T = int(round(len(wave) / 16000 * animator.fps))
+        T = int(round(len(wave) / SAMPLE_RATE * animator.fps))
         streamed = rec.coeffs(T)
         t0 = time.perf_counter()
         offline = animator.animate(wave, text="", steps=steps, guidance=cfg.get("guidance"), seed=seed).coeffs
@@ -93,10 +95,10 @@ def bench_stream(checkpoint: str | None, wave: np.ndarray, configs: list[dict[st
             "mouth_mae_vs_offline": float(np.abs(streamed[:, mouth] - offline[:, mouth]).mean()),
             "env_r_stream": float(envelope_correlation(streamed[:, jaw], wave, animator.fps)),
             "env_r_offline": float(envelope_correlation(offline[:, jaw], wave, animator.fps)),
-            "offline_rtf": offline_s / (len(wave) / 16000),
+            "offline_rtf": offline_s / (len(wave) / SAMPLE_RATE),
         })
         rows.append(s)
-    return {"machine": machine_info(), "audio_s": len(wave) / 16000, "checkpoint": str(animator.path),
+    return {"machine": machine_info(), "audio_s": len(wave) / SAMPLE_RATE, "checkpoint": str(animator.path),
             "threads": threads, "rows": rows}
 
 

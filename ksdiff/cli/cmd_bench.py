@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _generate_sources(args: argparse.Namespace) -> list:
     """The :class:`~ksdiff.bench.common.ModelSource` of ``bench generate``: the model (--checkpoint or
-    --random-init) and the one to compare it with (--vs or --vs-config), with their generation settings."""
+    --random-init) and the one to compare it with (--vs, --vs-ref or --vs-config), with their generation settings."""
     from ksdiff.bench import common as C
     from ksdiff.config import resolve_config_path
     from ksdiff.errors import KsdiffError
@@ -191,18 +191,17 @@ def _generate_sources(args: argparse.Namespace) -> list:
     if not (args.vs or args.vs_config or args.vs_ref):
         return [first]
     if args.vs_ref:
-        root = _checkout(args.vs_ref)
-        ck = Path(first.checkpoint or "")
-        packaged = Path(__file__).resolve().parents[1] / "assets" / "default.safetensors"
-        if first.checkpoint and ck.resolve() == packaged.resolve() and (Path(root) / "ksdiff/assets/default.safetensors").is_file():
-            ck = Path(root) / "ksdiff" / "assets" / "default.safetensors"
-        second = C.ModelSource(f"ksdiff@{args.vs_ref}", checkpoint=str(ck) if first.checkpoint else None,
-                               configs=list(first.configs), spec=args.spec, seed=args.seed, code_root=root)
-        second.generation = {k: v for k, v in main_gen.items()}
-        second.generation.update({k: v for k, v in (("steps", args.vs_steps), ("sampler", args.vs_sampler),
-                                                    ("window_s", args.vs_window)) if v is not None})
-        return [first, second]
-    if args.vs:
+        from ksdiff.generate import DEFAULT_CHECKPOINT
+
+        root = Path(_checkout(args.vs_ref))
+        ck = first.checkpoint
+        theirs = root / DEFAULT_CHECKPOINT.relative_to(DEFAULT_CHECKPOINT.parents[2])
+        if ck and Path(ck).resolve() == DEFAULT_CHECKPOINT.resolve() and theirs.is_file():
+            ck = str(theirs)  # the packaged model as that revision shipped it
+        second = C.ModelSource(f"ksdiff@{args.vs_ref}", checkpoint=ck, configs=list(first.configs), spec=args.spec,
+                               seed=args.seed, code_root=str(root))
+        gen = dict(main_gen)
+    elif args.vs:
         if not Path(args.vs).exists():
             raise KsdiffError("checkpoint not found", args.vs)
         second = C.ModelSource(_label(Path(args.vs).parent.name if Path(args.vs).is_file() else args.vs),

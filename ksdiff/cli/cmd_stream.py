@@ -127,11 +127,12 @@ def _check(args: argparse.Namespace) -> tuple[str | int | None, float | None]:
 
 def _sinks(args: argparse.Namespace, animator) -> tuple[list, object, object]:
     """(every sink, the WebSocket hub or None, the recorder)."""
+    from ksdiff.export.livelink import LIVELINK_PORT
     from ksdiff.stream import LiveLinkSink, Recorder, WebSocketHub
 
     sinks: list = []
     for target in args.livelink or []:
-        host, port = _hostport(target, 11111)
+        host, port = _hostport(target, LIVELINK_PORT)
         sinks.append(LiveLinkSink(host, port, animator.spec.name, animator.fps, subject=args.subject))
     hub = None
     if args.ws:

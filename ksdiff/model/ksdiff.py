@@ -13,7 +13,9 @@ buffers). Interfaces used by the trainer, samplers and generate.py: ``training_l
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -31,15 +33,31 @@ from ksdiff.model.layers import Attention, FeedForward, mask_to_bias, sinusoid
 PATHS = ("h", "e")  #: head path, expression path
 PARALLEL_PATHS_MIN = 300  #: batch × frames from which inference runs the two paths' denoisers in two threads
 _POOL: list = []
+_SEQUENTIAL = threading.local()
 
 
 def _path_pool():
-    """The two worker threads of :meth:`KSDiff._denoise_paths` (made once, on first use)."""
+    """Two worker threads that run the two paths side by side at inference (made once, on first use), or None
+    inside :func:`sequential_paths`."""
+    if getattr(_SEQUENTIAL, "on", False):
+        return None
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
         _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="ksdiff-path"))
     return _POOL[0]
+
+
+@contextlib.contextmanager
+def sequential_paths() -> Iterator[None]:
+    """Run both paths in the calling thread inside the block (e.g. for torch's FlopCounterMode, which only sees its
+    own thread)."""
+    before = getattr(_SEQUENTIAL, "on", False)
+    _SEQUENTIAL.on = True
+    try:
+        yield
+    finally:
+        _SEQUENTIAL.on = before
 
 
 class TextLayer(nn.Module):
@@ -266,14 +284,14 @@ class KSDiff(nn.Module):
                                       generator=generator, prefix=pre)[0]
 
         dev = cond["text"].device
+        pool = _path_pool()
         # below ~4 sequences a step is all Python overhead, and two threads only fight over the GIL
-        if self.cfg.kel.sample or dev.type != "cpu" or torch.get_num_threads() < 2 or cond["text"].shape[0] < 4:
+        if (pool is None or self.cfg.kel.sample or dev.type != "cpu" or torch.get_num_threads() < 2
+                or cond["text"].shape[0] < 4):
             return torch.stack([one(i, p) for i, p in enumerate(PATHS)], dim=-1)
-        from concurrent.futures import ThreadPoolExecutor
-
         from ksdiff.utils.threads import torch_threads
 
-        with torch_threads(1, dev), ThreadPoolExecutor(len(PATHS)) as pool:
+        with torch_threads(1, dev):
             cols = list(pool.map(lambda ip: one(*ip), enumerate(PATHS)))
         return torch.stack(cols, dim=-1)
 
@@ -324,9 +342,10 @@ class KSDiff(nn.Module):
         # inference on the CPU with windows of some size: the two paths' denoisers side by side in two threads
         # (same numbers; measured 0.58 -> 0.50 s of diffusion for 60 s of speech on 2 cores); small inputs
         # (streaming hops) stay sequential, where threads would only contend for the GIL
-        if (len(paths) > 1 and not torch.is_grad_enabled() and x_t.device.type == "cpu"
-                and x_t.shape[0] * x_t.shape[1] >= PARALLEL_PATHS_MIN):
-            results = list(_path_pool().map(one, paths))
+        pool = _path_pool() if len(paths) > 1 and not torch.is_grad_enabled() and x_t.device.type == "cpu" \
+            and x_t.shape[0] * x_t.shape[1] >= PARALLEL_PATHS_MIN else None
+        if pool is not None:
+            results = list(pool.map(one, paths))
         else:
             results = [one(p) for p in paths]
         for p, y in zip(paths, results):
