@@ -261,3 +261,36 @@ def test_pseudo_clips_from_real_speech(shared, tmp_path, capsys):
     empty.mkdir()
     assert main(["synth", "--from-speech", str(empty), "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "no audio files" in capsys.readouterr().err
+
+
+def test_calibration_recovers_known_targets_and_reaches_the_reference_amplitude(corpus):
+    """Motion made by the viseme model from a known table over real espeak speech: the fit finds the table back,
+    the calibrated table keeps what the data cannot measure, and its amplitude is the reference asked for."""
+    from ksdiff.data.synth.calibrate import CLASSES, calibrate_table, clip_design, fit_targets, predict
+    from ksdiff.data.synth.visemes import CALIBRATED_TARGETS, TARGETS
+
+    cfg = SynthConfig()
+    ds = open_dataset(corpus[0])
+    truth = {c: {k: 0.5 * v for k, v in TARGETS[c].items()} for c in CLASSES}
+    designs = []
+    for clip in ds.clips():
+        phones = json.loads((clip.root / "phones.json").read_text())["phones"]
+        m = clip.motion()
+        d = clip_design(clip.id, clip.audio(), 16000, [(p["espeak"], p["start"], p["end"]) for p in phones],
+                        m.coeffs, m.channels,
+                        m.fps, cfg, observed=set(m.channels) - {"tongueOut"})
+        for k, key in enumerate(TARGET_KEYS):  # replace the clip's motion by the known table's
+            d.motion[:, k] = d.design[k] @ np.array([truth[c].get(key, 0.0) for c in CLASSES])
+        designs.append(d)
+    fit = fit_targets(designs)
+    assert "tongue" not in fit.r2 and fit.r2["jaw"] > 0.999
+    for c in ("PBM", "AA", "UW", "IY"):
+        if fit.support[c] > 20:
+            assert fit.targets[c]["jaw"] == pytest.approx(truth[c].get("jaw", 0.0), abs=0.01)
+    table, how = calibrate_table(designs, TARGETS, {"jaw": (0.05, "test")})
+    assert how["jaw"].reference_std == 0.05 and how["jaw"].reference == "test"
+    assert predict(designs, table, "jaw").std() == pytest.approx(0.05, rel=1e-6)
+    assert table["SIL"] == TARGETS["SIL"] and table["TH"]["tongue"] == TARGETS["TH"]["tongue"]
+    assert set(CALIBRATED_TARGETS) == set(TARGETS)
+    with pytest.raises(KsdiffError, match="unknown viseme table"):
+        SynthConfig(visemes="nope").validate()

@@ -181,6 +181,59 @@ def align(wave: np.ndarray, text: str | None = None, sr: int = SAMPLE_RATE) -> A
     return Alignment(out_words, out_phones, " ".join(words), oov)
 
 
+def _chunks(words: list[tuple[str, float, float]], max_s: float) -> list[list[tuple[str, float, float]]]:
+    """Timed words in consecutive groups spanning at most ``max_s`` seconds each, cut at the widest pause."""
+    if not words or words[-1][2] - words[0][1] <= max_s or len(words) < 2:
+        return [words] if words else []
+    gaps = [(words[i + 1][1] - words[i][2], i) for i in range(len(words) - 1)]
+    mid = words[0][1] + 0.5 * (words[-1][2] - words[0][1])
+    _, cut = max(gaps, key=lambda g: (round(g[0], 2), -abs(words[g[1]][2] - mid)))
+    return _chunks(words[:cut + 1], max_s) + _chunks(words[cut + 1:], max_s)
+
+
+def align_long(wave: np.ndarray, text: str | None = None, sr: int = SAMPLE_RATE, max_chunk_s: float = 8.0
+               ) -> Alignment:
+    """:func:`align`, and where the whole utterance does not align (long or clipped recordings: a word cut at
+    the clip's edge, a passage Whisper heard wrong), the same piece by piece: Whisper's word times cut the audio
+    at pauses into pieces of at most ``max_chunk_s`` s, each aligned on its own (an unalignable piece retried
+    without its first and last word, then left out as silence). ``text`` is only used for the first attempt;
+    the pieces use Whisper's words."""
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    try:
+        return align(wave, text, sr=sr)
+    except KsdiffError:
+        pass
+    from ksdiff.audio.transcript import transcribe
+
+    dur = len(wave) / sr
+    words_out: list[Segment] = []
+    phones_out: list[Segment] = []
+    texts, oov = [], []
+    t = 0.0
+    for chunk in _chunks(transcribe(wave).words, max_chunk_s):
+        for part in (chunk, chunk[1:-1]):
+            if not part:
+                continue
+            a, b = max(t, part[0][1] - 0.2), min(dur, part[-1][2] + 0.2)
+            try:
+                al = align(wave[int(a * sr):int(b * sr)], " ".join(w for w, _, _ in part), sr=sr)
+            except KsdiffError:
+                continue
+            if a > t:
+                phones_out.append(Segment("SIL", round(t, 3), round(a, 3)))
+            words_out += [Segment(w.label, round(w.start + a, 3), round(w.end + a, 3)) for w in al.words]
+            phones_out += [Segment(p.label, round(p.start + a, 3), round(p.end + a, 3)) for p in al.phones]
+            texts.append(al.text)
+            oov += al.oov
+            t = phones_out[-1].end if phones_out else b
+            break
+    if not words_out:
+        raise KsdiffError("forced alignment failed: no part of the text fits the audio")
+    if t < dur:
+        phones_out.append(Segment("SIL", round(t, 3), round(dur, 3)))
+    return Alignment(words_out, phones_out, " ".join(texts), oov)
+
+
 # ------------------------------------------------------------------------------------ label files and scoring
 
 _HTS_PHONE = re.compile(r"^[^\^]*\^[^-]*-([^+]+)\+")

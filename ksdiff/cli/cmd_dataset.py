@@ -1,4 +1,4 @@
-"""ksdiff dataset check|info|folds DIR"""
+"""ksdiff dataset check|info|folds|sync DIR"""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--groups", help='JSON {"person": [clip ids]}: clips of one person stay in one fold '
                                     "(default: each clip's meta.json speaker)")
     f.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("sync", help="find each clip's audio-video offset from its speech (tracked video, captures) "
+                                    "and, with --apply, shift the motion to match the audio")
+    s.add_argument("dir")
+    s.add_argument("--apply", action="store_true", help="shift the motion of clips with a reliable offset "
+                                                        "(recorded as av_sync in meta.json; never twice)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
             test = json.loads((d / "dataset.json").read_text(encoding="utf-8"))["splits"]["test"]
             print(f"{d}  test: {', '.join(test)}")
         return 0
+    if args.action == "sync":
+        return _sync(args)
     if args.action == "check":
         problems = check_dataset(args.dir)
         for p in problems:
@@ -58,4 +65,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'channel':<22}{'min':>9}{'mean':>9}{'max':>9}")
     for ch, r in info["channels"].items():
         print(f"{ch:<22}{r['min']:>9.3f}{r['mean']:>9.3f}{r['max']:>9.3f}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from ksdiff.data.sync import SyncEstimate, sync_dataset
+
+    print(f"{'clip':<36}{'offset':>9}{'r at it':>9}{'r at 0':>8}  verdict")
+
+    def show(cid: str, res) -> None:
+        if not isinstance(res, SyncEstimate):
+            print(f"{cid:<36}{'':>26}  not measured: {res}", flush=True)
+            return
+        verdict = ("in sync" if res.lag_frames == 0 else
+                   f"motion {'late' if res.lag_frames > 0 else 'early'} by {abs(res.lag_s):.2f} s") \
+            if res.reliable else f"unclear (best {res.best_lag_frames:+d} frames; left as it is)"
+        if args.apply and res.lag_frames:
+            verdict += ", corrected"
+        print(f"{cid:<36}{res.lag_s:>+8.2f}s{res.score:>9.2f}{res.score_at_zero:>8.2f}  {verdict}", flush=True)
+
+    results = sync_dataset(args.dir, apply=args.apply, progress=show)
+    n = sum(isinstance(r, SyncEstimate) and r.lag_frames != 0 for _, r in results)
+    print(f"{n} of {len(results)} clips out of sync" + (" (corrected)" if args.apply and n else ""))
     return 0

@@ -98,6 +98,9 @@ class SynthConfig:
         max_tries: sentences tried per clip before giving up on the length bounds [12].
 
     Mouth (targets and dominance per class: :mod:`ksdiff.data.synth.visemes`)
+        visemes: the table of viseme targets (:data:`~ksdiff.data.synth.visemes.TARGET_TABLES`): ``hand`` (set
+            by eye, the corpus of the models shipped so far) or ``calibrated`` (fitted to tracked real speakers,
+            docs/SYNTH.md) [hand].
         plateau_frac: dominance plateau half-width as a fraction of the segment's half-duration [0.5].
         dominance_exponent: c in exp(−θ·τ^c) [1.0, negative exponential].
         theta_scale: multiplies every class's dominance rates θ (> 1 crisper, < 1 more coarticulation) [1.0].
@@ -159,6 +162,7 @@ class SynthConfig:
     pitch_max: int = 70
     max_tries: int = 12
     # mouth
+    visemes: str = "hand"
     plateau_frac: float = 0.5
     dominance_exponent: float = 1.0
     theta_scale: float = 1.0
@@ -235,6 +239,10 @@ class SynthConfig:
             raise KsdiffError(f"--fps must be positive, got {self.fps:g}")
         if not self.voices:
             raise KsdiffError("no voices selected")
+        from ksdiff.data.synth.visemes import TARGET_TABLES
+
+        if self.visemes not in TARGET_TABLES:
+            raise KsdiffError(f"unknown viseme table {self.visemes!r} (known: {', '.join(TARGET_TABLES)})")
         if not 0 < self.min_seconds < self.max_seconds:
             raise KsdiffError("min_seconds must be positive and below max_seconds")
 

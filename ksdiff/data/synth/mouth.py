@@ -21,27 +21,33 @@ def segment_rms(wave: np.ndarray, sr: int, start: float, end: float) -> float:
     return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
 
 
-def build_segments(rng: np.random.Generator, phones: list[tuple[str, float, float]], wave: np.ndarray, sr: int,
-                   voice: VoiceStyle, cfg: SynthConfig) -> list[Segment]:
-    """Viseme segments with their final targets: class target × speaker gains × vowel energy gain × jitter.
-
-    The vowel energy gain is (segment RMS / reference)^energy_gamma, the reference being the
-    ``energy_ref_pct`` percentile of the clip's vowel-segment RMS values, clipped to
-    [energy_gain_min, energy_gain_max]; it scales jawOpen and mouthLowerDown of vowels.
-    """
-    raw = split_segments(phones, cfg.diphthong_split)
+def vowel_gains(raw: list[tuple[str, float, float, int]], wave: np.ndarray, sr: int, cfg: SynthConfig
+                ) -> list[float]:
+    """Jaw gain of each raw segment (:func:`split_segments`): for vowels (segment RMS / reference)^energy_gamma,
+    the reference being the ``energy_ref_pct`` percentile of the clip's vowel-segment RMS values, clipped to
+    [energy_gain_min, energy_gain_max]; 1 for every other class."""
     rms = [segment_rms(wave, sr, s, e) for v, s, e, _ in raw]
     vowel_rms = [r for (v, _, _, _), r in zip(raw, rms) if v in VOWELS and r > 0]
     ref = float(np.percentile(vowel_rms, cfg.energy_ref_pct)) if vowel_rms else 1.0
+    gains = []
+    for (v, _, _, _), r in zip(raw, rms):
+        gain = ((r / ref) ** cfg.energy_gamma if ref > 0 else 1.0) if v in VOWELS else 1.0
+        gains.append(float(np.clip(gain, cfg.energy_gain_min, cfg.energy_gain_max)) if v in VOWELS else 1.0)
+    return gains
+
+
+def build_segments(rng: np.random.Generator, phones: list[tuple[str, float, float]], wave: np.ndarray, sr: int,
+                   voice: VoiceStyle, cfg: SynthConfig) -> list[Segment]:
+    """Viseme segments with their final targets: class target (the ``cfg.visemes`` table) × speaker gains × vowel
+    energy gain (:func:`vowel_gains`, on jawOpen and mouthLowerDown) × jitter."""
+    raw = split_segments(phones, cfg.diphthong_split)
     out: list[Segment] = []
-    for (v, s, e, _), r in zip(raw, rms):
-        tgt = target_vector(v)
+    for (v, s, e, _), gain in zip(raw, vowel_gains(raw, wave, sr, cfg)):
+        tgt = target_vector(v, cfg.visemes)
         tgt[_JAW] *= voice.jaw_gain
         tgt[_ROUND] *= voice.round_gain
         tgt[_SPREAD] *= voice.spread_gain
-        if v in VOWELS:
-            gain = (r / ref) ** cfg.energy_gamma if ref > 0 else 1.0
-            tgt[_JAW] *= float(np.clip(gain, cfg.energy_gain_min, cfg.energy_gain_max))
+        tgt[_JAW] *= gain
         if cfg.target_jitter > 0:
             tgt *= np.exp(cfg.target_jitter * rng.standard_normal(len(tgt)))
         out.append(Segment(v, s, e, np.clip(tgt, 0.0, 1.0), DOMINANCE[v]))

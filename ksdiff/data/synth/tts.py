@@ -403,7 +403,8 @@ _ARPA_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", 
 
 def align_phones(wave: np.ndarray, text: str, sr: int = SAMPLE_RATE
                  ) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
-    """Phone and word timings by pocketsphinx forced alignment (:func:`ksdiff.audio.align.align`).
+    """Phone and word timings by pocketsphinx forced alignment (:func:`ksdiff.audio.align.align_long`: piece by
+    piece where the whole recording does not align).
 
     Used only when espeak-ng gives no phoneme events. ARPAbet labels are mapped to espeak mnemonics
     (:data:`ARPABET_TO_ESPEAK`); the aligner knows no stress, so every vowel is marked as a candidate accent
@@ -412,9 +413,9 @@ def align_phones(wave: np.ndarray, text: str, sr: int = SAMPLE_RATE
     Returns:
         (phones [(mnemonic, start, end)], words [(word, start, end)]) in seconds.
     """
-    from ksdiff.audio.align import align
+    from ksdiff.audio.align import align_long
 
-    al = align(np.asarray(wave, dtype=np.float32), text, sr=sr)
+    al = align_long(np.asarray(wave, dtype=np.float32), text, sr=sr)
     phones = []
     for seg in al.phones:
         m = ARPABET_TO_ESPEAK.get(seg.label, "_" if seg.label == "SIL" else seg.label.lower())

@@ -78,6 +78,60 @@ TARGETS: dict[str, dict[str, float]] = {
     "UH": {"jaw": 0.26, "funnel": 0.30, "pucker": 0.40},
     "UW": {"jaw": 0.18, "funnel": 0.35, "pucker": 0.70, "close": 0.05},
 }
+#: viseme targets fitted to tracked real speakers (docs/SYNTH.md, "Calibrated visemes"): 36 A/V-synced clips of
+#: ../shared/data/video + video_extra (train splits, 8849 frames, 33 people), pocketsphinx phones, non-negative least
+#: squares through the coarticulation model pulled towards the hand-set shape by a cross-validated weight, then each
+#: key scaled to the std of a real iPhone Live Link capture (jawOpen, mouthFunnel, mouthPucker, mouthLowerDown,
+#: mouthUpperUp, mouthStretch, mouthSmile; issue 14) or of the tracked clips (the other keys). jawOpen keeps the
+#: hand-set shape, rescaled (MediaPipe's jawOpen is too noisy to shape it). Keys the data cannot measure
+#: (tongueOut, jawForward, mouthPress, mouthShrugUpper) keep the hand-set values. Written by
+#: `python scripts/calibrate_visemes.py OUT VIDEO_DS VIDEO_EXTRA_DS --exclude mimictalk_German_20s`
+#: (OUT/calibrated_targets.py; the datasets `ksdiff track`ed and `ksdiff dataset sync --apply`ed).
+CALIBRATED_TARGETS: dict[str, dict[str, float]] = {
+    "SIL": {"jaw": 0.01, "press": 0.03},
+    "PBM": {"jaw": 0.027, "close": 0.214, "funnel": 0.016, "pucker": 0.198, "press": 0.55, "rollLower": 0.179,
+        "rollUpper": 0.195, "shrugLower": 0.218},
+    "FV": {"jaw": 0.055, "close": 0.07, "pucker": 0.029, "rollLower": 0.332, "rollUpper": 0.157, "upperUp": 0.009,
+        "shrugLower": 0.373},
+    "TH": {"jaw": 0.068, "funnel": 0.014, "pucker": 0.042, "rollLower": 0.036, "rollUpper": 0.15, "lowerDown": 0.003,
+        "upperUp": 0.071, "shrugLower": 0.017, "tongue": 0.3},
+    "TD": {"jaw": 0.048, "close": 0.025, "funnel": 0.038, "pucker": 0.024, "stretch": 0.042, "rollLower": 0.06,
+        "rollUpper": 0.107, "lowerDown": 0.137, "upperUp": 0.259, "smile": 0.21},
+    "L": {"jaw": 0.082, "close": 0.026, "funnel": 0.025, "pucker": 0.05, "rollLower": 0.042, "rollUpper": 0.116,
+        "lowerDown": 0.14, "upperUp": 0.015, "shrugLower": 0.015, "tongue": 0.06},
+    "SZ": {"jaw": 0.02, "close": 0.007, "stretch": 0.133, "rollLower": 0.026, "rollUpper": 0.045, "lowerDown": 0.03,
+        "upperUp": 0.211, "smile": 0.155},
+    "SH": {"jaw": 0.041, "jawFwd": 0.08, "funnel": 0.373, "pucker": 0.09, "rollLower": 0.022, "rollUpper": 0.194,
+        "lowerDown": 0.047, "upperUp": 0.155},
+    "KG": {"jaw": 0.082, "close": 0.069, "funnel": 0.043, "pucker": 0.055, "rollUpper": 0.045, "lowerDown": 0.305,
+        "upperUp": 0.196, "smile": 0.158},
+    "R": {"jaw": 0.055, "close": 0.077, "funnel": 0.32, "pucker": 0.295, "rollLower": 0.057, "rollUpper": 0.209},
+    "W": {"jaw": 0.041, "close": 0.267, "funnel": 0.28, "pucker": 0.503, "rollLower": 0.122, "rollUpper": 0.439},
+    "Y": {"jaw": 0.041, "close": 0.03, "funnel": 0.033, "pucker": 0.06, "stretch": 0.117, "rollUpper": 0.082,
+        "smile": 0.04},
+    "AA": {"jaw": 0.477, "close": 0.025, "funnel": 0.171, "pucker": 0.038, "stretch": 0.027, "rollUpper": 0.07,
+        "lowerDown": 0.363, "upperUp": 0.089, "smile": 0.144},
+    "AE": {"jaw": 0.395, "close": 0.005, "funnel": 0.053, "stretch": 0.133, "rollUpper": 0.026, "lowerDown": 0.497,
+        "upperUp": 0.35, "smile": 0.514},
+    "AH": {"jaw": 0.273, "close": 0.029, "funnel": 0.086, "pucker": 0.096, "rollLower": 0.1, "rollUpper": 0.175,
+        "lowerDown": 0.082, "upperUp": 0.099, "shrugLower": 0.013},
+    "AO": {"jaw": 0.375, "close": 0.221, "funnel": 0.426, "pucker": 0.256, "rollLower": 0.041, "rollUpper": 0.313,
+        "lowerDown": 0.004},
+    "EH": {"jaw": 0.314, "close": 0.006, "funnel": 0.078, "stretch": 0.106, "rollUpper": 0.033, "lowerDown": 0.466,
+        "upperUp": 0.327, "smile": 0.336},
+    "ER": {"jaw": 0.191, "close": 0.023, "funnel": 0.285, "pucker": 0.113, "rollLower": 0.017, "rollUpper": 0.067,
+        "upperUp": 0.022, "shrugLower": 0.003},
+    "IH": {"jaw": 0.191, "close": 0.001, "pucker": 0.013, "stretch": 0.133, "rollLower": 0.062, "rollUpper": 0.105,
+        "lowerDown": 0.104, "upperUp": 0.215, "smile": 0.171, "shrugLower": 0.001},
+    "IY": {"jaw": 0.136, "close": 0.007, "funnel": 0.047, "stretch": 0.212, "rollLower": 0.021, "rollUpper": 0.057,
+        "lowerDown": 0.475, "upperUp": 0.313, "smile": 0.272},
+    "OW": {"jaw": 0.286, "close": 0.092, "funnel": 0.421, "pucker": 0.232, "rollLower": 0.022, "rollUpper": 0.162},
+    "UH": {"jaw": 0.177, "close": 0.071, "funnel": 0.28, "pucker": 0.208, "rollLower": 0.026, "rollUpper": 0.479,
+        "shrugLower": 0.057},
+    "UW": {"jaw": 0.123, "close": 0.127, "funnel": 0.312, "pucker": 0.304, "rollLower": 0.013, "rollUpper": 0.22},
+}
+#: the target tables a corpus can use (SynthConfig.visemes)
+TARGET_TABLES: dict[str, dict[str, dict[str, float]]] = {"hand": TARGETS, "calibrated": CALIBRATED_TARGETS}
 VOWELS = frozenset({"AA", "AE", "AH", "EH", "IH", "IY", "ER", "AO", "OW", "UH", "UW"})
 
 
@@ -209,10 +263,45 @@ def split_segments(phones: list[tuple[str, float, float]], diphthong_split: floa
     return out
 
 
-def target_vector(viseme: str) -> np.ndarray:
-    """(len(TARGET_KEYS),) float64 target of a class."""
-    t = TARGETS[viseme]
+def target_vector(viseme: str, table: str = "hand") -> np.ndarray:
+    """(len(TARGET_KEYS),) float64 target of a class, from the ``table`` of :data:`TARGET_TABLES`."""
+    t = TARGET_TABLES[table][viseme]
     return np.array([t.get(k, 0.0) for k in TARGET_KEYS], dtype=np.float64)
+
+
+def _dominance(segments: list[Segment], times: np.ndarray, plateau_frac: float, exponent: float,
+               theta_scale: float) -> np.ndarray:
+    """(len(GROUPS), T, S) Cohen–Massaro dominance D_s(t) of each segment per articulator group."""
+    S, T = len(segments), len(times)
+    c = np.array([0.5 * (s.start + s.end) for s in segments])
+    h = np.array([0.5 * (s.end - s.start) for s in segments])
+    w = np.maximum(plateau_frac * h, np.array([s.dominance.min_plateau for s in segments]))
+    th_b = theta_scale * np.array([s.dominance.theta_before for s in segments])
+    th_a = theta_scale * np.array([s.dominance.theta_after for s in segments])
+    lip_rate = np.array([s.dominance.lip_rate for s in segments])
+    alpha = np.array([s.dominance.alpha for s in segments])  # (S, 3)
+    d = times[:, None] - c[None, :]  # (T, S)
+    tau = np.maximum(np.abs(d) - w[None, :], 0.0) ** exponent
+    theta = np.where(d < 0, th_b[None, :], th_a[None, :])
+    out = np.zeros((len(GROUPS), T, S))
+    for g in range(len(GROUPS)):
+        rate = theta * lip_rate[None, :] if GROUPS[g] == "lips" else theta
+        out[g] = np.exp(-rate * tau) * alpha[None, :, g]  # (T, S)
+    return out
+
+
+def blend_weights(segments: list[Segment], times: np.ndarray, plateau_frac: float = 0.5,
+                  exponent: float = 1.0, theta_scale: float = 1.0) -> np.ndarray:
+    """Normalised dominance of each segment at ``times``, per articulator group (arguments as :func:`coarticulate`).
+
+    Returns:
+        (len(GROUPS), T, S) float64: W[g, t, s] = D_s(t) / Σ_s' D_s'(t) for group g; a channel of group g is
+        ``W[g] @ targets`` — linear in the targets, which is what :mod:`ksdiff.data.synth.calibrate` fits.
+    """
+    if not segments:
+        return np.zeros((len(GROUPS), len(times), 0))
+    D = _dominance(segments, times, plateau_frac, exponent, theta_scale)
+    return D / (D.sum(2, keepdims=True) + 1e-12)
 
 
 def coarticulate(segments: list[Segment], times: np.ndarray, plateau_frac: float = 0.5,
@@ -229,25 +318,13 @@ def coarticulate(segments: list[Segment], times: np.ndarray, plateau_frac: float
     Returns:
         (T, K) float64 blended targets.
     """
-    S, K, T = len(segments), len(TARGET_KEYS), len(times)
-    if S == 0:
+    K, T = len(TARGET_KEYS), len(times)
+    if not segments:
         return np.zeros((T, K))
-    c = np.array([0.5 * (s.start + s.end) for s in segments])
-    h = np.array([0.5 * (s.end - s.start) for s in segments])
-    w = np.maximum(plateau_frac * h, np.array([s.dominance.min_plateau for s in segments]))
-    th_b = theta_scale * np.array([s.dominance.theta_before for s in segments])
-    th_a = theta_scale * np.array([s.dominance.theta_after for s in segments])
-    lip_rate = np.array([s.dominance.lip_rate for s in segments])
-    alpha = np.array([s.dominance.alpha for s in segments])  # (S, 3)
+    D = _dominance(segments, times, plateau_frac, exponent, theta_scale)
     targets = np.stack([s.target for s in segments])  # (S, K)
-    d = times[:, None] - c[None, :]  # (T, S)
-    tau = np.maximum(np.abs(d) - w[None, :], 0.0) ** exponent
-    theta = np.where(d < 0, th_b[None, :], th_a[None, :])
     out = np.zeros((T, K))
     for g in range(len(GROUPS)):
         keys = [k for k, key in enumerate(TARGET_KEYS) if GROUP_OF[key] == g]
-        rate = theta * lip_rate[None, :] if GROUPS[g] == "lips" else theta
-        D = np.exp(-rate * tau) * alpha[None, :, g]  # (T, S)
-        den = D.sum(1, keepdims=True) + 1e-12
-        out[:, keys] = (D @ targets[:, keys]) / den
+        out[:, keys] = (D[g] @ targets[:, keys]) / (D[g].sum(1, keepdims=True) + 1e-12)
     return out
