@@ -41,6 +41,18 @@ def tracked(tmp_path_factory, shared: Path) -> Path:
     return out
 
 
+def test_track_sync_corrects_while_tracking(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("mediapipe")
+    out = tmp_path / "ds"
+    video = shared / "data" / "video_extra" / "edtalk" / "uncrop_Obama.mp4"  # lips ~0.24 s ahead of the sound
+    assert main(["track", str(video), "--out", str(out), "--max-seconds", "8", "--sync",
+                 "--model", str(shared / "assets" / "mediapipe" / "face_landmarker.task")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("uncrop_Obama ") and "verdict" not in x)
+    assert "motion early by" in line and "corrected" in line
+    sync = open_dataset(out).clip("uncrop_Obama").meta()["av_sync"]
+    assert sync["lag_frames"] in (-7, -6, -5) and sync["reliable"]
+
+
 def test_tracked_video_offset_found_and_corrected_once(tracked: Path, capsys: pytest.CaptureFixture) -> None:
     ds = open_dataset(tracked)
     obama = next(c for c in ds.clip_ids() if "Obama" in c)

@@ -69,22 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from ksdiff.data.sync import SyncEstimate, sync_dataset
+    from ksdiff.data.sync import SYNC_HEADER, SyncEstimate, sync_dataset, sync_line
 
-    print(f"{'clip':<36}{'offset':>9}{'r at it':>9}{'r at 0':>8}  verdict")
-
-    def show(cid: str, res) -> None:
-        if not isinstance(res, SyncEstimate):
-            print(f"{cid:<36}{'':>26}  not measured: {res}", flush=True)
-            return
-        verdict = ("in sync" if res.lag_frames == 0 else
-                   f"motion {'late' if res.lag_frames > 0 else 'early'} by {abs(res.lag_s):.2f} s") \
-            if res.reliable else f"unclear (best {res.best_lag_frames:+d} frames; left as it is)"
-        if args.apply and res.lag_frames:
-            verdict += ", corrected"
-        print(f"{cid:<36}{res.lag_s:>+8.2f}s{res.score:>9.2f}{res.score_at_zero:>8.2f}  {verdict}", flush=True)
-
-    results = sync_dataset(args.dir, apply=args.apply, progress=show)
+    print(SYNC_HEADER)
+    results = sync_dataset(args.dir, apply=args.apply,
+                           progress=lambda cid, res: print(sync_line(cid, res, args.apply), flush=True))
     n = sum(isinstance(r, SyncEstimate) and r.lag_frames != 0 for _, r in results)
     print(f"{n} of {len(results)} clips out of sync" + (" (corrected)" if args.apply and n else ""))
     return 0

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest fraction of frames without a face before a clip is refused (default 0.2)")
     p.add_argument("--max-seconds", type=float, default=None, help="track only the first S seconds of each video")
     p.add_argument("--force", action="store_true", help="replace DATASET if it exists")
+    p.add_argument("--sync", action="store_true",
+                   help="then find each clip's audio-video offset from its speech and shift the motion to match "
+                        "(ksdiff dataset sync --apply; English speech; docs/TRACKER.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {summary.out}: {len(summary.clips)} clips, {tracked}/{frames} frames with a face "
           f"({1000 * secs / max(frames, 1):.1f} ms/frame); jawOpen-envelope r mean {mean_r:.2f} "
           f"(" + ", ".join(f"{k} {v:.2f}" for k, v in corr.items()) + ")")
+    if args.sync:
+        from ksdiff.data.sync import SYNC_HEADER, sync_dataset, sync_line
+
+        print(SYNC_HEADER)
+        sync_dataset(summary.out, apply=True, progress=lambda cid, res: print(sync_line(cid, res, True), flush=True))
     if summary.refused:
         names = ", ".join(str(p) for p, _ in summary.refused)
         err = KsdiffError(f"refused {len(summary.refused)} of {len(summary.refused) + len(summary.clips)} "

@@ -156,3 +156,20 @@ def sync_dataset(path: str | os.PathLike, apply: bool = False, progress=None
         if progress is not None:
             progress(clip.id, res)
     return out
+
+
+SYNC_HEADER = f"{'clip':<36}{'offset':>9}{'r at it':>9}{'r at 0':>8}  verdict"
+
+
+def sync_line(clip_id: str, res: SyncEstimate | str, applied: bool = False) -> str:
+    """One row of the ``ksdiff dataset sync`` table (under :data:`SYNC_HEADER`)."""
+    if not isinstance(res, SyncEstimate):
+        return f"{clip_id:<36}{'':>26}  not measured: {res}"
+    if not res.reliable:
+        verdict = f"unclear (best {res.best_lag_frames:+d} frames; left as it is)"
+    elif res.lag_frames == 0:
+        verdict = "in sync"
+    else:
+        verdict = f"motion {'late' if res.lag_frames > 0 else 'early'} by {abs(res.lag_s):.2f} s"
+        verdict += ", corrected" if applied else ""
+    return f"{clip_id:<36}{res.lag_s:>+8.2f}s{res.score:>9.2f}{res.score_at_zero:>8.2f}  {verdict}"
