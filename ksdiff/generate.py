@@ -243,10 +243,15 @@ class Animator:
         return batch
 
     def _emotion(self, emotion: Any, T: int) -> np.ndarray | None:
+        """(T, 2) valence/arousal from (v, a), (T, 2) per frame, or an :class:`~ksdiff.face.emotion.EmotionCurve`."""
+        from ksdiff.face.emotion import EmotionCurve
+
         if emotion is None:
             return None
         if not self.model.cfg.denoiser.emotion:
             raise KsdiffError("this model was trained without emotion conditioning; leave out --emotion", self.path)
+        if isinstance(emotion, EmotionCurve):
+            return np.ascontiguousarray(emotion.at(np.arange(T) / self.fps))
         e = np.asarray(emotion, dtype=np.float32)
         if e.shape == (2,):
             e = np.tile(e[None], (T, 1))
@@ -255,6 +260,8 @@ class Animator:
         e = fit_rows(e, T)
         if not np.isfinite(e).all():
             raise KsdiffError("emotion values must be finite numbers")
+        if np.abs(e).max() > 1.0 + 1e-6:
+            raise KsdiffError(f"valence and arousal must lie in [-1, 1], got up to {np.abs(e).max():.3g}")
         return np.ascontiguousarray(e)
 
     def _style(self, style: Any) -> np.ndarray | None:
@@ -305,7 +312,8 @@ class Animator:
             seed: seeds the initial noise and every random choice: same seed, same output (bit-identical on the
                 same machine and device).
             guidance: classifier-free guidance scale (1 = off).
-            emotion: (valence, arousal) for the whole clip or (T, 2) per frame; needs an emotion-trained model.
+            emotion: (valence, arousal) in [-1, 1] for the whole clip, (T, 2) per frame, or an
+                :class:`~ksdiff.face.emotion.EmotionCurve` over seconds; needs an emotion-trained model.
             style: speaker name (from the training set), index, or a (S,) vector; needs a style-trained model.
             num_frames: force the output length (default round(duration × fps)).
             window_s / overlap_s: override the long-audio window plan (seconds; window 0 = one pass).

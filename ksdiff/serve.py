@@ -36,6 +36,15 @@ STEPS_RANGE = (2, 200)
 SEED_MAX = 2**32 - 1
 TEXT_MAX = 2000  # characters of transcript
 FIELD_MAX = 16 * 1024  # bytes of any one form field
+#: the page's emotion sliders, shown when the model was trained with emotion (unticked: the fields are not sent)
+EMOTION_FIELDS = """<fieldset><legend>Emotion</legend><label><input type="checkbox" id="emo"
+ onchange="for(const n of ['valence','arousal'])document.getElementById(n).disabled=!this.checked"> set the emotion</label>
+<div class="row"><div><label for="valence">Valence (unpleasant … pleasant): <output id="vo">0</output></label>
+<input id="valence" name="valence" type="range" min="-1" max="1" step="0.1" value="0" disabled
+ oninput="document.getElementById('vo').value=this.value"></div>
+<div><label for="arousal">Arousal (calm … excited): <output id="ao">0</output></label>
+<input id="arousal" name="arousal" type="range" min="-1" max="1" step="0.1" value="0" disabled
+ oninput="document.getElementById('ao').value=this.value"></div></div></fieldset>"""
 RESULT_FILES = ("video.mp4", "motion.npz", "motion.csv")
 
 PAGE = """<!doctype html>
@@ -62,6 +71,7 @@ PAGE = """<!doctype html>
  <div><label for="seed">Seed</label><input id="seed" name="seed" type="number" value="0"></div>
  <div><label for="face">Face</label><select id="face" name="face"><option value="auto">auto</option><option>ict</option><option>schematic</option></select></div>
 </div></fieldset>
+__EMOTION__
 <button id="go" type="submit">Animate</button></form>
 <fieldset><legend>Live</legend>
  <p class="sub" style="margin:.2em 0 .6em">The face follows your voice as you speak (about half a second behind), or an audio file played in real time with its sound delayed to match.</p>
@@ -196,6 +206,7 @@ class Params:
     steps: int
     seed: int
     face: str
+    emotion: tuple[float, float] | None = None
 
 
 def _http(status: int, detail: str, **headers: str):
@@ -205,7 +216,8 @@ def _http(status: int, detail: str, **headers: str):
 
 
 def check_field(name: str, value: str) -> str | int:
-    """The parsed value of the form field ``name`` (text, steps, seed, face); HTTP 400 naming it when wrong."""
+    """The parsed value of the form field ``name`` (text, steps, seed, face, valence, arousal); HTTP 400 naming it
+    when wrong."""
     if name == "text":
         if len(value) > TEXT_MAX:
             raise _http(400, f"text: at most {TEXT_MAX} characters, got {len(value)}")
@@ -235,7 +247,16 @@ def check_field(name: str, value: str) -> str | int:
                 raise _http(400, "face 'ict': the ICT-FaceKit head is not installed on this server (choose auto "
                                  "or schematic)")
         return value
-    raise _http(400, f"unknown form field {name[:40]!r} (the fields: audio, text, steps, seed, face)")
+    if name in ("valence", "arousal"):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = float("nan")
+        if not -1.0 <= number <= 1.0:
+            raise _http(400, f"{name} must be a number from -1 to 1, got {value[:24]!r}")
+        return number
+    raise _http(400, f"unknown form field {name[:40]!r} (the fields: audio, text, steps, seed, face, valence, "
+                     "arousal)")
 
 
 def display_name(filename: str) -> str:
@@ -418,8 +439,11 @@ def _params(reader: FormReader, steps_default: int) -> Params:
     if reader.upload is None:
         raise _http(400, "no audio: send the file in the form field 'audio'")
     f = reader.fields
+    if ("valence" in f) != ("arousal" in f):
+        raise _http(400, "send both valence and arousal, or neither")
+    emotion = (float(f["valence"]), float(f["arousal"])) if "valence" in f else None
     return Params(text=str(f.get("text", "")), steps=int(f.get("steps", steps_default)), seed=int(f.get("seed", 0)),
-                  face=str(f.get("face", "auto")))
+                  face=str(f.get("face", "auto")), emotion=emotion)
 
 
 def _message(e: KsdiffError, src: Path, shown: str) -> str:
@@ -444,7 +468,7 @@ def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> d
                               "or schematic")
         t0 = time.perf_counter()
         with _ANIMATE_LOCK:  # one model shared by the jobs: generations take turns, renderings overlap
-            m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed)
+            m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed, emotion=p.emotion)
         t_gen = time.perf_counter() - t0
         m.save(d / "motion.npz")
         csv = None
@@ -473,6 +497,8 @@ _OPENAPI_FORM = {"requestBody": {"required": True, "content": {"multipart/form-d
         "steps": {"type": "integer", "minimum": STEPS_RANGE[0], "maximum": STEPS_RANGE[1]},
         "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
         "face": {"type": "string", "enum": list(FACES)},
+        "valence": {"type": "number", "minimum": -1, "maximum": 1},
+        "arousal": {"type": "number", "minimum": -1, "maximum": 1},
         "audio": {"type": "string", "format": "binary"}}}}}}}
 
 
@@ -633,7 +659,9 @@ def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.Pa
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         shown = f"up to {limits.max_seconds / 60:g} min and {limits.max_upload_mb:g} MB"
-        return PAGE.replace("__STEPS__", str(steps_default())).replace("__LIMITS__", shown)
+        emotion = EMOTION_FIELDS if app.state.model().model.cfg.denoiser.emotion else ""
+        return PAGE.replace("__STEPS__", str(steps_default())).replace("__LIMITS__", shown).replace(
+            "__EMOTION__", emotion)
 
     _add_animate(app, jobs, limits, steps_default)
     _add_live(app, jobs, limits)

@@ -77,3 +77,41 @@ def test_a_datasets_own_rest_points_centre_its_labels():
     smile[:, SPEC.channels.index("mouthSmileLeft")] += 0.4
     smile[:, SPEC.channels.index("mouthSmileRight")] += 0.4
     assert estimate_emotion(smile, SPEC.channels, FPS, rest=rest).mean(0)[0] > 0.5
+
+
+def test_emotion_labels_for_a_dataset_and_training_reads_them(tmp_path, capsys):
+    """`ksdiff synth --emotion` records exact labels; `ksdiff dataset emotion` keeps them and estimates the rest;
+    the training loader reads both kinds (the synthetic [v, a] and the per-frame estimate)."""
+    import json
+    import shutil
+
+    from ksdiff.cli import main
+    from ksdiff.data.dataset import open_dataset
+    from ksdiff.train.data import _emotion
+
+    pytest.importorskip("espeakng_loader")
+    ds = tmp_path / "ds"
+    assert main(["synth", "--out", str(ds), "--minutes", "0.25", "--seed", "3", "--emotion", "--quiet"]) == 0
+    d = open_dataset(ds)
+    ids = d.clip_ids()
+    exact = {c: d.clip(c).meta()["emotion"] for c in ids}
+    assert all(isinstance(v, list) and len(v) == 2 and max(map(abs, v)) <= 1 for v in exact.values())
+    # one clip as if it came from a tracker: no label
+    meta = d.clip(ids[0]).meta()
+    del meta["emotion"]
+    (d.clip(ids[0]).root / "meta.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["dataset", "emotion", str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert f"labelled 1 of {len(ids)} clips" in out and "kept: exact" in out
+    est = d.clip(ids[0]).meta()["emotion"]
+    T = d.clip(ids[0]).motion().num_frames
+    assert est["source"] == "estimated" and len(est["valence"]) == T and est["fps"] == 25.0
+    assert all(d.clip(c).meta()["emotion"] == exact[c] for c in ids[1:])  # exact labels untouched
+    per_frame = _emotion({"emotion": est}, T, 25.0, 25.0)
+    assert per_frame.shape == (T, 2) and np.allclose(per_frame[:, 0], est["valence"], atol=1e-3)
+    halved = _emotion({"emotion": est}, (T + 1) // 2, 25.0, 12.5)  # resampled to another frame rate
+    assert halved.shape == ((T + 1) // 2, 2)
+    const = _emotion(d.clip(ids[1]).meta(), 10, 25.0, 25.0)
+    assert np.allclose(const, np.tile(exact[ids[1]], (10, 1)))
+    shutil.rmtree(ds)

@@ -183,6 +183,37 @@ def test_emotion_and_style_condition_the_motion(tmp_path, speech_dir):
         a.animate(wave, text="hi", steps=3, style="nobody")
     with pytest.raises(KsdiffError):
         load_model(make_checkpoint(tmp_path / "plain.safetensors")).animate(wave, text="hi", steps=2, emotion=(0, 0))
+    with pytest.raises(KsdiffError, match=r"\[-1, 1\]"):
+        a.animate(wave, text="hi", steps=2, emotion=(2.0, 0))
+
+
+def test_emotion_curve_file_drives_generation(tmp_path, speech_dir, capsys):
+    from ksdiff.cli import main
+    from ksdiff.face.emotion import EmotionCurve
+
+    ckpt = make_checkpoint(tmp_path / "m.safetensors", emotion=True)
+    curve = tmp_path / "curve.csv"
+    curve.write_text("time_s,valence,arousal\n0,-1,0\n1.5,1,0.5\n")
+    c = EmotionCurve.read(curve)
+    va = c.at(np.array([0.0, 0.75, 1.5, 9.0]))
+    assert np.allclose(va, [[-1, 0], [0, 0.25], [1, 0.5], [1, 0.5]])  # interpolated, held after the end
+    a = load_model(ckpt)
+    wave = load_audio(speech_dir / "arctic_a0009.wav")
+    m_curve = a.animate(wave, text="hi", steps=3, seed=0, emotion=c)
+    m_flat = a.animate(wave, text="hi", steps=3, seed=0, emotion=(1.0, 0.5))
+    T = m_curve.num_frames
+    gap = np.abs(m_curve.coeffs - m_flat.coeffs).mean(axis=1)
+    assert T > 60 and gap[: T // 10].mean() > 5 * gap[-T // 4:].mean()  # unlike at the start, alike at the end
+    out = tmp_path / "o"
+    wav = str(speech_dir / "arctic_a0009.wav")
+    assert main(["generate", wav, "--checkpoint", str(ckpt), "--out", str(out), "--steps", "2",
+                 "--emotion-curve", str(curve)]) == 0
+    for bad, words in (("0,0\n", "three numbers"), ("0,0,0\n1,2,0\n", "[-1, 1]"), ("1,0,0\n0,0,0\n", "increase")):
+        curve.write_text(bad)
+        assert main(["generate", wav, "--checkpoint", str(ckpt), "--out", str(out), "--emotion-curve",
+                     str(curve)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("ksdiff: ") and str(curve) in err and words in err, err
 
 
 def test_bad_checkpoints_are_user_errors(tmp_path):

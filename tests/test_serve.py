@@ -106,6 +106,8 @@ def test_bad_upload_is_a_clear_400(app):
     ("text", "x" * 2001, ["text", "2000 characters"]),
     ("text", "nul\x00byte", ["text", "control characters"]),
     ("voice", "deep", ["unknown form field", "'voice'"]),
+    ("valence", "1.5", ["valence", "from -1 to 1"]),
+    ("arousal", "calm", ["arousal", "'calm'"]),
 ])
 def test_wrong_fields_are_refused_before_the_upload_is_stored(app, speech_dir, field, value, words):
     stats = app.state.jobs.stats
@@ -531,3 +533,23 @@ def test_live_mode_in_headless_chromium_with_a_fake_microphone(speech_dir, tmp_p
     assert a.shape == b.shape and a.std() > 5  # the mouth is drawn
     changed = np.mean(np.abs(a - b) > 30)
     assert changed > 0.005, changed  # the mouth moved between the two shots
+
+
+def test_emotion_sliders_for_an_emotion_model(tmp_path, speech_dir):
+    """The page has valence/arousal sliders only when the model was trained with emotion; they reach the model."""
+    from ksdiff.serve import create_app
+
+    plain = _client(create_app(make_checkpoint(tmp_path / "p.safetensors"), workdir=tmp_path / "w1"))
+    assert 'name="valence"' not in plain.get("/").text
+    emo_app = create_app(make_checkpoint(tmp_path / "e.safetensors", emotion=True), workdir=tmp_path / "w2")
+    client = _client(emo_app)
+    page = client.get("/").text
+    assert 'name="valence"' in page and 'name="arousal"' in page and "disabled" in page
+    wav = ("canoe.wav", (speech_dir / CANOE).read_bytes())
+    npz = {}
+    for v in ("-1", "1"):
+        r = _post(client, wav, steps="3", face="schematic", valence=v, arousal="0")
+        assert r.status_code == 200, r.text
+        npz[v] = client.get("/" + r.json()["npz"]).content
+    assert npz["-1"] != npz["1"]  # the sliders change the motion
+    _error(_post(client, wav, steps="3", valence="0.5"), 400, "both valence and arousal")

@@ -1,4 +1,4 @@
-"""ksdiff dataset check|info|folds|sync DIR"""
+"""ksdiff dataset check|info|folds|sync|emotion DIR"""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("sync", help="find each clip's audio-video offset from its speech (tracked video, captures) "
                                     "and, with --apply, shift the motion to match the audio")
     s.add_argument("dir")
+    e = sub.add_parser("emotion", help="estimate valence/arousal per frame from each clip's facial motion and store "
+                                       "it as the clip's emotion label (for training with emotion conditioning)")
+    e.add_argument("dir")
+    e.add_argument("--overwrite", action="store_true", help="re-estimate clips labelled by an earlier estimate "
+                                                            "(exact labels, e.g. synthetic ones, are always kept)")
     s.add_argument("--apply", action="store_true", help="shift the motion of clips with a reliable offset "
                                                         "(recorded as av_sync in meta.json; never twice)")
 
@@ -44,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "sync":
         return _sync(args)
+    if args.action == "emotion":
+        return _emotion(args)
     if args.action == "check":
         problems = check_dataset(args.dir)
         for p in problems:
@@ -76,4 +83,19 @@ def _sync(args: argparse.Namespace) -> int:
                            progress=lambda cid, res: print(sync_line(cid, res, args.apply), flush=True))
     n = sum(isinstance(r, SyncEstimate) and r.lag_frames != 0 for _, r in results)
     print(f"{n} of {len(results)} clips out of sync" + (" (corrected)" if args.apply and n else ""))
+    return 0
+
+
+def _emotion(args: argparse.Namespace) -> int:
+    from ksdiff.data.labels import label_emotion
+
+    print(f"{'clip':<36}{'valence':>9}{'arousal':>9}  (mean over the clip)")
+
+    def show(cid: str, va, what: str) -> None:
+        print(f"{cid:<36}{va[:, 0].mean():>+9.2f}{va[:, 1].mean():>+9.2f}" if va is not None else
+              f"{cid:<36}{'':>18}  {what}", flush=True)
+
+    done = label_emotion(args.dir, overwrite=args.overwrite, progress=show)
+    n = sum(v == "estimated" for v in done.values())
+    print(f"labelled {n} of {len(done)} clips in {args.dir}")
     return 0

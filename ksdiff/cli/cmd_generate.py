@@ -42,8 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same motion)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (1 = off); default: the model's (the shipped model: 1.25)")
-    p.add_argument("--emotion", metavar="V,A", default=None,
-                   help="valence,arousal for the whole clip (models trained with emotion)")
+    emo = p.add_mutually_exclusive_group()
+    emo.add_argument("--emotion", metavar="V,A", default=None,
+                     help="valence,arousal in [-1, 1] for the whole clip (models trained with emotion)")
+    emo.add_argument("--emotion-curve", metavar="CSV", default=None,
+                     help="valence and arousal over time: rows 'time_s, valence, arousal', interpolated per frame")
     p.add_argument("--style", metavar="S", default=None,
                    help="speaker name from the training set, or its index (models trained with style)")
     p.add_argument("--window", type=float, default=None, metavar="SEC",
@@ -61,7 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
-def _parse_emotion(s: str | None) -> tuple[float, float] | None:
+def _parse_emotion(s: str | None, curve: str | None = None):
+    if curve is not None:
+        from ksdiff.face.emotion import EmotionCurve
+
+        return EmotionCurve.read(curve)
     if s is None:
         return None
     parts = s.replace(" ", "").split(",")
@@ -199,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff.utils.io import check_writable_dir, write_json
 
     audios, texts = _inputs(args)
-    emotion = _parse_emotion(args.emotion)
+    emotion = _parse_emotion(args.emotion, args.emotion_curve)
     exports = set(args.export or [])
     out_dir = check_writable_dir(args.out)  # before any compute: a refused write is found now, not at the end
     if args.threads:

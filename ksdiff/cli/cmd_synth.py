@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "same-stem .txt, the folder's transcripts.tsv, else Whisper) forced-aligned, with the corpus's "
                         "motion model as targets (docs/SYNTH.md, \"Pseudo clips\"); --minutes caps the total")
     p.add_argument("--fps", type=float, default=25.0, help="motion frame rate (default 25)")
+    p.add_argument("--emotion", action="store_true",
+                   help="each clip draws a valence and arousal in [-1, 1] and shows them (smile, brows, eyes, "
+                        "articulation energy); meta.json records them as the clip's exact emotion label")
     p.add_argument("--visemes", choices=("hand", "calibrated"), default="hand",
                    help="viseme target table: hand (set by eye; the shipped model's corpus, default) or calibrated "
                         "(fitted to tracked real speakers, amplitudes of a real iPhone capture; docs/SYNTH.md)")
@@ -42,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff.data.synth.corpus import build_corpus, print_progress
 
     if args.from_speech:
-        cfg = SynthConfig(minutes=args.minutes or 1.0, seed=args.seed, fps=args.fps, visemes=args.visemes)
+        cfg = SynthConfig(minutes=args.minutes or 1.0, seed=args.seed, fps=args.fps, visemes=args.visemes,
+                          emotion=args.emotion)
         return _pseudo(args, cfg)
     cfg = SynthConfig(minutes=2.0 if args.minutes is None else args.minutes, seed=args.seed,
-                      fps=args.fps, visemes=args.visemes).select_voices(args.voices)
+                      fps=args.fps, visemes=args.visemes, emotion=args.emotion).select_voices(args.voices)
     t0 = time.perf_counter()
     summary = build_corpus(args.out, cfg, force=args.force, progress=None if args.quiet else print_progress)
     took = time.perf_counter() - t0

@@ -119,3 +119,63 @@ def estimate_emotion(coeffs: np.ndarray, channels: tuple[str, ...] | list[str], 
     valence = np.tanh(c["v_gain"] * (uniform_filter1d(valence_raw, w, mode="nearest") - c["v_rest"]))
     arousal = np.tanh(c["a_gain"] * (uniform_filter1d(arousal_raw, w, mode="nearest") - c["a_rest"]))
     return np.stack([valence, arousal], axis=1).astype(np.float32)
+
+
+class EmotionCurve:
+    """Valence and arousal over time, set by the user: values at given seconds, linearly interpolated between them
+    and held before the first and after the last.
+
+    Args:
+        times: (K,) seconds, strictly increasing.
+        values: (K, 2) valence, arousal in [-1, 1].
+    """
+
+    def __init__(self, times: np.ndarray, values: np.ndarray, source: str = "emotion curve") -> None:
+        t = np.asarray(times, dtype=np.float64).reshape(-1)
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 2 or v.shape != (len(t), 2) or len(t) == 0:
+            raise KsdiffError(f"needs rows of (time_s, valence, arousal), got {v.shape} values for {len(t)} times",
+                              source)
+        if not (np.isfinite(t).all() and np.isfinite(v).all()):
+            raise KsdiffError("times and values must be finite numbers", source)
+        if len(t) > 1 and not (np.diff(t) > 0).all():
+            raise KsdiffError("times must increase from row to row", source)
+        if np.abs(v).max() > 1.0 + 1e-6:
+            raise KsdiffError(f"valence and arousal must lie in [-1, 1], got up to {np.abs(v).max():.3g}", source)
+        self.times, self.values, self.source = t, v, source
+
+    @classmethod
+    def read(cls, path) -> "EmotionCurve":
+        """Read a CSV (or whitespace-separated) file of ``time_s, valence, arousal`` rows; a header row and
+        ``#`` comments are skipped."""
+        import csv
+        from pathlib import Path
+
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise KsdiffError(f"cannot read the emotion curve ({e})", p) from None
+        rows = []
+        for n, row in enumerate(csv.reader(line.replace("\t", ",") for line in text.splitlines()), 1):
+            cells = [c.strip() for c in ",".join(row).replace(" ", ",").split(",") if c.strip()]
+            if not cells or cells[0].startswith("#"):
+                continue
+            try:
+                rows.append([float(c) for c in cells[:3]] if len(cells) >= 3 else None)
+            except ValueError:
+                if rows or n > 1:
+                    raise KsdiffError(f"line {n}: expected three numbers 'time_s, valence, arousal'", p) from None
+                continue  # a header
+            if rows[-1] is None:
+                raise KsdiffError(f"line {n}: expected three numbers 'time_s, valence, arousal'", p)
+        if not rows:
+            raise KsdiffError("no rows of 'time_s, valence, arousal'", p)
+        a = np.array(rows, dtype=np.float64)
+        return cls(a[:, 0], a[:, 1:3], str(p))
+
+    def at(self, times: np.ndarray) -> np.ndarray:
+        """(T, 2) float32 valence/arousal at ``times`` (T,) seconds."""
+        t = np.asarray(times, dtype=np.float64)
+        return np.stack([np.interp(t, self.times, self.values[:, 0]),
+                         np.interp(t, self.times, self.values[:, 1])], axis=1).astype(np.float32)

@@ -111,14 +111,19 @@ def _cache_path(ds_root: Path, clip_id: str, encoder: str, tokens: str, transcri
 
 
 def _emotion(meta: dict, T: int, src_fps: float, fps: float) -> np.ndarray | None:
+    """(T, 2) valence/arousal of a clip at ``fps`` from its ``meta.json``: ``"emotion": [v, a]`` (the synthetic
+    corpus) or ``{"valence": v or [...], "arousal": a or [...], "fps": F}`` (per frame at F, default the
+    dataset's; :func:`ksdiff.data.labels.label_emotion`); None when there is none."""
     emo = meta.get("emotion")
+    if isinstance(emo, (list, tuple)) and len(emo) == 2 and all(np.isscalar(x) for x in emo):
+        emo = {"valence": emo[0], "arousal": emo[1]}
     if not isinstance(emo, dict) or "valence" not in emo or "arousal" not in emo:
         return None
     v, a = emo["valence"], emo["arousal"]
     if np.isscalar(v) and np.isscalar(a):
         return np.tile(np.array([[float(v), float(a)]], dtype=np.float32), (T, 1))
     va = np.stack([np.asarray(v, dtype=np.float64), np.asarray(a, dtype=np.float64)], axis=1)  # per frame
-    t_src = np.arange(len(va)) / src_fps
+    t_src = np.arange(len(va)) / float(emo.get("fps", src_fps))
     t = np.arange(T) / fps
     return np.stack([np.interp(t, t_src, va[:, 0]), np.interp(t, t_src, va[:, 1])], axis=1).astype(np.float32)
 
