@@ -46,6 +46,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.safet
 DEFAULT_WINDOW_S = 8.0  # seconds of motion per denoising window
 DEFAULT_OVERLAP_S = 2.0  # seconds each window shares with the previous one (inpainted)
 SAMPLE_RATE = 16_000
+MIN_REFERENCE_S = 2.0  #: shortest reference clip of a person (seconds) for a reference style
 ENCODE_BATCH = 16  # windows whose conditions (and autoregressive keyframes) are computed in one batch
 
 
@@ -216,8 +217,9 @@ class Animator:
         return window_tokens(sf.words, words_in_window(sf.words, start_s, stop_s), self.tokens)
 
     def _batch(self, sf, start: int, stop: int, total: int, emotion: np.ndarray | None,
-               style: np.ndarray | None) -> dict[str, Tensor]:
-        """Model inputs for motion frames [start, stop) (feature frames on the same time span)."""
+               style: dict[str, np.ndarray]) -> dict[str, Tensor]:
+        """Model inputs for motion frames [start, stop) (feature frames on the same time span); ``style`` as
+        :meth:`_style` returns it."""
         dev = self.device
         rate = float(sf.rate)
         n0, n1 = int(round(start * rate / self.fps)), int(round(stop * rate / self.fps))
@@ -237,9 +239,14 @@ class Animator:
         if emotion is not None:
             batch["emotion"] = torch.from_numpy(emotion[start:stop])[None].to(dev)
             batch["emotion_mask"] = torch.ones(1, dtype=torch.bool, device=dev)
-        if style is not None:
-            batch["style"] = torch.from_numpy(style)[None].to(dev)
+        if style.get("style") is not None:
+            batch["style"] = torch.from_numpy(style["style"])[None].to(dev)
             batch["style_mask"] = torch.ones(1, dtype=torch.bool, device=dev)
+        if style.get("ref_motion") is not None:
+            ref = torch.from_numpy(style["ref_motion"])[None].to(dev)
+            batch["ref_motion"] = ref
+            batch["ref_frames"] = torch.ones(ref.shape[:2], dtype=torch.bool, device=dev)
+            batch["ref_mask"] = torch.ones(1, dtype=torch.bool, device=dev)
         return batch
 
     def _emotion(self, emotion: Any, T: int) -> np.ndarray | None:
@@ -264,7 +271,20 @@ class Animator:
             raise KsdiffError(f"valence and arousal must lie in [-1, 1], got up to {np.abs(e).max():.3g}")
         return np.ascontiguousarray(e)
 
-    def _style(self, style: Any) -> np.ndarray | None:
+    def _style(self, style: Any, reference: Motion | None = None) -> dict[str, np.ndarray]:
+        """{"style": (S,) one-hot or vector, "ref_motion": (Tr, C)}, each only when given (a :class:`Motion` as
+        ``style`` is a reference clip with the checkpoint's default style token)."""
+        if isinstance(style, Motion):
+            style, reference = None, style if reference is None else reference
+        out: dict[str, np.ndarray] = {}
+        vec = self._style_vector(style)
+        if vec is not None:
+            out["style"] = vec
+        if reference is not None:
+            out["ref_motion"] = self.reference_motion(reference)
+        return out
+
+    def _style_vector(self, style: Any) -> np.ndarray | None:
         if style is None:
             style = self.default_style  # the checkpoint's own default (data.default_style), if any
         if style is None:
@@ -291,12 +311,39 @@ class Animator:
             raise KsdiffError(f"style vector must have {S} values, got {out.size}", self.path)
         return out
 
+    def reference_motion(self, ref: Motion, source: str | None = None) -> np.ndarray:
+        """A reference clip as the model reads it: (Tr, C) float32 in its face spec's channel order at its fps.
+
+        Raises:
+            KsdiffError: the model has no style encoder, the clip is of another face spec or lacks channels,
+                is shorter than :data:`MIN_REFERENCE_S`, or holds NaN/inf (``source`` names it in the message).
+        """
+        if self.model.style_encoder is None:
+            raise KsdiffError("this model was trained without reference styles (model.style_encoder); leave out "
+                              "--style-from", self.path)
+        if ref.spec and ref.spec != self.spec.name:
+            raise KsdiffError(f"the reference clip is {ref.spec!r} motion, this model makes {self.spec.name!r}",
+                              source)
+        missing = [c for c in self.spec.channels if c not in ref.channels]
+        if missing:
+            raise KsdiffError(f"the reference clip lacks {len(missing)} channels of the {self.spec.name} spec "
+                              f"({', '.join(missing[:3])} ...)", source)
+        if ref.duration < MIN_REFERENCE_S:
+            raise KsdiffError(f"the reference clip lasts {ref.duration:.2f} s; give at least {MIN_REFERENCE_S:g} s "
+                              "of the person's face", source)
+        m = Motion(ref.select(list(self.spec.channels)), self.spec.channels, ref.fps, self.spec.name)
+        if abs(m.fps - self.fps) > 1e-6:
+            m = m.resample(self.fps)
+        if not np.isfinite(m.coeffs).all():
+            raise KsdiffError("the reference clip holds NaN/inf values", source)
+        return np.ascontiguousarray(m.coeffs, dtype=np.float32)
+
     # ------------------------------------------------------------------------------------------------ animate
 
     @torch.no_grad()
     def animate(self, audio: str | os.PathLike | np.ndarray, text: str | None = None, steps: int | None = None,
                 sampler: str | None = None, seed: int = 0, guidance: float | None = None, emotion: Any = None,
-                style: Any = None,
+                style: Any = None, reference: Motion | None = None,
                 num_frames: int | None = None, window_s: float | None = None, overlap_s: float | None = None,
                 eta: float = 0.0, progress: Callable[[int, int], None] | None = None,
                 max_seconds: float | None = None) -> Motion:
@@ -315,6 +362,9 @@ class Animator:
             emotion: (valence, arousal) in [-1, 1] for the whole clip, (T, 2) per frame, or an
                 :class:`~ksdiff.face.emotion.EmotionCurve` over seconds; needs an emotion-trained model.
             style: speaker name (from the training set), index, or a (S,) vector; needs a style-trained model.
+                A :class:`~ksdiff.face.motion.Motion` is a reference clip of the person (``reference``).
+            reference: a clip of the person's own face motion (≥ :data:`MIN_REFERENCE_S`, any fps, this model's
+                face spec): their resting face, mouth and head habits; needs a model with a style encoder.
             num_frames: force the output length (default round(duration × fps)).
             window_s / overlap_s: override the long-audio window plan (seconds; window 0 = one pass).
             progress: called as progress(done, total) after each denoiser evaluation.
@@ -335,7 +385,7 @@ class Animator:
         seconds = len(wave) / SAMPLE_RATE
         T = int(num_frames) if num_frames is not None else int(round(seconds * self.fps))
         windows, sample_fn = self._plan(T, seconds, window_s, overlap_s), self._sampler(sampler, steps)
-        emo, sty = self._emotion(emotion, T), self._style(style)
+        emo, sty = self._emotion(emotion, T), self._style(style, reference)
         with _timed(timings, "features"):
             sf = self.speech_features(wave, text)
         with _timed(timings, "condition"):
@@ -345,8 +395,14 @@ class Animator:
         with _timed(timings, "output"):
             raw = self._to_coeffs(out)
         timings["total"] = time.perf_counter() - t_all
+        self.last_info = self._info(seconds, T, steps, sampler, seed, guidance, sf, timings, windows, raw, keyframes)
+        return Motion(raw, self.spec.channels, self.fps, self.spec.name)
+
+    def _info(self, seconds: float, T: int, steps: int, sampler: str, seed: int, guidance: float, sf,
+              timings: dict[str, float], windows: list[Window], raw: np.ndarray, keyframes: Tensor | None) -> dict:
+        """What :meth:`animate` leaves in :attr:`last_info`."""
         std = self.model.motion_std.detach().float().cpu().numpy()
-        self.last_info = {
+        return {
             "audio_seconds": seconds, "num_frames": T, "fps": self.fps, "spec": self.spec.name,
             "steps": steps, "sampler": sampler, "seed": int(seed), "guidance": guidance,
             "transcript": getattr(sf, "text", ""), "timings": timings,
@@ -355,7 +411,6 @@ class Animator:
             "seams": seam_jumps(raw, windows, scale=std),
             "keyframes": None if keyframes is None else keyframes[0].cpu().numpy().astype(np.uint8),
         }
-        return Motion(raw, self.spec.channels, self.fps, self.spec.name)
 
     def _plan(self, T: int, seconds: float, window_s: float | None, overlap_s: float | None) -> list[Window]:
         """The window plan of T frames (window / overlap in seconds; None: the animator's)."""
@@ -384,7 +439,7 @@ class Animator:
         check_duration(len(wave) / SAMPLE_RATE)
         return wave
 
-    def _conditions(self, sf, windows: list[Window], T: int, emo: np.ndarray | None, sty: np.ndarray | None,
+    def _conditions(self, sf, windows: list[Window], T: int, emo: np.ndarray | None, sty: dict[str, np.ndarray],
                     seed: int) -> tuple[list[dict], Tensor | None]:
         """Pass 1, keyframes for the whole clip before any diffusion -> (condition per window, keyframes (1, T, 2)).
 
@@ -409,7 +464,7 @@ class Animator:
             conds.append(cond)
         return conds, keyframes
 
-    def _encode_windows(self, sf, windows: list[Window], T: int, emo: np.ndarray | None, sty: np.ndarray | None,
+    def _encode_windows(self, sf, windows: list[Window], T: int, emo: np.ndarray | None, sty: dict[str, np.ndarray],
                         seed: int) -> Iterator[dict]:
         """The condition of each window (keyframes decoded from its start), :data:`ENCODE_BATCH` windows of equal
         length encoded as one batch: keyframe decoding is one step per frame, so a batch of windows costs about

@@ -143,7 +143,7 @@ def test_windows_encoded_in_one_batch_equal_one_by_one(animator, speech_dir, mon
     out = {}
     for batch in (1, G.ENCODE_BATCH):
         monkeypatch.setattr(G, "ENCODE_BATCH", batch)
-        out[batch] = animator._conditions(sf, wins, T, None, None, seed=0)
+        out[batch] = animator._conditions(sf, wins, T, None, {}, seed=0)
     (c1, k1), (cb, kb) = out[1], out[G.ENCODE_BATCH]
     assert torch.equal(k1, kb) and k1.sum() > 0
     for a, b in zip(c1, cb):

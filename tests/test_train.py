@@ -643,3 +643,82 @@ def test_short_run_learns_to_listen(datasets, tmp_path, config):
     # measured here: default 0.0152 on a loss of 0.199 (+7.6 %), shipped 0.0197 on 0.150 (+13 %) at step 200
     assert all(dep > 0 for _, dep, _ in curve), curve
     assert curve[-1][1] > 0.05 * curve[-1][2], curve
+
+
+# ------------------------------------------------------------------------------------------ reference styles
+
+
+def test_reference_crops_come_from_the_same_person(datasets):
+    from ksdiff.train.data import ClipCrops, collate, load_clips, open_datasets
+
+    dss, spec = open_datasets(list(datasets))
+    clips = load_clips(dss, "train", spec, 25.0, "mel", "chars", transcribe=False)
+    ds = ClipCrops(clips, 25.0, 50, reference=(2.0, 4.0))
+    by_person: dict = {}
+    for j, c in enumerate(clips):
+        by_person.setdefault(c.person, []).append(j)
+    assert all(c.person for c in clips) and any(len(v) > 1 for v in by_person.values())
+    for i, c in enumerate(clips):
+        item = ds[(i, 5)]
+        ref = item["ref_motion"]
+        assert item["has_ref"] and 1 <= len(ref) <= 100 and ref.shape[1] == spec.dim
+        others = [clips[j].motion for j in by_person[c.person] if j != i] or [c.motion]
+        found = any(any(np.array_equal(ref, m[s:s + len(ref)]) for s in range(len(m) - len(ref) + 1))
+                    for m in others)
+        assert found, c.key  # a window of the same person's other clip (or of its own outside the crop)
+    batch = collate([ds[(i, 1)] for i in range(3)], 25.0, clips[0].rate)
+    assert batch["ref_motion"].shape[0] == 3 and batch["ref_frames"].shape == batch["ref_motion"].shape[:2]
+    assert batch["ref_mask"].all() and batch["ref_frames"].sum(1).min() >= 50
+
+
+def test_reference_style_trains_and_generates_from_any_clip(datasets, tmp_path, speech_dir, capsys):
+    from ksdiff.errors import KsdiffError
+    from ksdiff.export.livelink import write_livelink_csv
+    from ksdiff.generate import load_model
+
+    run = tmp_path / "run"
+    assert _train(run, list(datasets), "--steps", "3", "model.style_encoder.dim=8", "data.reference_seconds=[2,4]",
+                  "model.denoiser.ref_drop_prob=0.5") == 0
+    from safetensors.torch import load_file
+
+    assert any(k.startswith("style_encoder.") for k in load_file(run / "model.safetensors"))
+    a = load_model(run / "model.safetensors")
+    ref = Motion(np.asarray(open_clip(datasets[0], 0).coeffs), get_spec("arkit").channels, 25.0, "arkit")
+    wave = str(speech_dir / "arctic_a0009.wav")
+    with torch.no_grad():  # the trained reference projections are tiny after 3 steps: make them count
+        for d in a.model.denoisers.values():
+            d.ref.weight.normal_(std=0.5)
+    plain = a.animate(wave, text="x", steps=2, seed=0)
+    styled = a.animate(wave, text="x", steps=2, seed=0, reference=ref)
+    assert not np.allclose(plain.coeffs, styled.coeffs)
+    assert np.allclose(styled.coeffs, a.animate(wave, text="x", steps=2, seed=0, style=ref).coeffs)
+    slow = Motion(ref.resample(60.0).coeffs, ref.channels, 60.0, "arkit")  # another fps: resampled
+    assert np.allclose(a.animate(wave, text="x", steps=2, seed=0, reference=slow).coeffs, styled.coeffs, atol=0.05)
+    short = Motion(ref.coeffs[:25], ref.channels, 25.0, "arkit")
+    with pytest.raises(KsdiffError, match="at least 2 s"):
+        a.animate(wave, text="x", steps=2, reference=short)
+    # the CLI: a Live Link CSV at 60 fps, and what it refuses
+    csv = tmp_path / "me.csv"
+    write_livelink_csv(slow, csv)
+    out = tmp_path / "o"
+    assert cli(["generate", wave, "--checkpoint", str(run / "model.safetensors"), "--out", str(out), "--steps", "2",
+                "--style-from", str(csv)]) == 0
+    assert json.loads((out / "generate.json").read_text())["style_from"] == str(csv)
+    bad = tmp_path / "me.txt"
+    bad.write_text("hello")
+    for r, words in ((bad, "Live Link CSV"), (tmp_path / "none.csv", "not found")):
+        assert cli(["generate", wave, "--checkpoint", str(run / "model.safetensors"), "--out", str(out),
+                    "--style-from", str(r)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("ksdiff: ") and str(r) in err and words in err, err
+    plain_run = tmp_path / "plain"
+    assert _train(plain_run, [datasets[0]], "--steps", "1") == 0
+    with pytest.raises(KsdiffError, match="without reference styles"):
+        load_model(plain_run / "model.safetensors").animate(wave, text="x", steps=2, reference=ref)
+
+
+def open_clip(dataset: Path, i: int) -> Motion:
+    from ksdiff.data.dataset import open_dataset
+
+    ds = open_dataset(dataset)
+    return ds.clip(ds.clip_ids()[i]).motion()

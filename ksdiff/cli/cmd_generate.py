@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="valence and arousal over time: rows 'time_s, valence, arousal', interpolated per frame")
     p.add_argument("--style", metavar="S", default=None,
                    help="speaker name from the training set, or its index (models trained with style)")
+    p.add_argument("--style-from", metavar="CLIP", default=None,
+                   help="a clip of the person's own face (Live Link CSV, video, or motion .npz; at least 2 s): "
+                        "their resting face, mouth and head habits (models with a style encoder)")
     p.add_argument("--window", type=float, default=None, metavar="SEC",
                    help="long audio: seconds per denoising window (default 8; 0 = whole clip in one pass)")
     p.add_argument("--overlap", type=float, default=None, metavar="SEC",
@@ -175,6 +178,7 @@ def _animate(animator, audio: Path, text: str | None, args: argparse.Namespace, 
     try:
         return animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
                                 guidance=args.guidance, emotion=emotion, style=_style(args.style),
+                                reference=args.reference,
                                 window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress,
                                 max_seconds=args.max_seconds)
     finally:
@@ -212,11 +216,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     animator = _load_animator(args, exports)
+    args.reference = _reference(animator, args.style_from)
     render_video = _renderer(args.render)
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
-                     **used, "seed": args.seed, "files": {}}
+                     **used, "seed": args.seed, "style_from": args.style_from, "files": {}}
     files_bar = tqdm(list(zip(audios, texts)), desc="generate", unit="file", disable=True if len(audios) < 2 else None)
     for audio, text in files_bar:
         files_bar.set_postfix_str(audio.name)
@@ -226,6 +231,17 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(_report_line(audio, animator.last_info, written))
     write_json(out_dir / "generate.json", summary)
     return 0
+
+
+def _reference(animator, path: str | None):
+    """The ``--style-from`` clip, loaded and checked against the model before any generation (None without)."""
+    if path is None:
+        return None
+    from ksdiff.data.reference import load_reference
+
+    ref = load_reference(path)
+    animator.reference_motion(ref, source=path)
+    return ref
 
 
 def _peak_rss_mb() -> float | None:

@@ -141,6 +141,8 @@ class DenoiserConfig:
             alone).
         keyframe_jitter: training shift of each clip's keyframes by a random whole number of frames in
             [-jitter, jitter] (the predictor's keyframes at inference are that far off).
+        ref_drop_prob: training probability of dropping a clip's reference style (``model.style_encoder``), so
+            the model also works without a reference.
     """
 
     layers: int = 2
@@ -157,6 +159,7 @@ class DenoiserConfig:
     text_attention: str = "joint"
     keyframe_drop_prob: float = 0.0
     keyframe_jitter: int = 0
+    ref_drop_prob: float = 0.3
 
 
 @dataclass
@@ -193,6 +196,21 @@ class ScheduleConfig:
 
 
 @dataclass
+class StyleEncoderConfig:
+    """The reference-clip style encoder (:mod:`ksdiff.model.style`).
+
+    Attributes:
+        dim: size of the style vector; 0 = no reference style (the model takes no reference clip).
+        hidden: channels of its two temporal convolutions.
+        kernel: their kernel size, in frames.
+    """
+
+    dim: int = 0
+    hidden: int = 64
+    kernel: int = 5
+
+
+@dataclass
 class ModelConfig:
     """The whole KSDiff model.
 
@@ -201,7 +219,7 @@ class ModelConfig:
         fps: motion frame rate the model is trained at (periodic position encoding, resampling).
         feat_rate: frame rate of the speech features (50 Hz for every ksdiff encoder).
         split_speech, dual_path, keyframes, prosody, transcript, dpse: ablation switches (module docstring).
-        dpse_cfg, kel, text, denoiser, loss, schedule: the parts.
+        dpse_cfg, kel, text, denoiser, loss, schedule, style_encoder: the parts.
         attn_dropout: dropout on the attention weights of every attention layer; None = each part's ``dropout``
             (the paper's form). 0 lets ``scaled_dot_product_attention`` take its fused kernel instead of the math
             path with a Bernoulli mask per weight (docs/TRAINING.md, "Step time").
@@ -222,6 +240,7 @@ class ModelConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    style_encoder: StyleEncoderConfig = field(default_factory=StyleEncoderConfig)
     attn_dropout: float | None = None
 
     @classmethod

@@ -94,7 +94,8 @@ class MotionDenoiser(nn.Module):
         keyframe_streams: number of keyframe columns embedded into the input (0 = no keyframes).
     """
 
-    def __init__(self, channels: int, dim: int, fps: float, cfg: DenoiserConfig, keyframe_streams: int = 1):
+    def __init__(self, channels: int, dim: int, fps: float, cfg: DenoiserConfig, keyframe_streams: int = 1,
+                 ref_dim: int = 0):
         super().__init__()
         self.dim, self.heads = dim, cfg.heads
         self.frame_cond = bool(cfg.frame_cond)
@@ -104,6 +105,7 @@ class MotionDenoiser(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.null_style = nn.Parameter(torch.zeros(dim))
         self.style = nn.Linear(cfg.style_dim, dim) if cfg.style_dim > 0 else None
+        self.ref = nn.Linear(ref_dim, dim) if ref_dim > 0 else None  # reference-clip style, added to the token
         self.emotion = nn.Linear(2, dim) if cfg.emotion else None
         self.null_emotion = nn.Parameter(torch.zeros(dim)) if cfg.emotion else None
         self.null_speech = nn.Parameter(torch.zeros(dim))
@@ -124,7 +126,7 @@ class MotionDenoiser(nn.Module):
     def forward(self, x_t: Tensor, t: Tensor, speech: Tensor, frame_mask: Tensor, text: Tensor, text_mask: Tensor,
                 keyframes: Tensor | None = None, style: Tensor | None = None, style_mask: Tensor | None = None,
                 emotion: Tensor | None = None, emotion_mask: Tensor | None = None,
-                drop: Tensor | None = None) -> Tensor:
+                drop: Tensor | None = None, ref: Tensor | None = None, ref_mask: Tensor | None = None) -> Tensor:
         """Predict x0.
 
         Args:
@@ -146,6 +148,9 @@ class MotionDenoiser(nn.Module):
             drop = torch.zeros(B, dtype=torch.bool, device=x_t.device)
         h = self._frame_inputs(x_t, keyframes, emotion, emotion_mask, drop)
         time_tok, style_tok = self._prefix_tokens(t, style, style_mask, B, h.dtype)
+        if self.ref is not None and ref is not None:
+            keep = torch.ones(B, dtype=torch.bool, device=t.device) if ref_mask is None else ref_mask
+            style_tok = style_tok + torch.where(keep[:, None], self.ref(ref.to(h.dtype)), torch.zeros_like(style_tok))
         prefix = torch.stack([time_tok, style_tok], dim=1)  # (B, 2, D)
         if self.frame_cond:
             h = h + (time_tok + style_tok)[:, None, :]

@@ -29,6 +29,7 @@ from ksdiff.model.denoiser import MotionDenoiser
 from ksdiff.model.dpse import DPSE, frame_mask_from
 from ksdiff.model.keyframes import KeyframePredictor
 from ksdiff.model.layers import Attention, FeedForward, mask_to_bias, sinusoid
+from ksdiff.model.style import StyleEncoder
 
 PATHS = ("h", "e")  #: head path, expression path
 PARALLEL_PATHS_MIN = 300  #: batch × frames from which inference runs the two paths' denoisers in two threads
@@ -174,7 +175,10 @@ class KSDiff(nn.Module):
             self.path_idx = {"all": list(range(C))}
             kf = 2 if cfg.keyframes else 0
             self.fuse = nn.Linear(2 * D, D) if (cfg.split_speech and cfg.dpse) else None
-        self.denoisers = nn.ModuleDict({p: MotionDenoiser(len(idx), D, cfg.fps, cfg.denoiser, keyframe_streams=kf)
+        R = int(cfg.style_encoder.dim)
+        self.style_encoder = StyleEncoder(C, cfg.style_encoder) if R > 0 else None
+        self.denoisers = nn.ModuleDict({p: MotionDenoiser(len(idx), D, cfg.fps, cfg.denoiser, keyframe_streams=kf,
+                                                          ref_dim=R)
                                         for p, idx in self.path_idx.items()})
         s = cfg.schedule
         self.schedule = make_schedule(s.kind, s.num_steps, s.beta_start, s.beta_end)
@@ -237,7 +241,23 @@ class KSDiff(nn.Module):
         f = self.dpse(feats, batch.get("prosody"), batch.get("feat_mask"), T)
         text, text_mask = self._text(batch, B, dev)
         return {"f": f, "speech": self._path_features(f), "text": text, "text_mask": text_mask,
-                "frame_mask": frame_mask, "num_frames": T}
+                "frame_mask": frame_mask, "num_frames": T, **self._reference(batch, B, dev)}
+
+    def _reference(self, batch: dict, B: int, dev: torch.device) -> dict[str, Tensor]:
+        """{"ref": (B, R) style vectors of the reference clips, "ref_mask": (B,) bool} when the model has a style
+        encoder and the batch brings ``ref_motion`` (B, Tr, C) raw + ``ref_frames`` (B, Tr) bool + ``ref_mask``
+        (B,) bool (clips without a reference); else {}."""
+        ref = batch.get("ref_motion")
+        if self.style_encoder is None or ref is None:
+            return {}
+        if ref.dim() != 3 or ref.shape[0] != B or ref.shape[2] != self.spec.dim:
+            raise KsdiffError(f"a reference clip must be (B, T, {self.spec.dim}) motion of this face spec, got "
+                              f"{tuple(ref.shape)}")
+        frames = batch.get("ref_frames")
+        frames = torch.ones(ref.shape[:2], dtype=torch.bool, device=dev) if frames is None else frames.bool()
+        present = batch.get("ref_mask")
+        present = torch.ones(B, dtype=torch.bool, device=dev) if present is None else present.bool()
+        return {"ref": self.style_encoder(self.normalize(ref.to(dev)), frames), "ref_mask": present}
 
     @torch.no_grad()
     def encode_condition(self, batch: dict, num_frames: Tensor | int, keyframes: Tensor | None = None,
@@ -315,8 +335,12 @@ class KSDiff(nn.Module):
     # ------------------------------------------------------------------------------------------------------------
 
     def _denoise_paths(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], drop: Tensor | None,
-                       style_keep: Tensor | None = None, emotion_keep: Tensor | None = None) -> Tensor:
+                       style_keep: Tensor | None = None, emotion_keep: Tensor | None = None,
+                       ref_keep: Tensor | None = None) -> Tensor:
         out = torch.zeros_like(x_t)
+        ref_mask = cond.get("ref_mask")
+        if ref_mask is not None and ref_keep is not None:
+            ref_mask = ref_mask & ref_keep
         kf = cond.get("keyframes")
         style_mask, emotion_mask = cond.get("style_mask"), cond.get("emotion_mask")
         B = x_t.shape[0]
@@ -336,7 +360,8 @@ class KSDiff(nn.Module):
             return self.denoisers[p](
                 x_t[..., self.path_idx[p]], t, cond["speech"][p], cond["frame_mask"], cond["text"],
                 cond["text_mask"], keyframes=k, style=cond.get("style"), style_mask=style_mask,
-                emotion=cond.get("emotion"), emotion_mask=emotion_mask, drop=drop)
+                emotion=cond.get("emotion"), emotion_mask=emotion_mask, drop=drop, ref=cond.get("ref"),
+                ref_mask=ref_mask)
 
         paths = list(self.path_idx)
         # inference on the CPU with windows of some size: the two paths' denoisers side by side in two threads
@@ -463,15 +488,17 @@ class KSDiff(nn.Module):
             noise = torch.randn(x0.shape, device=dev, generator=generator, dtype=x0.dtype)
         x_t = q_sample(self.schedule, x0, t, noise)
         dc = self.cfg.denoiser
-        drop = style_keep = emotion_keep = None
+        drop = style_keep = emotion_keep = ref_keep = None
         if self.training:
             u = torch.rand(3, B, device=dev, generator=generator)
             drop, style_keep, emotion_keep = u[0] < dc.cond_drop_prob, u[1] >= dc.style_drop_prob, \
                 u[2] >= dc.emotion_drop_prob
+            if cond.get("ref") is not None:  # a draw of its own: models without a reference keep their RNG order
+                ref_keep = torch.rand(B, device=dev, generator=generator) >= dc.ref_drop_prob
             if cond.get("keyframes") is not None and (dc.keyframe_drop_prob > 0 or dc.keyframe_jitter > 0):
                 cond = dict(cond, keyframes=perturb_keyframes(cond["keyframes"], dc.keyframe_drop_prob,
                                                               dc.keyframe_jitter, generator))
-        x0_hat = self._denoise_paths(x_t, t, cond, drop, style_keep, emotion_keep)
+        x0_hat = self._denoise_paths(x_t, t, cond, drop, style_keep, emotion_keep, ref_keep)
         target = x0 if cmask is None else torch.where(cmask[:, None, :], x0, x0_hat.detach())
         for p, idx in self.path_idx.items():
             l_diff, l_rec, l_vel = diffusion_loss(x0_hat[..., idx], target[..., idx], mask, lc.rec, lc.vel)
@@ -483,7 +510,8 @@ class KSDiff(nn.Module):
 
     def num_parameters(self) -> dict[str, int]:
         """Trainable parameters per part and in total."""
-        parts = {"dpse": self.dpse, "text": self.text, "kel": self.kel, "denoisers": self.denoisers}
+        parts = {"dpse": self.dpse, "text": self.text, "kel": self.kel, "denoisers": self.denoisers,
+                 "style_encoder": self.style_encoder}
         out = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
         out["total"] = sum(p.numel() for p in self.parameters())
         return out

@@ -37,6 +37,11 @@ class DataConfig:
             be heard; without this a dataset style learns to guess it from the voice, and guesses worse than the
             dataset's average face (docs/RESULTS.md, cross-validation). :func:`ksdiff.train.data.recenter_clips`.
 
+        reference_seconds: (shortest, longest) length of the reference clip drawn for each training crop when the
+            model has a style encoder (``model.style_encoder.dim`` > 0): a window of another clip of the same person
+            (``meta.json`` ``person``, else ``speaker``), else of the same clip outside the crop. With ``recenter``
+            the references are recentered too, so they carry a person's motion but not their resting face.
+
     Keyframe labels use ``model.kel.label_sigma / label_kappa / label_min_gap``; valence/arousal from
     ``meta.json`` are fed when ``model.denoiser.emotion`` is on.
         preload: keep every clip's features in memory (else re-read the feature cache per item).
@@ -53,6 +58,7 @@ class DataConfig:
     speakers: list[str] = field(default_factory=list)
     sampling: Literal["duration", "clip"] = "duration"
     recenter: bool = False
+    reference_seconds: list[float] = field(default_factory=lambda: [2.0, 8.0])
     preload: bool = True
     num_workers: int = 0
 

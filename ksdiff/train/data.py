@@ -54,6 +54,8 @@ class ClipData:
         emotion: (T, 2) float32 valence/arousal, or None.
         observed: (C,) bool: channels the clip's motion really observes (``meta.json`` ``observed_channels``;
             all when absent). Unobserved channels are left out of the losses and the statistics.
+        person: ``<dataset name>/<person>`` whose clips give each other reference styles (``meta.json``
+            ``person``, else ``speaker``), or None.
     """
 
     key: str
@@ -71,6 +73,7 @@ class ClipData:
     feat_dim: int
     feature_path: Path | None = None
     observed: np.ndarray | None = None
+    person: str | None = None
 
     def observed_mask(self) -> np.ndarray:
         return np.ones(self.motion.shape[1], bool) if self.observed is None else self.observed
@@ -162,6 +165,7 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
         sf = load_features(ds.root, cid, encoder, tokens, transcribe, language)
         meta = clip.meta()
         spk = meta.get("speaker")
+        who = meta.get("person") or spk
         observed = None
         if isinstance(meta.get("observed_channels"), list):
             names = set(map(str, meta["observed_channels"]))
@@ -179,7 +183,7 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
             emotion=_emotion(meta, len(coeffs), ds.fps, fps),
             rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1]),
             feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe, language),
-            observed=observed))
+            observed=observed, person=f"{ds.name}/{who}" if who else None))
     return out
 
 
@@ -296,10 +300,13 @@ class ClipCrops(TorchDataset):
         emotion: emit valence/arousal.
         encoder / tokens / transcribe / language: to re-read features when clips were not preloaded, and to
             tokenize the words of a crop.
+        reference: (shortest, longest) seconds of a reference clip of the same person to emit with each crop
+            (:meth:`reference_window`); None = none.
     """
 
     def __init__(self, clips: list[ClipData], fps: float, crop_frames: int, speakers: list[str] | None = None,
                  emotion: bool = False, encoder: str = "mel", tokens: str = "chars", transcribe: bool = False,
+                 reference: tuple[float, float] | None = None,
                  language: str = "en-us"):
         if not clips:
             raise KsdiffError("no clips to train on")
@@ -311,6 +318,11 @@ class ClipCrops(TorchDataset):
         self.speakers = list(speakers) if speakers is not None else None
         self._spk_index = {s: i for i, s in enumerate(self.speakers or [])}
         self.emotion = emotion
+        self.reference = None if reference is None else (float(reference[0]), float(reference[1]))
+        self._by_person: dict[str, list[int]] = {}
+        for j, c in enumerate(clips):
+            if c.person:
+                self._by_person.setdefault(c.person, []).append(j)
         self.encoder, self.tokens_kind, self.transcribe, self.language = encoder, tokens, transcribe, language
         self.step = _crop_step(self.fps, self.rate)
         self._token_memo: dict[tuple[int, int, int], np.ndarray] = {}
@@ -393,7 +405,35 @@ class ClipCrops(TorchDataset):
                 item["emotion"], item["has_emotion"] = c.emotion[t0:t0 + n], True
             else:
                 item["emotion"], item["has_emotion"] = np.zeros((n, 2), np.float32), False
+        if self.reference is not None:
+            ref = self.reference_window(i, t0, n, seed)
+            item["ref_motion"] = ref if ref is not None else np.zeros((1, c.motion.shape[1]), np.float32)
+            item["has_ref"] = ref is not None
         return item
+
+    def reference_window(self, i: int, t0: int, n: int, seed: int) -> np.ndarray | None:
+        """A reference clip (Tr, C) for crop [t0, t0 + n) of clip ``i``: a window of random length in
+        ``self.reference`` seconds from another clip of the same person when there is one, else from the part of
+        the same clip outside the crop (the longer side) when it holds at least the shortest length, else the
+        whole clip; None for a clip without a person."""
+        c = self.clips[i]
+        if c.person is None:
+            return None
+        rng = np.random.default_rng([seed, i, 11])
+        lo, hi = (max(1, int(round(x * self.fps))) for x in self.reference)
+        want = int(rng.integers(lo, max(lo, hi) + 1))
+        others = [j for j in self._by_person.get(c.person, []) if j != i]
+        if others:
+            src = self.clips[others[int(rng.integers(len(others)))]].motion
+            a, b = 0, len(src)
+        else:
+            src, T = c.motion, len(c.motion)
+            a, b = (0, t0) if t0 >= T - (t0 + n) else (t0 + n, T)
+            if b - a < lo:
+                a, b = 0, T
+        L = min(want, b - a)
+        start = a + int(rng.integers(b - a - L + 1))
+        return np.ascontiguousarray(src[start:start + L])
 
 
 def collate(items: list[dict], fps: float, rate: float) -> dict:
@@ -402,7 +442,8 @@ def collate(items: list[dict], fps: float, rate: float) -> dict:
     Returns a dict of tensors: feats (B, N', F), prosody (B, N', 2), feat_mask (B, N') bool, motion (B, T, C),
     motion_mask (B, T) bool, keyframes (B, T, 2) float, tokens (B, L) long, token_mask (B, L) bool,
     channel_mask (B, C) bool (observed channels), [style (B, S), style_mask (B,)],
-    [emotion (B, T, 2), emotion_mask (B,)], and ``keys`` (list of clip keys).
+    [emotion (B, T, 2), emotion_mask (B,)], [ref_motion (B, Tr, C), ref_frames (B, Tr) bool, ref_mask (B,)],
+    and ``keys`` (list of clip keys).
     N' = round(T × rate / fps): both streams span the same time.
     """
     B = len(items)
@@ -443,6 +484,8 @@ def collate(items: list[dict], fps: float, rate: float) -> dict:
             emo[b, :len(it["emotion"])] = torch.from_numpy(it["emotion"])
         batch["emotion"] = emo
         batch["emotion_mask"] = torch.tensor([bool(it["has_emotion"]) for it in items])
+    if "ref_motion" in items[0]:
+        batch.update(collate_references([it["ref_motion"] for it in items], [it["has_ref"] for it in items]))
     return batch
 
 
@@ -505,3 +548,14 @@ def _item_seed(seed: int, rank: int, k: int) -> int:
 def crop_frames(crop_seconds: float, fps: float) -> int:
     """Motion frames of a crop (0 = whole clips)."""
     return 0 if crop_seconds <= 0 else max(1, int(math.floor(crop_seconds * fps + 0.5)))
+
+
+def collate_references(refs: list[np.ndarray], present: list[bool]) -> dict[str, torch.Tensor]:
+    """Reference clips (Tr_b, C) padded into ref_motion (B, Tr, C), ref_frames (B, Tr) bool and ref_mask (B,)."""
+    Tr = max(len(r) for r in refs)
+    motion = torch.zeros(len(refs), Tr, refs[0].shape[1])
+    frames = torch.zeros(len(refs), Tr, dtype=torch.bool)
+    for b, r in enumerate(refs):
+        motion[b, :len(r)] = torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32))
+        frames[b, :len(r)] = True
+    return {"ref_motion": motion, "ref_frames": frames, "ref_mask": torch.tensor([bool(p) for p in present])}

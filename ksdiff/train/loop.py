@@ -159,6 +159,7 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
         _take_resumed_settings(cfg, stats, resumed_config)
     else:
         _resolve_style(cfg, train_clips)
+        _check_reference(cfg, train_clips)
         _resolve_pos_weight(cfg, stats)
     return Prepared(cfg, spec, train_clips, val_clips, stats, feat_dim, rate)
 
@@ -231,6 +232,18 @@ def _resolve_style(cfg: RunConfig, train_clips: list[ClipData]) -> None:
     dc.speakers, dn.style_dim = speakers, len(speakers)
 
 
+def _check_reference(cfg: RunConfig, train_clips: list[ClipData]) -> None:
+    """A style encoder (``model.style_encoder.dim`` > 0) needs reference lengths and clips that name a person."""
+    if cfg.model.style_encoder.dim <= 0:
+        return
+    r = cfg.data.reference_seconds
+    if len(r) != 2 or not 0 < float(r[0]) <= float(r[1]):
+        raise KsdiffError(f"data.reference_seconds must be [shortest, longest] seconds with 0 < shortest <= "
+                          f"longest, got {list(r)}")
+    if not any(c.person for c in train_clips):
+        raise KsdiffError("model.style_encoder is on but no training clip's meta.json names a person or speaker")
+
+
 def _resolve_pos_weight(cfg: RunConfig, stats: DataStats) -> None:
     """``model.kel.pos_weight`` (w1) from the training set's keyframe rate when it is 0 and
     ``train.pos_weight_from_data``: the one definition of w1 (``class_ratio_weight``) with the model's bounds."""
@@ -281,7 +294,8 @@ def crops_kwargs(cfg: RunConfig) -> dict[str, Any]:
     speakers = cfg.data.speakers if cfg.data.style in ("speaker", "dataset") else None
     return dict(fps=cfg.model.fps, crop_frames=crop_frames(cfg.data.crop_seconds, cfg.model.fps), speakers=speakers,
                 emotion=cfg.model.denoiser.emotion, encoder=cfg.audio.encoder, tokens=cfg.audio.tokens,
-                transcribe=cfg.audio.transcribe, language=cfg.audio.language)
+                transcribe=cfg.audio.transcribe, language=cfg.audio.language,
+                reference=tuple(cfg.data.reference_seconds) if cfg.model.style_encoder.dim > 0 else None)
 
 
 @torch.no_grad()
