@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from ksdiff.audio.decode import SAMPLE_RATE
 from ksdiff.audio.envelope import pearson
 from ksdiff.data.dataset import Clip, open_dataset
 from ksdiff.errors import KsdiffError
@@ -227,11 +228,17 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
     per_clip: dict[str, dict[str, float]] = {}
     examples = []
     pooled: list[tuple[np.ndarray, np.ndarray, set[str]]] = []  # for the split's articulation
+    skip = getattr(predictor, "skip_frames", None)  # frames a reference protocol took from the clip itself
     for clip in clips:
-        gt, meta = clip.motion(), clip.meta()
-        per_clip[clip.id] = score_clip(preds[clip.id][0], gt, clip.audio(), face, samples=preds[clip.id][1:],
-                                       phones=meta.get("phones"), observed=meta.get("observed_channels"))
-        pooled.append((align_to(preds[clip.id][0], gt), gt.coeffs, set(meta.get("observed_channels") or gt.channels)))
+        gt, meta, wave, ps = clip.motion(), clip.meta(), clip.audio(), preds[clip.id]
+        k = int(skip(clip, gt)) if skip is not None else 0
+        if k:
+            gt, ps, wave = _drop_head(gt, k), [_drop_head(Motion(align_to(p, gt), gt.channels, gt.fps, gt.spec), k)
+                                               for p in ps], \
+                wave[int(round(k / gt.fps * SAMPLE_RATE)):]
+        per_clip[clip.id] = score_clip(ps[0], gt, wave, face, samples=ps[1:], phones=None if k else meta.get("phones"),
+                                       observed=meta.get("observed_channels"))
+        pooled.append((align_to(ps[0], gt), gt.coeffs, set(meta.get("observed_channels") or gt.channels)))
         if plots and len(examples) < 3:
             examples.append((clip.id, preds[clip.id][0], gt))
     art = _split_articulation(pooled, list(gt.channels))
@@ -239,6 +246,7 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
     mean = {k: float(np.nanmean([d[k] for d in per_clip.values() if k in d and not _isnan(d[k])] or [math.nan]))
             for k in keys}
     info = {"name": name, "data": str(ds.root), "split": split, "clips": len(clips), "seeds": list(seeds),
+            **({"reference": dict(predictor.references)} if getattr(predictor, "references", None) else {}),
             "spec": ds.spec, "fps": ds.fps, "face_model": type(face).__name__ if face else None,
             "align_lengths": bool(align_lengths), "length_fits": fits, "articulation": art,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -246,6 +254,11 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
     if out is not None:
         write_report(res, out, examples)
     return res
+
+
+def _drop_head(m: Motion, k: int) -> Motion:
+    """``m`` without its first ``k`` frames."""
+    return Motion(m.coeffs[k:], m.channels, m.fps, m.spec)
 
 
 def _split_articulation(pooled: list[tuple[np.ndarray, np.ndarray, set[str]]], channels: list[str]) -> dict:
@@ -446,21 +459,64 @@ def pred_dataset_predictor(pred_dir: str | os.PathLike) -> Predictor:
 
 
 def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None, sampler: str | None = None,
-                         use_transcripts: bool = True, **kw) -> Predictor:
+                         use_transcripts: bool = True, reference: str = "none", reference_seconds: float = 4.0,
+                         people: dict[str, str] | None = None, **kw) -> Predictor:
+    """A checkpoint's predictions; ``reference`` (models with a style encoder): ``none``; ``other``: the person's
+    (``meta.json`` person, else speaker) other clip of the dataset, first in name order, else as ``self``;
+    ``self``: the first ``reference_seconds`` of the clip's own motion, which are then left out of the score
+    (``predict.skip_frames``). ``people`` ({clip id: person}, :func:`ksdiff.data.folds.read_groups`) overrides ``meta.json``'s person /
+    speaker.
+    ``predict.references`` records what each clip got."""
     from ksdiff.generate import load_model
 
+    if reference not in ("none", "other", "self"):
+        raise KsdiffError(f"reference must be none, other or self, got {reference!r}")
     model = load_model(checkpoint)
+    refs: dict[str, str] = {}
+
+    def ref_for(clip: Clip, gt: Motion) -> tuple[Motion | None, int]:
+        if reference == "none":
+            return None, 0
+        other = _other_clip(clip, people) if reference == "other" else None
+        if other is not None:
+            refs[clip.id] = f"other:{other.id}"
+            return other.motion(), 0
+        k = int(round(reference_seconds * gt.fps))
+        if k >= gt.num_frames - 1:
+            raise KsdiffError(f"clip {clip.id} lasts {gt.duration:.1f} s: too short to give {reference_seconds:g} s "
+                              "of itself as the reference and keep some to score", clip.root)
+        refs[clip.id] = f"self:{reference_seconds:g}s"
+        return Motion(gt.coeffs[:k], gt.channels, gt.fps, gt.spec), k
 
     def predict(clip: Clip, seed: int) -> Motion:
         text = clip.transcript() if use_transcripts else None
         if text is None and not str(clip.meta().get("language") or "en").lower().startswith("en"):
             text = ""  # as in training: no automatic English transcript for other languages
         opts = {k: v for k, v in (("steps", steps), ("sampler", sampler)) if v is not None}
-        m = model.animate(clip.audio(), text=text, seed=seed, **opts, **kw)
-        return m
+        ref, _ = ref_for(clip, clip.motion())
+        return model.animate(clip.audio(), text=text, seed=seed, reference=ref, **opts, **kw)
 
     predict.source = lambda clip: model.path  # type: ignore[attr-defined]
+    predict.skip_frames = lambda clip, gt: ref_for(clip, gt)[1]  # type: ignore[attr-defined]
+    predict.references = refs  # type: ignore[attr-defined]
     return predict
+
+
+def _other_clip(clip: Clip, people: dict[str, str] | None = None) -> Clip | None:
+    """Another clip of the same person in the clip's dataset (any split; first in name order), or None."""
+    ds = open_dataset(clip.root.parent)
+
+    def person(c: Clip) -> str | None:
+        if people is not None:
+            return people.get(c.id)
+        m = c.meta()
+        return m.get("person") or m.get("speaker")
+
+    who = person(clip)
+    if not who:
+        return None
+    return next((ds.clip(cid) for cid in sorted(ds.clip_ids()) if cid != clip.id and person(ds.clip(cid)) == who),
+                None)
 
 
 def load_result(path: str | os.PathLike) -> EvalResult:

@@ -711,6 +711,16 @@ def test_reference_style_trains_and_generates_from_any_clip(datasets, tmp_path, 
                     "--style-from", str(r)]) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("ksdiff: ") and str(r) in err and words in err, err
+    # the evaluation protocol: another clip of the person, else (or when asked) the clip's own first seconds
+    model = str(run / "model.safetensors")
+    infos = {}
+    for proto in ("other", "self"):
+        rep = tmp_path / f"ev_{proto}"
+        assert cli(["evaluate", "--checkpoint", model, "--data", str(datasets[0]), "--split", "val", "--out", str(rep),
+                    "--steps", "2", "--no-plots", "--reference", proto, "--reference-seconds", "2"]) == 0
+        infos[proto] = json.loads((rep / "metrics.json").read_text())["info"]["reference"]
+    assert all(v.startswith("other:") for v in infos["other"].values()) and len(infos["other"]) == 2
+    assert set(infos["self"].values()) == {"self:2s"}
     plain_run = tmp_path / "plain"
     assert _train(plain_run, [datasets[0]], "--steps", "1") == 0
     with pytest.raises(KsdiffError, match="without reference styles"):
@@ -722,3 +732,25 @@ def open_clip(dataset: Path, i: int) -> Motion:
 
     ds = open_dataset(dataset)
     return ds.clip(ds.clip_ids()[i]).motion()
+
+
+def test_dataset_people_labels_who_is_who(datasets, tmp_path, capsys):
+    import shutil
+
+    from ksdiff.data.dataset import open_dataset
+    from ksdiff.train.data import load_clips, open_datasets
+
+    ds_dir = tmp_path / "speech"
+    shutil.copytree(datasets[0], ds_dir)
+    ids = open_dataset(ds_dir).clip_ids("train")
+    groups = tmp_path / "people.json"
+    groups.write_text(json.dumps({"_note": ["comment"], "ann": ids[:2], "bob": [ids[2]]}))
+    assert cli(["dataset", "people", str(ds_dir), "--groups", str(groups)]) == 0
+    assert "3 clips of 2 people labelled" in capsys.readouterr().out
+    dss, spec = open_datasets([ds_dir])
+    clips = {c.clip_id: c for c in load_clips(dss, "train", spec, 25.0, "mel", "chars", transcribe=False)}
+    assert clips[ids[0]].person == clips[ids[1]].person == "speech/ann" and clips[ids[2]].person == "speech/bob"
+    groups.write_text(json.dumps({"ann": ["no_such_clip"]}))
+    assert cli(["dataset", "people", str(ds_dir), "--groups", str(groups)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_clip" in err[0] and str(groups) in err[0]

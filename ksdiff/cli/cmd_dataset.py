@@ -1,4 +1,4 @@
-"""ksdiff dataset check|info|folds|sync|emotion DIR"""
+"""ksdiff dataset check|info|folds|sync|emotion|people DIR"""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("sync", help="find each clip's audio-video offset from its speech (tracked video, captures) "
                                     "and, with --apply, shift the motion to match the audio")
     s.add_argument("dir")
+    pp = sub.add_parser("people", help="record who is who (meta.json person) from a JSON {person: [clip ids]}: "
+                                       "clips of one person give each other reference styles in training")
+    pp.add_argument("dir")
+    pp.add_argument("--groups", required=True, metavar="JSON", help='{"person": ["clip id", ...], ...}')
     e = sub.add_parser("emotion", help="estimate valence/arousal per frame from each clip's facial motion and store "
                                        "it as the clip's emotion label (for training with emotion conditioning)")
     e.add_argument("dir")
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return _sync(args)
     if args.action == "emotion":
         return _emotion(args)
+    if args.action == "people":
+        return _people(args)
     if args.action == "check":
         problems = check_dataset(args.dir)
         for p in problems:
@@ -98,4 +104,26 @@ def _emotion(args: argparse.Namespace) -> int:
     done = label_emotion(args.dir, overwrite=args.overwrite, progress=show)
     n = sum(v == "estimated" for v in done.values())
     print(f"labelled {n} of {len(done)} clips in {args.dir}")
+    return 0
+
+
+def _people(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ksdiff.data.dataset import open_dataset
+    from ksdiff.data.folds import read_groups
+    from ksdiff.errors import KsdiffError
+    from ksdiff.utils.io import write_json
+
+    ds = open_dataset(args.dir)
+    person_of = read_groups(args.groups)
+    known = set(ds.clip_ids())
+    unknown = sorted(set(person_of) - known)
+    if unknown:
+        raise KsdiffError(f"the groups name clips this dataset lacks: {', '.join(unknown[:4])}", args.groups)
+    for cid, person in person_of.items():
+        clip = ds.clip(cid)
+        write_json(Path(clip.root) / "meta.json", {**clip.meta(), "person": person})
+    print(f"{args.dir}: {len(person_of)} clips of {len(set(person_of.values()))} people labelled "
+          f"({len(known) - len(person_of)} clips keep their speaker)")
     return 0

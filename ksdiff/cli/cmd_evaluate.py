@@ -26,6 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (checkpoint only; default: the model's own, 1.25 for the shipped "
                         "model; 1 = off)")
+    p.add_argument("--reference", choices=("none", "other", "self"), default="none",
+                   help="reference style protocol (models with a style encoder): other = the person's other clip "
+                        "in the dataset, else as self; self = the clip's first --reference-seconds, left out of "
+                        "the score")
+    p.add_argument("--reference-seconds", type=float, default=4.0, help="length of a 'self' reference (default 4)")
+    p.add_argument("--people", metavar="JSON", default=None,
+                   help='{"person": [clip ids]}: who is who for --reference other (default: meta.json person, '
+                        "else speaker)")
     p.add_argument("--align-lengths", action="store_true",
                    help="pad (repeating the last frame) or trim predictions whose length differs from the truth's by "
                         "more than 2 frames + 1 %% (refused otherwise); the report lists every clip fitted so")
@@ -35,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ksdiff import evaluate as E
+    from ksdiff.data.folds import read_groups
     from ksdiff.utils.io import check_writable_dir
 
     check_writable_dir(args.out)  # before any compute
@@ -44,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
             kw["style"] = args.style
         if args.guidance is not None:
             kw["guidance"] = args.guidance
+        if args.reference != "none":
+            kw.update(reference=args.reference, reference_seconds=args.reference_seconds,
+                      people=None if args.people is None else read_groups(args.people))
         pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
         pred, name = E.pred_dataset_predictor(args.pred), "pred"
@@ -54,3 +66,4 @@ def run(args: argparse.Namespace) -> int:
     print(E.markdown_table({res.info["name"]: res}))
     print(f"wrote {args.out}/metrics.json and report.md")
     return 0
+
