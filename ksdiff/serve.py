@@ -36,6 +36,10 @@ STEPS_RANGE = (2, 200)
 SEED_MAX = 2**32 - 1
 TEXT_MAX = 2000  # characters of transcript
 FIELD_MAX = 16 * 1024  # bytes of any one form field
+#: the page's reference-clip input, shown when the model has a style encoder
+REFERENCE_FIELD = """<fieldset><legend>Your own style (optional)</legend><label for="reference">A clip of your face
+(Live Link Face CSV, a video, or a motion .npz; at least 2 s)</label>
+<input id="reference" name="reference" type="file" accept=".csv,.npz,video/*"></fieldset>"""
 #: the page's emotion sliders, shown when the model was trained with emotion (unticked: the fields are not sent)
 EMOTION_FIELDS = """<fieldset><legend>Emotion</legend><label><input type="checkbox" id="emo"
  onchange="for(const n of ['valence','arousal'])document.getElementById(n).disabled=!this.checked"> set the emotion</label>
@@ -72,6 +76,7 @@ PAGE = """<!doctype html>
  <div><label for="face">Face</label><select id="face" name="face"><option value="auto">auto</option><option>ict</option><option>schematic</option></select></div>
 </div></fieldset>
 __EMOTION__
+__REFERENCE__
 <button id="go" type="submit">Animate</button></form>
 <fieldset><legend>Live</legend>
  <p class="sub" style="margin:.2em 0 .6em">The face follows your voice as you speak (about half a second behind), or an audio file played in real time with its sound delayed to match.</p>
@@ -96,7 +101,9 @@ document.getElementById('f').onsubmit=async(ev)=>{
   if(!f&&!recBlob){st.textContent='Choose an audio file or record one.';return;}
   // the fields first: the server checks them before it stores any of the upload
   for(const k of ['text','steps','seed','face']) fd.append(k,document.getElementById(k).value);
+  for(const k of ['valence','arousal']){const e=document.getElementById(k); if(e&&!e.disabled) fd.append(k,e.value);}
   if(f) fd.append('audio',f); else fd.append('audio',recBlob,'recording.webm');
+  const rf=document.getElementById('reference'); if(rf&&rf.files[0]) fd.append('reference',rf.files[0]);
   st.textContent='Animating… (features, keyframes, diffusion, rendering)';
   document.getElementById('result').hidden=true;
   const go=document.getElementById('go'); go.disabled=true; const t0=performance.now(); let r, j=null, body='';
@@ -207,6 +214,8 @@ class Params:
     seed: int
     face: str
     emotion: tuple[float, float] | None = None
+    reference: Path | None = None  # an uploaded clip of the person's face (reference style)
+    reference_name: str = ""
 
 
 def _http(status: int, detail: str, **headers: str):
@@ -285,7 +294,9 @@ class FormReader:
         self.fields: dict[str, str | int] = {}
         self.upload: Path | None = None  # where the file went
         self.filename = ""  # the client's name for it, for messages only (display_name)
-        self.size = 0  # bytes of the file stored
+        self.reference: Path | None = None  # the optional reference clip (field ``reference``)
+        self.reference_name = ""
+        self.size = 0  # bytes of the files stored (both count against the limit)
         self._hname, self._hvalue, self._disposition, self._value = bytearray(), bytearray(), b"", bytearray()
         self._name = ""
         self._fh = None
@@ -331,14 +342,18 @@ class FormReader:
         _, opts = parse_options_header(self._disposition)
         self._name = opts.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in opts:
-            if self._name != "audio" or self.upload is not None:
-                raise _http(400, "send one file, in the form field 'audio'")
             raw = opts[b"filename"].decode("utf-8", "replace")
-            self.filename = display_name(raw)
-            self.upload = self.folder / f"input{safe_suffix(raw)}"
-            self._fh = open(self.upload, "wb")  # noqa: SIM115 (written by the following callbacks)
-        elif self._name == "audio":
-            raise _http(400, "audio: expected a file")
+            if self._name == "audio" and self.upload is None:
+                self.filename, self.upload = display_name(raw), self.folder / f"input{safe_suffix(raw)}"
+                path = self.upload
+            elif self._name == "reference" and self.reference is None:
+                self.reference_name = display_name(raw)
+                self.reference = path = self.folder / f"reference{safe_suffix(raw)}"
+            else:
+                raise _http(400, "send one file in the form field 'audio' (and at most one in 'reference')")
+            self._fh = open(path, "wb")  # noqa: SIM115 (written by the following callbacks)
+        elif self._name in ("audio", "reference"):
+            raise _http(400, f"{self._name}: expected a file")
         elif self._name in self.fields:
             raise _http(400, f"form field {self._name[:40]!r} given twice")
 
@@ -443,7 +458,8 @@ def _params(reader: FormReader, steps_default: int) -> Params:
         raise _http(400, "send both valence and arousal, or neither")
     emotion = (float(f["valence"]), float(f["arousal"])) if "valence" in f else None
     return Params(text=str(f.get("text", "")), steps=int(f.get("steps", steps_default)), seed=int(f.get("seed", 0)),
-                  face=str(f.get("face", "auto")), emotion=emotion)
+                  face=str(f.get("face", "auto")), emotion=emotion, reference=reader.reference,
+                  reference_name=reader.reference_name)
 
 
 def _message(e: KsdiffError, src: Path, shown: str) -> str:
@@ -466,9 +482,11 @@ def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> d
         if p.face == "ict" and animator.spec.name != "arkit":
             raise KsdiffError(f"face 'ict' shows arkit motion, this model makes {animator.spec.name!r}: choose auto "
                               "or schematic")
+        ref = _reference_clip(animator, p)
         t0 = time.perf_counter()
         with _ANIMATE_LOCK:  # one model shared by the jobs: generations take turns, renderings overlap
-            m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed, emotion=p.emotion)
+            m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed, emotion=p.emotion,
+                                 reference=ref)
         t_gen = time.perf_counter() - t0
         m.save(d / "motion.npz")
         csv = None
@@ -487,6 +505,20 @@ def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> d
     return {"mp4": f"files/{job}/video.mp4", "npz": f"files/{job}/motion.npz", "csv": csv, "summary": summary}
 
 
+def _reference_clip(animator, p: Params):
+    """The uploaded reference clip, read and checked (its messages name the client's file, never the server's)."""
+    if p.reference is None:
+        return None
+    from ksdiff.data.reference import load_reference
+
+    try:
+        ref = load_reference(p.reference)
+        animator.reference_motion(ref)
+    except KsdiffError as e:
+        raise KsdiffError(f"reference {p.reference_name}: {e.problem}") from None
+    return ref
+
+
 #: ``Animator.animate`` keeps per-call state (``last_info``) on the one shared model: with ``--max-jobs`` above 1
 #: the generations take turns (rendering, the longer stage, still runs in parallel).
 _ANIMATE_LOCK = threading.Lock()
@@ -498,6 +530,7 @@ _OPENAPI_FORM = {"requestBody": {"required": True, "content": {"multipart/form-d
         "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
         "face": {"type": "string", "enum": list(FACES)},
         "valence": {"type": "number", "minimum": -1, "maximum": 1},
+        "reference": {"type": "string", "format": "binary"},
         "arousal": {"type": "number", "minimum": -1, "maximum": 1},
         "audio": {"type": "string", "format": "binary"}}}}}}}
 
@@ -552,8 +585,9 @@ def _add_animate(app, jobs: Jobs, limits: Limits, steps_default) -> None:
         finally:
             if reader is not None:
                 jobs.stats["upload_bytes"] += reader.size
-                if reader.upload is not None:
-                    reader.upload.unlink(missing_ok=True)
+                for f in (reader.upload, reader.reference):
+                    if f is not None:
+                        f.unlink(missing_ok=True)
             jobs.finish(job, ok)
 
 
@@ -659,9 +693,11 @@ def create_app(checkpoint: str | os.PathLike | None = None, workdir: str | os.Pa
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         shown = f"up to {limits.max_seconds / 60:g} min and {limits.max_upload_mb:g} MB"
-        emotion = EMOTION_FIELDS if app.state.model().model.cfg.denoiser.emotion else ""
+        model = app.state.model().model
+        emotion = EMOTION_FIELDS if model.cfg.denoiser.emotion else ""
+        reference = REFERENCE_FIELD if model.style_encoder is not None else ""
         return PAGE.replace("__STEPS__", str(steps_default())).replace("__LIMITS__", shown).replace(
-            "__EMOTION__", emotion)
+            "__EMOTION__", emotion).replace("__REFERENCE__", reference)
 
     _add_animate(app, jobs, limits, steps_default)
     _add_live(app, jobs, limits)

@@ -17,6 +17,7 @@ from ksdiff.face.specs import get_spec
 from ksdiff.generate import Window, load_model, plan_windows, seam_jumps
 from ksdiff.model.config import (
     DenoiserConfig,
+    StyleEncoderConfig,
     DPSEConfig,
     KELConfig,
     ModelConfig,
@@ -33,7 +34,7 @@ CLIPS = [("arctic_a0009.wav", "He turned sharply, and faced Gregson across the t
 
 
 def make_checkpoint(path: Path, spec_name: str = "arkit", emotion: bool = False, style_dim: int = 0,
-                    motion_std: float = 0.1) -> Path:
+                    motion_std: float = 0.1, ref_dim: int = 0) -> Path:
     """A tiny KSDiff (D = 32, one layer per block) on the weight-free ``mel`` encoder with character tokens.
 
     A fresh model's zero-initialised output layers would predict x0 = 0 whatever the input, so every all-zero
@@ -44,7 +45,8 @@ def make_checkpoint(path: Path, spec_name: str = "arkit", emotion: bool = False,
     torch.manual_seed(0)
     cfg = ModelConfig(dim=32, dpse_cfg=DPSEConfig(groups=4, heads=2, ffn_mult=1),
                       kel=KELConfig(layers=1, heads=2, ffn_mult=1), text=TextConfig(vocab_size=64, layers=1, heads=2),
-                      denoiser=DenoiserConfig(layers=1, heads=4, ffn_dim=64, emotion=emotion, style_dim=style_dim))
+                      denoiser=DenoiserConfig(layers=1, heads=4, ffn_dim=64, emotion=emotion, style_dim=style_dim),
+                      style_encoder=StyleEncoderConfig(dim=ref_dim, hidden=16))
     spec = get_spec(spec_name)
     model = KSDiff(cfg, spec, 80)
     with torch.no_grad():

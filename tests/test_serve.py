@@ -553,3 +553,86 @@ def test_emotion_sliders_for_an_emotion_model(tmp_path, speech_dir):
         npz[v] = client.get("/" + r.json()["npz"]).content
     assert npz["-1"] != npz["1"]  # the sliders change the motion
     _error(_post(client, wav, steps="3", valence="0.5"), 400, "both valence and arousal")
+
+
+def test_reference_clip_upload_for_a_style_encoder_model(tmp_path, speech_dir):
+    """A model with a style encoder: the page offers a reference file; an uploaded Live Link CSV changes the motion,
+    a bad one is a 400 naming the client's file, and neither upload is left behind."""
+    from ksdiff.export.livelink import write_livelink_csv
+    from ksdiff.face.motion import Motion
+    from ksdiff.face.specs import get_spec
+    from ksdiff.serve import create_app
+
+    plain = _client(create_app(make_checkpoint(tmp_path / "p.safetensors"), workdir=tmp_path / "w1"))
+    assert 'name="reference"' not in plain.get("/").text
+    app = create_app(make_checkpoint(tmp_path / "r.safetensors", ref_dim=8), workdir=tmp_path / "w2")
+    client = _client(app)
+    assert 'name="reference"' in client.get("/").text
+    spec = get_spec("arkit")
+    rng = np.random.default_rng(0)
+    me = Motion(rng.uniform(0, 0.4, (90, spec.dim)).astype(np.float32), spec.channels, 30.0, "arkit")
+    write_livelink_csv(me, tmp_path / "me.csv")
+    wav = ("canoe.wav", (speech_dir / CANOE).read_bytes())
+    r0 = _post(client, wav, steps="3", face="schematic")
+    r1 = client.post("/api/animate", data={"steps": "3", "face": "schematic"},
+                     files=[("audio", wav + ("audio/wav",)), ("reference", ("me.csv", (tmp_path / "me.csv").read_bytes(),
+                                                                             "text/csv"))])
+    assert r0.status_code == 200 and r1.status_code == 200, r1.text
+    assert client.get("/" + r0.json()["npz"]).content != client.get("/" + r1.json()["npz"]).content
+    short = Motion(me.coeffs[:30], me.channels, 30.0, "arkit")  # 1 s: too short
+    write_livelink_csv(short, tmp_path / "short.csv")
+    r2 = client.post("/api/animate", data={"steps": "3"},
+                     files=[("audio", wav + ("audio/wav",)), ("reference", ("short.csv",
+                                                                             (tmp_path / "short.csv").read_bytes(),
+                                                                             "text/csv"))])
+    _error(r2, 400, "reference short.csv", "at least 2 s")
+    assert _leftovers(app) == [] and not any(p.name.startswith("reference") for p in app.state.jobs.folder().rglob("*"))
+
+
+def test_page_sends_the_emotion_sliders_and_the_reference_in_headless_chromium(tmp_path, speech_dir):
+    """The page's own JavaScript sends valence/arousal only once ticked, and the chosen reference file."""
+    from ksdiff.export.livelink import write_livelink_csv
+    from ksdiff.face.motion import Motion
+    from ksdiff.face.specs import get_spec
+    from ksdiff.serve import create_app
+
+    exe = _chromium()
+    app = create_app(make_checkpoint(tmp_path / "m.safetensors", emotion=True, ref_dim=8), workdir=tmp_path / "w")
+    bodies: list[bytes] = []
+
+    async def recording(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/api/animate":
+            chunks = []
+
+            async def rec():
+                msg = await receive()
+                chunks.append(msg.get("body", b""))
+                if not msg.get("more_body"):
+                    bodies.append(b"".join(chunks))
+                return msg
+            return await app(scope, rec, send)
+        return await app(scope, receive, send)
+
+    spec = get_spec("arkit")
+    me = Motion(np.full((75, spec.dim), 0.1, np.float32), spec.channels, 25.0, "arkit")
+    write_livelink_csv(me, tmp_path / "me.csv")
+    with _Server(recording) as url:
+        dev = _DevTools(exe, tmp_path / "profile")
+        try:
+            dev.call("Page.enable")
+            dev.call("Page.navigate", url=url)
+            dev.wait_for("document.readyState === 'complete' && !!document.getElementById('valence')")
+            dev.js("document.getElementById('face').value = 'schematic'")
+            assert _submit(dev, speech_dir / CANOE).startswith("Done in")
+            dev.js("const c=document.getElementById('emo'); c.click();"
+                   "document.getElementById('valence').value='0.7'")
+            root = dev.call("DOM.getDocument")["root"]["nodeId"]
+            node = dev.call("DOM.querySelector", nodeId=root, selector="#reference")["nodeId"]
+            dev.call("DOM.setFileInputFiles", nodeId=node, files=[str(tmp_path / "me.csv")])
+            assert _submit(dev, speech_dir / CANOE).startswith("Done in")
+        finally:
+            dev.close()
+    assert len(bodies) == 2
+    assert b'name="valence"' not in bodies[0] and b'name="reference"' not in bodies[0]
+    assert b'name="valence"\r\n\r\n0.7' in bodies[1] and b'name="arousal"' in bodies[1]
+    assert b'name="reference"; filename="me.csv"' in bodies[1]
