@@ -256,3 +256,29 @@ def test_dataset_folds_keep_people_together(tmp_path: Path, speech_dir: Path, ca
     groups.write_text('{"ann": ["c0"]}')
     with pytest.raises(KsdiffError, match="6 clips are in no group"):
         make_folds(root, 2, tmp_path / "cv2", groups=groups)
+
+
+def test_dataset_split_keeps_people_together(tmp_path: Path, speech_dir: Path, capsys):
+    """`ksdiff dataset split`: the named clips (and, with --groups, their people's other clips) become val / test,
+    every other clip trains; a clip in both or an unknown clip is a one-line error and changes nothing."""
+    import json
+
+    from ksdiff.data.dataset import open_dataset
+
+    wave = load_audio(speech_dir / "arctic_a0007.wav")
+    T = round(len(wave) / SAMPLE_RATE * 25)
+    root = tmp_path / "ds"
+    with DatasetWriter(root, spec="arkit", fps=25, name="video") as w:
+        for i in range(5):
+            w.add_clip(f"c{i}", wave, Motion(_arkit(T, seed=i), ARKIT.channels, 25, "arkit"))
+    groups = tmp_path / "people.json"
+    groups.write_text(json.dumps({"ann": ["c0", "c1"], "bob": ["c2"], "cy": ["c3", "c4"]}))
+    assert cli_main(["dataset", "split", str(root), "--val", "c2", "--test", "c4", "--groups", str(groups)]) == 0
+    assert open_dataset(root).splits == {"train": ["c0", "c1"], "val": ["c2"], "test": ["c3", "c4"]}
+    before = (root / "dataset.json").read_text()
+    capsys.readouterr()
+    for args, words in ((["--val", "c0", "--test", "c1"], "both val and test"), (["--test", "c9"], "'c9'")):
+        assert cli_main(["dataset", "split", str(root), *args, "--groups", str(groups)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0] and str(root) in err[0]
+    assert (root / "dataset.json").read_text() == before

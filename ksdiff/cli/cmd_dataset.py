@@ -1,4 +1,4 @@
-"""ksdiff dataset check|info|folds|sync|emotion|people DIR"""
+"""ksdiff dataset check|info|folds|split|sync|emotion|people DIR"""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("sync", help="find each clip's audio-video offset from its speech (tracked video, captures) "
                                     "and, with --apply, shift the motion to match the audio")
     s.add_argument("dir")
+    sp = sub.add_parser("split", help="set the val and test clips (every other clip trains); with --groups a "
+                                      "person's clips stay together")
+    sp.add_argument("dir")
+    sp.add_argument("--val", nargs="*", default=[], metavar="CLIP")
+    sp.add_argument("--test", nargs="*", default=[], metavar="CLIP")
+    sp.add_argument("--groups", metavar="JSON", help='{"person": ["clip id", ...]}: a named clip brings its person')
     pp = sub.add_parser("people", help="record who is who (meta.json person) from a JSON {person: [clip ids]}: "
                                        "clips of one person give each other reference styles in training")
     pp.add_argument("dir")
@@ -57,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
         return _emotion(args)
     if args.action == "people":
         return _people(args)
+    if args.action == "split":
+        from ksdiff.data.folds import resplit
+
+        splits = resplit(args.dir, args.val, args.test, args.groups)
+        for name, ids in splits.items():
+            print(f"{name:<6}{len(ids):>4}  {', '.join(ids)}")
+        return 0
     if args.action == "check":
         problems = check_dataset(args.dir)
         for p in problems:

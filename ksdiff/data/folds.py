@@ -102,3 +102,35 @@ def make_folds(dataset: str | os.PathLike, k: int, out: str | os.PathLike, group
     write_json(out / "folds.json", {"source": str(ds.root.resolve()), "k": k, "seed": seed,
                                     "groups": clip_group, "folds": folds})
     return dirs
+
+
+def resplit(dataset: str | os.PathLike, val: list[str], test: list[str],
+            groups: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Set a dataset's splits: ``val`` and ``test`` clip ids, every other clip ``train`` (dataset.json rewritten
+    atomically; clips untouched). With ``groups`` a named clip brings every clip of its person along, so no person
+    is in two splits.
+
+    Raises:
+        KsdiffError: an unknown clip id, or one clip (or person) asked for in both val and test.
+    """
+    ds = open_dataset(dataset)
+    known = ds.clip_ids()
+    person = read_groups(groups) if groups is not None else {}
+    missing = [c for c in list(val) + list(test) if c not in known]
+    if missing:
+        raise KsdiffError(f"no clip {missing[0]!r} in this dataset", ds.root)
+
+    def expand(ids: list[str]) -> set[str]:
+        people = {person[c] for c in ids if c in person}
+        return set(ids) | {c for c in known if person.get(c) in people}
+
+    v, t = expand(list(val)), expand(list(test))
+    both = sorted(v & t)
+    if both:
+        raise KsdiffError(f"clip {both[0]!r} (or its person) is asked for in both val and test", ds.root)
+    splits = {"train": [c for c in known if c not in v and c not in t], "val": [c for c in known if c in v],
+              "test": [c for c in known if c in t]}
+    meta = json.loads((ds.root / "dataset.json").read_text(encoding="utf-8"))
+    meta["splits"] = splits
+    write_json(ds.root / "dataset.json", meta)
+    return splits
