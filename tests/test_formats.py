@@ -282,3 +282,26 @@ def test_dataset_split_keeps_people_together(tmp_path: Path, speech_dir: Path, c
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0] and str(root) in err[0]
     assert (root / "dataset.json").read_text() == before
+
+
+def test_default_splits_by_group_hold_whole_speakers_out(tmp_path: Path, speech_dir: Path):
+    """DatasetWriter.split_by_group (the pseudo corpus: one group per speaker): no speaker in two splits, val and
+    test near their share, and a speaker bigger than the test share always trains."""
+    from ksdiff.data.dataset import open_dataset
+
+    wave = load_audio(speech_dir / "arctic_a0007.wav")[: SAMPLE_RATE]
+    motion = Motion(_arkit(25, seed=0), ARKIT.channels, 25, "arkit")
+    group = {f"big{i:02d}": "narrator" for i in range(12)} | {f"s{i:02d}": f"reader{i}" for i in range(18)}
+    with DatasetWriter(tmp_path / "ds", spec="arkit", fps=25, seed=3) as w:
+        for cid in group:
+            w.add_clip(cid, wave, motion)
+        w.split_by_group(group)
+    splits = open_dataset(tmp_path / "ds").splits
+    where = {c: s for s, ids in splits.items() for c in ids}
+    assert sorted(where) == sorted(group)
+    assert all(where[c] == "train" for c in group if group[c] == "narrator")
+    assert len(splits["test"]) == 3 and len(splits["val"]) == 3  # 10 % of 30 clips each, one reader a clip
+    by_speaker: dict[str, set[str]] = {}
+    for c, g in group.items():
+        by_speaker.setdefault(g, set()).add(where[c])
+    assert all(len(s) == 1 for s in by_speaker.values())

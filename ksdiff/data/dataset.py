@@ -229,6 +229,7 @@ class DatasetWriter:
         self.spec, self.fps = spec, float(fps)
         self.name = name or self.root.name
         self.split_fracs = split_fracs
+        self._groups: dict[str, str] = {}
         self.seed = seed
         self.extra = extra or {}
         self.ids: list[str] = []
@@ -260,7 +261,32 @@ class DatasetWriter:
     def set_splits(self, splits: dict[str, list[str]]) -> None:
         self.splits = splits
 
+    def split_by_group(self, group_of: dict[str, str]) -> None:
+        """Draw the default splits over groups (e.g. speakers: clip id -> group) instead of clips, so a group's
+        clips share one split (:meth:`_group_splits`)."""
+        self._groups = dict(group_of)
+
+    def _group_splits(self) -> dict[str, list[str]]:
+        """Groups in a seeded random order fill test, then val, to their fraction of the clips; a group bigger than
+        the test share always trains (one speaker of 150 clips would otherwise be a third of the test)."""
+        ids = sorted(self.ids)
+        members: dict[str, list[str]] = {}
+        for c in ids:
+            members.setdefault(self._groups.get(c, c), []).append(c)
+        names = sorted(members)
+        order = [names[i] for i in np.random.default_rng(self.seed).permutation(len(names))]
+        want = {"test": max(1, round(len(ids) * self.split_fracs[2])),
+                "val": max(1, round(len(ids) * self.split_fracs[1]))}
+        out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+        for g in order:
+            dest = next((s for s in ("test", "val") if len(out[s]) < want[s] and len(members[g]) <= want["test"]),
+                        "train")
+            out[dest] += members[g]
+        return {k: sorted(v) for k, v in out.items()}
+
     def _default_splits(self) -> dict[str, list[str]]:
+        if self._groups:
+            return self._group_splits()
         ids = sorted(self.ids)
         rng = np.random.default_rng(self.seed)
         order = [ids[i] for i in rng.permutation(len(ids))]

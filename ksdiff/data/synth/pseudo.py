@@ -108,6 +108,7 @@ def build_pseudo_corpus(sources: list[str | os.PathLike], out: str | os.PathLike
         raise KsdiffError("no audio files found", ", ".join(str(s) for s in sources))
     total, n, n_skipped = 0.0, 0, 0
     speakers: set[str] = set()
+    speaker_of: dict[str, str] = {}
     extra = {"source": "pseudo", "pseudo": {"sources": [str(s) for s in sources], "seed": cfg.seed,
                                             "fps": cfg.fps}}
     with DatasetWriter(out, spec="arkit", fps=cfg.fps, name="pseudo", seed=cfg.seed, extra=extra) as writer:
@@ -131,8 +132,10 @@ def build_pseudo_corpus(sources: list[str | os.PathLike], out: str | os.PathLike
             total += clip.duration
             n += 1
             speakers.add(clip.speaker)
+            speaker_of[clip.id] = clip.speaker
             if progress is not None:
                 progress(clip, total)
         if not n:  # inside the writer: nothing is kept
             raise KsdiffError("no recording could be used (see the skipped ones above)", out)
+        writer.split_by_group(speaker_of)  # val / test hold whole speakers out
     return {"out": str(out), "clips": n, "seconds": total, "speakers": sorted(speakers), "skipped": n_skipped}
