@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The data of the next default model (issues 14 and 15): every domain the project has, the tracked videos A/V-synced
 # and labelled (who is who, valence/arousal), val/test splits that hold people out. Not yet used by a shipped model.
+# Run end to end on 2026-11-30 (about 15 min of CPU on 2 cores, most of it Whisper on the LibriSpeech readers).
 # Usage: scripts/prepare_v2_data.sh [SHARED=../shared] [DATA=data/v2]
 set -euo pipefail
 shared=${1:-../shared}; data=${2:-data/v2}
@@ -13,7 +14,7 @@ mkdir -p "$data"
 $K synth --out "$data/synth" --minutes 30 --seed 0 --visemes calibrated --emotion --quiet --force \
   --voices us_m1 us_f3 gb_m3 gb_f2 rp_m1 us_m7 sc_f4 us_f5 joe_n1 joe_n2
 sed -i 's/"name": "synth-seed0"/"name": "synth"/' "$data/synth/dataset.json"    # style token: synth
-# 2. real voices, procedural targets ("pseudo" clips): ~58 min, ~224 speakers, val/test speakers held out
+# 2. real voices, procedural targets ("pseudo" clips): 422 clips, 59 min, 231 speakers, val/test speakers held out
 #    (../shared/data/speech stays out: its 15 clips are the lip-sync-on-audio-alone test set)
 $K synth --from-speech "$shared/data/speech_extra" --out "$data/pseudo" --visemes calibrated --quiet --force
 # 3. real animator-made mouth motion (Mandarin)
