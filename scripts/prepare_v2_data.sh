@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The data of the next default model (issues 14 and 15): every domain the project has, the tracked videos A/V-synced
 # and labelled (who is who, valence/arousal), val/test splits that hold people out. Not yet used by a shipped model.
-# Run end to end on 2026-11-30 (about 15 min of CPU on 2 cores, most of it Whisper on the LibriSpeech readers).
+# Run end to end on 2026-11-30 (beside two trainings at low priority, so its wall time measures nothing; stages:
+# synth 77 s, features 329 s, the pseudo corpus 293 s when run alone in an earlier session).
 # Usage: scripts/prepare_v2_data.sh [SHARED=../shared] [DATA=data/v2]
 set -euo pipefail
 shared=${1:-../shared}; data=${2:-data/v2}
