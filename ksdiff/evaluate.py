@@ -474,30 +474,37 @@ def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None
     model = load_model(checkpoint)
     refs: dict[str, str] = {}
 
-    def ref_for(clip: Clip, gt: Motion) -> tuple[Motion | None, int]:
+    chosen: dict[str, tuple[Motion | None, int]] = {}
+
+    def ref_for(clip: Clip) -> tuple[Motion | None, int]:
+        """(reference clip, frames of the clip itself it takes), chosen once per clip."""
         if reference == "none":
             return None, 0
-        other = _other_clip(clip, people) if reference == "other" else None
-        if other is not None:
-            refs[clip.id] = f"other:{other.id}"
-            return other.motion(), 0
-        k = int(round(reference_seconds * gt.fps))
-        if k >= gt.num_frames - 1:
-            raise KsdiffError(f"clip {clip.id} lasts {gt.duration:.1f} s: too short to give {reference_seconds:g} s "
-                              "of itself as the reference and keep some to score", clip.root)
-        refs[clip.id] = f"self:{reference_seconds:g}s"
-        return Motion(gt.coeffs[:k], gt.channels, gt.fps, gt.spec), k
+        if clip.id not in chosen:
+            other = _other_clip(clip, people) if reference == "other" else None
+            if other is not None:
+                refs[clip.id] = f"other:{other.id}"
+                chosen[clip.id] = (other.motion(), 0)
+            else:
+                gt = clip.motion()
+                k = int(round(reference_seconds * gt.fps))
+                if k >= gt.num_frames - 1:
+                    raise KsdiffError(f"clip {clip.id} lasts {gt.duration:.1f} s: too short to give "
+                                      f"{reference_seconds:g} s of itself as the reference and keep some to score",
+                                      clip.root)
+                refs[clip.id] = f"self:{reference_seconds:g}s"
+                chosen[clip.id] = (Motion(gt.coeffs[:k], gt.channels, gt.fps, gt.spec), k)
+        return chosen[clip.id]
 
     def predict(clip: Clip, seed: int) -> Motion:
         text = clip.transcript() if use_transcripts else None
         if text is None and not str(clip.meta().get("language") or "en").lower().startswith("en"):
             text = ""  # as in training: no automatic English transcript for other languages
         opts = {k: v for k, v in (("steps", steps), ("sampler", sampler)) if v is not None}
-        ref, _ = ref_for(clip, clip.motion())
-        return model.animate(clip.audio(), text=text, seed=seed, reference=ref, **opts, **kw)
+        return model.animate(clip.audio(), text=text, seed=seed, reference=ref_for(clip)[0], **opts, **kw)
 
     predict.source = lambda clip: model.path  # type: ignore[attr-defined]
-    predict.skip_frames = lambda clip, gt: ref_for(clip, gt)[1]  # type: ignore[attr-defined]
+    predict.skip_frames = lambda clip, gt: ref_for(clip)[1]  # type: ignore[attr-defined]
     predict.references = refs  # type: ignore[attr-defined]
     return predict
 

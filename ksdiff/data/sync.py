@@ -81,7 +81,7 @@ def speech_mouth(wave: np.ndarray, motion: Motion, transcript: str | None = None
                  ) -> tuple[np.ndarray, np.ndarray, str]:
     """The mouth the speech implies and the clip's own, both (T, len(SYNC_KEYS)) with the clip's rest removed,
     and the transcript used. ``wave``: (N,) float32 16 kHz; ``motion``: ARKit."""
-    from ksdiff.data.synth.calibrate import CLASSES, clip_design
+    from ksdiff.data.synth.calibrate import clip_design, predict
     from ksdiff.data.synth.config import SynthConfig
     from ksdiff.data.synth.tts import align_phones
     from ksdiff.data.synth.visemes import TARGET_KEYS, TARGET_TABLES
@@ -96,11 +96,8 @@ def speech_mouth(wave: np.ndarray, motion: Motion, transcript: str | None = None
         raise KsdiffError("no words heard: the offset cannot be found")
     phones, _ = align_phones(wave, transcript)
     d = clip_design("clip", wave, 16000, phones, motion.coeffs, motion.channels, motion.fps, SynthConfig())
-    keys = [TARGET_KEYS.index(k) for k in SYNC_KEYS]
-    table_rows = TARGET_TABLES[table]
-    pred = np.stack([d.design[k] @ np.array([table_rows[c].get(TARGET_KEYS[k], 0.0) for c in CLASSES])
-                     for k in keys], axis=1)
-    return pred, d.motion[:, keys], transcript
+    pred = np.stack([predict([d], TARGET_TABLES[table], k) for k in SYNC_KEYS], axis=1)
+    return pred, d.motion[:, [TARGET_KEYS.index(k) for k in SYNC_KEYS]], transcript
 
 
 def estimate_offset(wave: np.ndarray, motion: Motion, transcript: str | None = None, max_lag_s: float = MAX_LAG_S,
@@ -143,14 +140,15 @@ def sync_dataset(path: str | os.PathLike, apply: bool = False, progress=None
         raise KsdiffError(f"A/V sync needs an ARKit dataset, this one is {ds.spec!r}", path)
     out: list[tuple[str, SyncEstimate | str]] = []
     for clip in ds.clips():
+        motion = clip.motion()
         try:
-            res: SyncEstimate | str = estimate_offset(clip.audio(), clip.motion(), clip.transcript())
+            res: SyncEstimate | str = estimate_offset(clip.audio(), motion, clip.transcript())
         except KsdiffError as e:
             res = str(e)
         meta = clip.meta()
         if apply and isinstance(res, SyncEstimate) and "av_sync" not in meta:
             if res.lag_frames:
-                shift_motion(clip.motion(), res.lag_frames).save(clip.motion_path)
+                shift_motion(motion, res.lag_frames).save(clip.motion_path)
             write_json(Path(clip.root) / "meta.json", {**meta, "av_sync": res.to_dict()})
         out.append((clip.id, res))
         if progress is not None:

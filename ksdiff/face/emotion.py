@@ -148,7 +148,7 @@ class EmotionCurve:
     def read(cls, path) -> "EmotionCurve":
         """Read a CSV (or whitespace-separated) file of ``time_s, valence, arousal`` rows; a header row and
         ``#`` comments are skipped."""
-        import csv
+        import re
         from pathlib import Path
 
         p = Path(path)
@@ -156,19 +156,18 @@ class EmotionCurve:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise KsdiffError(f"cannot read the emotion curve ({e})", p) from None
-        rows = []
-        for n, row in enumerate(csv.reader(line.replace("\t", ",") for line in text.splitlines()), 1):
-            cells = [c.strip() for c in ",".join(row).replace(" ", ",").split(",") if c.strip()]
+        rows: list[list[float]] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            cells = [c for c in re.split(r"[,;\s]+", line.strip()) if c]
             if not cells or cells[0].startswith("#"):
                 continue
             try:
-                rows.append([float(c) for c in cells[:3]] if len(cells) >= 3 else None)
+                if len(cells) < 3:
+                    raise ValueError
+                rows.append([float(c) for c in cells[:3]])
             except ValueError:
-                if rows or n > 1:
+                if rows or any(ch.isdigit() for ch in line):  # only a first line of words is a header
                     raise KsdiffError(f"line {n}: expected three numbers 'time_s, valence, arousal'", p) from None
-                continue  # a header
-            if rows[-1] is None:
-                raise KsdiffError(f"line {n}: expected three numbers 'time_s, valence, arousal'", p)
         if not rows:
             raise KsdiffError("no rows of 'time_s, valence, arousal'", p)
         a = np.array(rows, dtype=np.float64)

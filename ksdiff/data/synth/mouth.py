@@ -29,11 +29,11 @@ def vowel_gains(raw: list[tuple[str, float, float, int]], wave: np.ndarray, sr: 
     rms = [segment_rms(wave, sr, s, e) for v, s, e, _ in raw]
     vowel_rms = [r for (v, _, _, _), r in zip(raw, rms) if v in VOWELS and r > 0]
     ref = float(np.percentile(vowel_rms, cfg.energy_ref_pct)) if vowel_rms else 1.0
-    gains = []
-    for (v, _, _, _), r in zip(raw, rms):
-        gain = ((r / ref) ** cfg.energy_gamma if ref > 0 else 1.0) if v in VOWELS else 1.0
-        gains.append(float(np.clip(gain, cfg.energy_gain_min, cfg.energy_gain_max)) if v in VOWELS else 1.0)
-    return gains
+    def gain(r: float) -> float:
+        return float(np.clip((r / ref) ** cfg.energy_gamma if ref > 0 else 1.0, cfg.energy_gain_min,
+                             cfg.energy_gain_max))
+
+    return [gain(r) if v in VOWELS else 1.0 for (v, _, _, _), r in zip(raw, rms)]
 
 
 def build_segments(rng: np.random.Generator, phones: list[tuple[str, float, float]], wave: np.ndarray, sr: int,
