@@ -458,55 +458,87 @@ def pred_dataset_predictor(pred_dir: str | os.PathLike) -> Predictor:
     return predict
 
 
-def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None, sampler: str | None = None,
-                         use_transcripts: bool = True, reference: str = "none", reference_seconds: float = 4.0,
-                         people: dict[str, str] | None = None, **kw) -> Predictor:
-    """A checkpoint's predictions; ``reference`` (models with a style encoder): ``none``; ``other``: the person's
-    (``meta.json`` person, else speaker) other clip of the dataset, first in name order, else as ``self``;
-    ``self``: the first ``reference_seconds`` of the clip's own motion, which are then left out of the score
-    (``predict.skip_frames``). ``people`` ({clip id: person}, :func:`ksdiff.data.folds.read_groups`) overrides ``meta.json``'s person /
-    speaker.
-    ``predict.references`` records what each clip got."""
-    from ksdiff.generate import load_model
+class ReferenceProtocol:
+    """Which reference each test clip gets under a protocol (``none``; ``other``: the person's (``meta.json``
+    person, else speaker; ``people`` {clip id: person} overrides) other clip of the dataset, first in name order,
+    else as ``self``; ``self``: the first ``seconds`` of the clip's own motion, which are then left out of the
+    score). Chosen once per clip; :attr:`references` records what each clip got (clip id → ``other:<id>`` or
+    ``self:<s>s``). The same object makes a baseline skip the frames a model's reference took, so both are
+    scored on the same frames."""
 
-    if reference not in ("none", "other", "self"):
-        raise KsdiffError(f"reference must be none, other or self, got {reference!r}")
-    model = load_model(checkpoint)
-    refs: dict[str, str] = {}
+    def __init__(self, kind: str = "none", seconds: float = 4.0, people: dict[str, str] | None = None) -> None:
+        if kind not in ("none", "other", "self"):
+            raise KsdiffError(f"reference must be none, other or self, got {kind!r}")
+        self.kind, self.seconds, self.people = kind, seconds, people
+        self.references: dict[str, str] = {}
+        self._chosen: dict[str, tuple[Motion | None, int]] = {}
 
-    chosen: dict[str, tuple[Motion | None, int]] = {}
-
-    def ref_for(clip: Clip) -> tuple[Motion | None, int]:
-        """(reference clip, frames of the clip itself it takes), chosen once per clip."""
-        if reference == "none":
+    def __call__(self, clip: Clip) -> tuple[Motion | None, int]:
+        """(reference motion or None, frames of the clip itself it takes)."""
+        if self.kind == "none":
             return None, 0
-        if clip.id not in chosen:
-            other = _other_clip(clip, people) if reference == "other" else None
+        if clip.id not in self._chosen:
+            other = _other_clip(clip, self.people) if self.kind == "other" else None
             if other is not None:
-                refs[clip.id] = f"other:{other.id}"
-                chosen[clip.id] = (other.motion(), 0)
+                self.references[clip.id] = f"other:{other.id}"
+                self._chosen[clip.id] = (other.motion(), 0)
             else:
                 gt = clip.motion()
-                k = int(round(reference_seconds * gt.fps))
+                k = int(round(self.seconds * gt.fps))
                 if k >= gt.num_frames - 1:
                     raise KsdiffError(f"clip {clip.id} lasts {gt.duration:.1f} s: too short to give "
-                                      f"{reference_seconds:g} s of itself as the reference and keep some to score",
+                                      f"{self.seconds:g} s of itself as the reference and keep some to score",
                                       clip.root)
-                refs[clip.id] = f"self:{reference_seconds:g}s"
-                chosen[clip.id] = (Motion(gt.coeffs[:k], gt.channels, gt.fps, gt.spec), k)
-        return chosen[clip.id]
+                self.references[clip.id] = f"self:{self.seconds:g}s"
+                self._chosen[clip.id] = (Motion(gt.coeffs[:k], gt.channels, gt.fps, gt.spec), k)
+        return self._chosen[clip.id]
+
+    def attach(self, predict: Predictor) -> Predictor:
+        """``predict`` scored without the frames the reference took (``skip_frames``), recording the choices."""
+        if self.kind != "none":
+            predict.skip_frames = lambda clip, gt: self(clip)[1]  # type: ignore[attr-defined]
+            predict.references = self.references  # type: ignore[attr-defined]
+        return predict
+
+
+def reference_mean_predictor(protocol: ReferenceProtocol) -> Predictor:
+    """The ``reference`` baseline: every frame is the mean pose of the clip's reference (the person's resting face
+    as the reference shows it, no speech), under the same protocol as the model it is compared with."""
+    if protocol.kind == "none":
+        raise KsdiffError("the reference baseline needs a reference protocol (--reference other|self)")
+
+    def predict(clip: Clip, seed: int) -> Motion:
+        ref, _ = protocol(clip)
+        gt = clip.motion(validate=False)
+        coeffs = ref.coeffs if ref.channels == gt.channels else ref.select(gt.channels)
+        mean = np.asarray(coeffs, np.float64).mean(axis=0, keepdims=True)
+        return Motion(np.repeat(mean, gt.num_frames, axis=0).astype(np.float32), gt.channels, gt.fps, gt.spec)
+
+    return protocol.attach(predict)
+
+
+def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None, sampler: str | None = None,
+                         use_transcripts: bool = True, reference: str = "none", reference_seconds: float = 4.0,
+                         people: dict[str, str] | None = None, use_reference: bool = True, **kw) -> Predictor:
+    """A checkpoint's predictions; ``reference`` (models with a style encoder), ``reference_seconds`` and
+    ``people``: the :class:`ReferenceProtocol` (``predict.skip_frames`` the frames a ``self`` reference takes,
+    ``predict.references`` what each clip got). ``use_reference=False``: generated without the reference, scored
+    on the same frames (the model's no-reference side of the comparison)."""
+    from ksdiff.generate import load_model
+
+    protocol = ReferenceProtocol(reference, reference_seconds, people)
+    model = load_model(checkpoint)
 
     def predict(clip: Clip, seed: int) -> Motion:
         text = clip.transcript() if use_transcripts else None
         if text is None and not str(clip.meta().get("language") or "en").lower().startswith("en"):
             text = ""  # as in training: no automatic English transcript for other languages
         opts = {k: v for k, v in (("steps", steps), ("sampler", sampler)) if v is not None}
-        return model.animate(clip.audio(), text=text, seed=seed, reference=ref_for(clip)[0], **opts, **kw)
+        ref = protocol(clip)[0] if use_reference else None
+        return model.animate(clip.audio(), text=text, seed=seed, reference=ref, **opts, **kw)
 
     predict.source = lambda clip: model.path  # type: ignore[attr-defined]
-    predict.skip_frames = lambda clip, gt: ref_for(clip)[1]  # type: ignore[attr-defined]
-    predict.references = refs  # type: ignore[attr-defined]
-    return predict
+    return protocol.attach(predict)
 
 
 def _other_clip(clip: Clip, people: dict[str, str] | None = None) -> Clip | None:
@@ -532,4 +564,5 @@ def load_result(path: str | os.PathLike) -> EvalResult:
 
 
 __all__ = ["EvalResult", "evaluate", "score_clip", "fit_prediction", "length_tolerance", "markdown_table",
-           "baseline_predictor", "pred_dataset_predictor", "checkpoint_predictor", "load_result"]
+           "baseline_predictor", "pred_dataset_predictor", "checkpoint_predictor", "load_result",
+           "ReferenceProtocol", "reference_mean_predictor"]

@@ -1,8 +1,14 @@
-"""Summarise a grouped cross-validation (scripts/crossval_video.sh): every held-out clip's LVE for each method,
-averaged over clips and over people, how many people each method beats `static` on, and a paired bootstrap
-(resampling people, 10 000 draws, seed 0) 95 % interval of ksdiff's LVE minus each baseline's.
+"""Summarise a grouped cross-validation (scripts/crossval_video.sh, scripts/crossval_style.sh): every held-out
+clip's LVE for each method, averaged over clips and over people, how many people each method beats `static` on,
+and paired bootstrap (resampling people, 10 000 draws, seed 0) 95 % intervals of each method's per-person LVE
+minus `static`'s, and of the reference-style model minus the same model without a reference and minus the
+reference's own mean pose.
 
-Usage: python scripts/crossval_table.py REPORTS_CV FOLDS_JSON
+Layouts: REPORTS/fold<k>/<method>/metrics.json (one dataset, one FOLDS_JSON) or
+REPORTS/fold<k>/<dataset>/<method>/metrics.json (several datasets, one FOLDS_JSON each, given in the same order as
+the dataset folders sort). People are named <dataset>/<person> so two datasets' labels never merge.
+
+Usage: python scripts/crossval_table.py REPORTS FOLDS_JSON [FOLDS_JSON ...]
 """
 
 from __future__ import annotations
@@ -13,48 +19,69 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("static", "energy-jaw", "ksdiff")
+ORDER = ("static", "reference", "energy-jaw", "ksdiff", "ksdiff-ref", "ksdiff-self")
+PAIRS = (("ksdiff-ref", "ksdiff"), ("ksdiff-ref", "reference"), ("ksdiff-self", "ksdiff"))
 
 
-def main(out: Path, folds_json: Path) -> None:
-    folds = json.loads(folds_json.read_text())
-    groups: dict[str, str] = folds["groups"]
-    per: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
-    for k in range(int(folds["k"])):
-        for m in METHODS:
-            res = json.loads((out / f"fold{k}" / m / "metrics.json").read_text())
-            per[m].update(res["per_clip"])
+def _collect(out: Path, folds_jsons: list[Path]) -> tuple[dict, dict[str, str], int]:
+    """per[method][clip] = metrics, groups {clip: person}, k. Clip keys are <dataset>/<clip> with several datasets."""
+    folds = [json.loads(p.read_text()) for p in folds_jsons]
+    k = int(folds[0]["k"])
+    single = (out / "fold0" / "static").is_dir()
+    names = [""] if single else sorted(d.name for d in (out / "fold0").iterdir() if d.is_dir())
+    if len(names) != len(folds):
+        raise SystemExit(f"{len(names)} dataset folders under {out}/fold0 but {len(folds)} folds files")
+    per: dict[str, dict[str, dict[str, float]]] = {}
+    groups: dict[str, str] = {}
+    for name, f in zip(names, folds):
+        prefix = f"{name}/" if name else ""
+        groups.update({prefix + c: prefix + p for c, p in f["groups"].items()})
+        for fold in range(k):
+            base = out / f"fold{fold}" / name
+            for mdir in sorted(d for d in base.iterdir() if (d / "metrics.json").is_file()):
+                res = json.loads((mdir / "metrics.json").read_text())["per_clip"]
+                per.setdefault(mdir.name, {}).update({prefix + c: v for c, v in res.items()})
+    return per, groups, k
+
+
+def _interval(d: np.ndarray, rng_seed: int = 0) -> tuple[float, float]:
+    idx = np.random.default_rng(rng_seed).integers(0, len(d), size=(10000, len(d)))
+    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def main(out: Path, folds_jsons: list[Path]) -> None:
+    per, groups, k = _collect(out, folds_jsons)
+    methods = [m for m in ORDER if m in per] + sorted(m for m in per if m not in ORDER)
     clips = sorted(per["static"])
     people = sorted({groups[c] for c in clips})
 
     def by_person(m: str, key: str) -> np.ndarray:
         return np.array([np.mean([per[m][c][key] for c in clips if groups[c] == p]) for p in people])
 
-    lve = {m: by_person(m, "lve_mm") for m in METHODS}
-    print(f"{len(clips)} held-out clips of {len(people)} people, {folds['k']} folds\n")
+    lve = {m: by_person(m, "lve_mm") for m in methods}
+    print(f"{len(clips)} held-out clips of {len(people)} people, {k} folds\n")
     print("| method | LVE mm (mean over clips) | LVE mm (mean over people) | mouth RMSE | jawOpen r | "
           "people better than static |")
     print("|---|---|---|---|---|---|")
-    for m in METHODS:
+    for m in methods:
         clip_lve = np.mean([per[m][c]["lve_mm"] for c in clips])
         rmse = np.mean([per[m][c]["mouth_rmse"] for c in clips])
-        jaw = np.mean([per[m][c]["jaw_r"] for c in clips])
+        jaw = np.nanmean([per[m][c].get("jaw_r", np.nan) for c in clips])
         wins = "—" if m == "static" else f"{int((lve[m] < lve['static']).sum())} / {len(people)}"
         print(f"| {m} | {clip_lve:.3f} | {lve[m].mean():.3f} | {rmse:.4f} | {jaw:.3f} | {wins} |")
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, len(people), size=(10000, len(people)))
     print()
-    for base in ("static", "energy-jaw"):
-        d = lve["ksdiff"] - lve[base]
-        boot = d[idx].mean(axis=1)
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        print(f"ksdiff − {base}: {d.mean():+.3f} mm per person, 95 % bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
+    pairs = [(m, "static") for m in methods if m != "static"] + [p for p in PAIRS if p[0] in lve and p[1] in lve]
+    for a, b in pairs:
+        d = lve[a] - lve[b]
+        lo, hi = _interval(d)
+        print(f"{a} − {b}: {d.mean():+.3f} mm per person, 95 % bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
     print("\nper clip (LVE mm):")
-    print("| clip | person | " + " | ".join(METHODS) + " |")
-    print("|---|---|" + "---|" * len(METHODS))
+    print("| clip | person | " + " | ".join(methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
     for c in clips:
-        print(f"| {c} | {groups[c]} | " + " | ".join(f"{per[m][c]['lve_mm']:.3f}" for m in METHODS) + " |")
+        print(f"| {c} | {groups[c]} | " + " | ".join(f"{per[m][c]['lve_mm']:.3f}" for m in methods) + " |")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])

@@ -1,10 +1,16 @@
 """Lip sync on audio alone, on real speech: animate every clip of a folder (no face truth needed) with a checkpoint
 at its own generation defaults (style, guidance, sampler; the transcript from Whisper when the model reads text,
 as a user gets it) and report, per clip and on average, the Pearson r of jawOpen with the speech envelope
-(``ksdiff.metrics.envelope_correlation``) and jawOpen's standard deviation and 95th percentile (how far the
-mouth opens). Writes OUT/metrics.json.
+(``ksdiff.metrics.envelope_correlation``), jawOpen's standard deviation and 95th percentile (how far the
+mouth opens), the median std over the mouth channels (how much the whole mouth moves; a real iPhone capture of
+English speech: 0.10), and on English clips the bilabial closure (``ksdiff.metrics.bilabial_closure``: the share
+of /p b m/ whose centre frame shows a closed mouth; phones from pocketsphinx, ``align_long``, on the folder's
+``transcripts.tsv`` text where it has one, else Whisper's; cached in OUT/../phones). Writes OUT/metrics.json.
 Usage: python scripts/speech_sync.py CHECKPOINT SPEECH_DIR OUT [--seed 0] [--style NAME] [--limit N] [--guidance G]
-(--limit: the first N audio files in name order, e.g. N LibriSpeech readers of ../shared/data/speech_extra)."""
+       [--not-english a.wav,b.wav]
+(--limit: the first N audio files in name order, e.g. N LibriSpeech readers of ../shared/data/speech_extra;
+--not-english: clips without bilabial scoring, default the German, French and Japanese clips of
+../shared/data/speech)."""
 
 import argparse
 import json
@@ -15,7 +21,8 @@ import numpy as np
 import ksdiff
 from ksdiff.audio.features import load_speech
 from ksdiff.data.importers import AUDIO_SUFFIXES
-from ksdiff.metrics import envelope_correlation
+from ksdiff.metrics import bilabial_closure, envelope_correlation
+from ksdiff.metrics.articulation import mouth_channels
 from ksdiff.utils.io import atomic_path
 
 ap = argparse.ArgumentParser()
@@ -26,7 +33,36 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--style", default=None)
 ap.add_argument("--limit", type=int, default=0)
 ap.add_argument("--guidance", type=float, default=None)
+ap.add_argument("--not-english", default="German1.wav,french1.wav,japan1.wav")
 a = ap.parse_args()
+not_english = set(filter(None, a.not_english.split(",")))
+tsv = a.speech / "transcripts.tsv"
+texts = {}
+if tsv.is_file():
+    for line in tsv.read_text(encoding="utf-8").splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) > 1 and cols[1].strip():
+            texts[cols[0]] = cols[1].strip()
+
+
+def phones_of(f: Path, wave: np.ndarray) -> list:
+    """ARPAbet phones of an English clip (cached: the same for every checkpoint)."""
+    from ksdiff.audio.align import align_long
+
+    cache = a.out.parent / "phones" / f"{f.name}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    try:
+        ph = [[s.label, s.start, s.end] for s in align_long(wave, texts.get(f.name)).phones]
+    except Exception as e:  # noqa: BLE001 - an unalignable clip is reported, not fatal
+        print(f"{f.name}: no alignment ({e})", flush=True)
+        ph = []
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        Path(tmp).write_text(json.dumps(ph))
+    return ph
+
+
 animator = ksdiff.load_model(a.checkpoint)
 clips: dict[str, dict[str, float]] = {}
 files = sorted(p for p in a.speech.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
@@ -34,10 +70,17 @@ for f in files[: a.limit or None]:
     wave = load_speech(f)  # decoded once: the same wave is animated and scored
     motion = animator.animate(wave, seed=a.seed, style=a.style, guidance=a.guidance)
     jaw = motion.channel("jawOpen")
+    mouth = motion.select(mouth_channels(motion.channels))
     clips[f.name] = {"env_r": float(envelope_correlation(jaw, wave, motion.fps)), "jaw_std": float(jaw.std()),
-                     "jaw_p95": float(np.percentile(jaw, 95))}
+                     "jaw_p95": float(np.percentile(jaw, 95)), "mouth_std": float(np.median(mouth.std(axis=0)))}
+    if f.name not in not_english:
+        phones = phones_of(f, wave)
+        lips = (motion.channel("mouthClose"), motion.channel("mouthPressLeft"))
+        clips[f.name]["bilabial_closure"] = float(bilabial_closure(jaw, *lips, phones, motion.fps)) if phones \
+            else float("nan")
     print(f.name, clips[f.name], flush=True)
-mean = {k: float(np.mean([c[k] for c in clips.values()])) for k in ("env_r", "jaw_std", "jaw_p95")}
+mean = {k: float(np.nanmean([c.get(k, np.nan) for c in clips.values()]))
+        for k in ("env_r", "jaw_std", "jaw_p95", "mouth_std", "bilabial_closure")}
 a.out.mkdir(parents=True, exist_ok=True)
 with atomic_path(a.out / "metrics.json") as tmp:
     Path(tmp).write_text(json.dumps({"checkpoint": str(a.checkpoint), "seed": a.seed, "mean": mean, "clips": clips},

@@ -196,6 +196,37 @@ def test_guidance_zero_is_the_unconditional_model():
                                atol=1e-5, rtol=1e-4)
 
 
+def test_skip_connection_at_sigma_data_1_is_sqrt_alpha_x_t_plus_sqrt_one_minus_alpha_times_the_network():
+    """denoiser.skip = 1: x0_hat = sqrt(ᾱ_t) x_t + sqrt(1 - ᾱ_t) F, F the same network as the plain model's; at
+    init (zero output layers) the model returns its input at low noise (any skip > 0), and it trains."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(5)
+    plain = KSDiff(tiny_cfg(), SPEC, FEAT).eval()
+    randomize_outputs(plain)
+    skip_cfg = tiny_cfg(denoiser=dataclasses.replace(tiny_cfg().denoiser, skip=1.0))
+    skip = KSDiff(skip_cfg, SPEC, FEAT).eval()
+    fresh = {k: v.clone() for k, v in skip.state_dict().items()}
+    skip.load_state_dict(plain.state_dict())
+    b = fake_batch([20, 14], g)
+    c = plain.encode_condition(b, 20)
+    x, t = torch.randn(2, 20, SPEC.dim), torch.tensor([0, 700])
+    a, s = plain.schedule.alpha_sigma(t, like=x)
+    torch.testing.assert_close(skip.denoise(x, t, c), a * x + s * plain.denoise(x, t, c), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(skip.denoise(x, t, c, guidance=2.0), a * x + s * plain.denoise(x, t, c, guidance=2.0),
+                               atol=1e-5, rtol=1e-4)
+    skip.load_state_dict(fresh)  # zero output layers: the input comes back at t = 0
+    half = KSDiff(tiny_cfg(denoiser=dataclasses.replace(tiny_cfg().denoiser, skip=0.5)), SPEC, FEAT).eval()
+    with torch.no_grad():
+        for m in (skip, half):
+            y = m.denoise(x, torch.tensor([0, 0]), c)
+            assert float((y - x).abs().max()) < 0.03 * float(x.abs().max())
+
+    skip.train()
+    loss = skip.training_loss(b, generator=torch.Generator().manual_seed(1))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in skip.parameters())
+
+
 def test_style_and_emotion_are_optional():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(2)

@@ -383,3 +383,28 @@ def test_ground_truth_at_another_frame_rate_resamples_only_the_frames_shown(tmp_
     slow = _ground_truth(Motion(c, ARKIT.channels, 1e-6, "arkit"), 25.0, 50)
     assert slow.coeffs.shape == (50, ARKIT.dim)
     np.testing.assert_allclose(slow.coeffs[-1], c[0], atol=1e-5)  # 2 s into a 10⁶ s first frame
+
+
+def test_render_cli_three_panels_side_by_side(tmp_path, speech_dir):
+    """`--panel` shows more motions to the right (e.g. one speech at three emotions), each with its label; the
+    labels must match the panels."""
+    import av
+
+    ms = []
+    for i, smile in enumerate((0.0, 0.3, 0.8)):
+        ms.append(tmp_path / f"v{i}.npz")
+        arkit_motion(30, jawOpen=0.3, mouthSmileLeft=smile, mouthSmileRight=smile).save(ms[-1])
+    out = tmp_path / "three.mp4"
+    r = _ksdiff_cli("render", str(ms[0]), "--panel", str(ms[1]), "--panel", str(ms[2]), "--labels", "v -1,v 0,v +1",
+                    "--out", str(out), "--face", "schematic", "--size", "48")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height) == (144, 48)
+        frame = next(c.decode(v)).to_ndarray(format="rgb24").astype(float)
+    thirds = [frame[10:, 48 * i: 48 * (i + 1)] for i in range(3)]
+    d02, d01 = np.abs(thirds[0] - thirds[2]).mean(), np.abs(thirds[0] - thirds[1]).mean()
+    assert d02 > d01 > 0.1, (d01, d02)  # the smile grows left to right
+    r = _ksdiff_cli("render", str(ms[0]), "--panel", str(ms[1]), "--labels", "a,b,c", "--out", str(out),
+                    "--face", "schematic", "--size", "48")
+    assert r.returncode == 2 and "2 panels need 2 labels, got 3" in r.stderr

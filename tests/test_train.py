@@ -382,6 +382,28 @@ def test_resume_continues_the_same_loss_curve(datasets, tmp_path):
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_resume_a_run_saved_before_a_model_option_existed(datasets, tmp_path):
+    """A run saved by a version without some model option (here ``denoiser.skip``) resumes under one that has it:
+    the option's default is what the run was trained with."""
+    import yaml
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "old"
+    assert _train(run, [datasets[0]], "--steps", "4", "train.stop_after=2", "train.val_every=0") == 0
+    with safe_open(run / "last.safetensors", "pt") as f:
+        meta = dict(f.metadata())
+    config = json.loads(meta["config"])
+    del config["model"]["denoiser"]["skip"]
+    meta["config"] = json.dumps(config)
+    save_file(load_file(run / "last.safetensors"), run / "last.safetensors", metadata=meta)
+    y = yaml.safe_load((run / "config.yaml").read_text())
+    del y["model"]["denoiser"]["skip"]
+    (run / "config.yaml").write_text(yaml.safe_dump(y))
+    assert cli(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert json.loads((run / "train_state.json").read_text())["step"] == 4
+
+
 def _start_training(run: Path, data: Path, cwd: Path, *extra: str) -> subprocess.Popen:
     """``ksdiff train`` in its own process (UserWarnings are errors there: a training run prints none)."""
     args = [sys.executable, "-W", "error::UserWarning", "-m", "ksdiff", "train", "--data", str(data), "--out",
@@ -721,6 +743,25 @@ def test_reference_style_trains_and_generates_from_any_clip(datasets, tmp_path, 
         infos[proto] = json.loads((rep / "metrics.json").read_text())["info"]["reference"]
     assert all(v.startswith("other:") for v in infos["other"].values()) and len(infos["other"]) == 2
     assert set(infos["self"].values()) == {"self:2s"}
+    # baselines under the same protocol are scored on the same frames; `reference` is the reference's mean pose
+    scored = {}
+    for base, proto in (("static", "none"), ("static", "self"), ("reference", "self"), ("reference", "other")):
+        rep = tmp_path / f"b_{base}_{proto}"
+        assert cli(["evaluate", "--baseline", base, "--data", str(datasets[0]), "--split", "val", "--out", str(rep),
+                    "--no-plots", "--reference", proto, "--reference-seconds", "2"]) == 0
+        res = json.loads((rep / "metrics.json").read_text())
+        scored[base, proto] = res
+    rep = tmp_path / "ev_blind"
+    assert cli(["evaluate", "--checkpoint", model, "--data", str(datasets[0]), "--split", "val", "--out", str(rep),
+                "--steps", "2", "--no-plots", "--reference", "self", "--reference-seconds", "2",
+                "--no-reference-input"]) == 0
+    assert json.loads((rep / "metrics.json").read_text())["info"]["reference"] == infos["self"]  # same frames
+    assert scored["static", "self"]["info"]["reference"] == infos["self"]
+    assert scored["static", "self"]["mean"]["lve_mm"] != scored["static", "none"]["mean"]["lve_mm"]
+    assert scored["reference", "other"]["info"]["reference"] == infos["other"]
+    assert cli(["evaluate", "--baseline", "reference", "--data", str(datasets[0]), "--split", "val", "--out",
+                str(tmp_path / "b_bad"), "--no-plots"]) == 2
+    assert "needs a reference protocol" in capsys.readouterr().err
     plain_run = tmp_path / "plain"
     assert _train(plain_run, [datasets[0]], "--steps", "1") == 0
     with pytest.raises(KsdiffError, match="without reference styles"):

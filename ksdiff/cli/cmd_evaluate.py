@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="trained model (.safetensors)")
     src.add_argument("--pred", help="folder of predictions: PRED/<clip>/motion.npz or PRED/<clip>.npz")
-    src.add_argument("--baseline", choices=["static", "energy-jaw"], help="fit a baseline on the train split")
+    src.add_argument("--baseline", choices=["static", "energy-jaw", "reference"],
+                     help="fit a baseline on the train split (reference: the mean pose of each clip's --reference)")
     p.add_argument("--data", required=True, help="dataset with ground truth")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, help="report folder (metrics.json, report.md, plots/)")
@@ -30,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reference style protocol (models with a style encoder): other = the person's other clip "
                         "in the dataset, else as self; self = the clip's first --reference-seconds, left out of "
                         "the score")
+    p.add_argument("--no-reference-input", action="store_true",
+                   help="checkpoint: generate without the reference but score on the frames --reference leaves "
+                        "(the same model without a reference, comparable frame for frame)")
     p.add_argument("--reference-seconds", type=float, default=4.0, help="length of a 'self' reference (default 4)")
     p.add_argument("--people", metavar="JSON", default=None,
                    help='{"person": [clip ids]}: who is who for --reference other (default: meta.json person, '
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff.utils.io import check_writable_dir
 
     check_writable_dir(args.out)  # before any compute
+    people = None if args.people is None else read_groups(args.people)
+    protocol = E.ReferenceProtocol(args.reference, args.reference_seconds, people)
     if args.checkpoint:
         kw = {} if args.window is None else {"window_s": args.window}
         if args.style is not None:
@@ -54,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
         if args.guidance is not None:
             kw["guidance"] = args.guidance
         if args.reference != "none":
-            kw.update(reference=args.reference, reference_seconds=args.reference_seconds,
-                      people=None if args.people is None else read_groups(args.people))
+            kw.update(reference=args.reference, reference_seconds=args.reference_seconds, people=people,
+                      use_reference=not args.no_reference_input)
         pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
-        pred, name = E.pred_dataset_predictor(args.pred), "pred"
-    else:
-        pred, name = E.baseline_predictor(args.baseline, args.data), args.baseline
+        pred, name = protocol.attach(E.pred_dataset_predictor(args.pred)), "pred"
+    elif args.baseline == "reference":
+        pred, name = E.reference_mean_predictor(protocol), "reference"
+    else:  # scored on the frames a model under the same protocol is scored on
+        pred, name = protocol.attach(E.baseline_predictor(args.baseline, args.data)), args.baseline
     res = E.evaluate(args.data, pred, split=args.split, seeds=tuple(range(max(1, args.seeds))), out=args.out,
                      name=args.name or name, plots=not args.no_plots, align_lengths=args.align_lengths)
     print(E.markdown_table({res.info["name"]: res}))

@@ -1,4 +1,5 @@
-"""ksdiff render MOTION --audio A --out V.mp4 [--face ict|flame|schematic] [--gt MOTION2] [--size 512]"""
+"""ksdiff render MOTION --audio A --out V.mp4 [--face ict|flame|schematic] [--gt MOTION2 | --panel M2 --panel M3
+--labels "a,b,c"] [--size 512]"""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--face", default="auto", choices=["auto", "ict", "flame", "schematic"],
                    help="face model (auto: the 3D model for the motion's spec if its asset is found, else schematic)")
     p.add_argument("--gt", help="a ground-truth motion shown to the right ('prediction | ground truth')")
+    p.add_argument("--panel", action="append", default=[], metavar="MOTION",
+                   help="another motion shown to the right (repeatable: e.g. the same speech at three emotions)")
+    p.add_argument("--labels", help="comma-separated panel labels, left to right (with --panel; default: the files' "
+                                    "names)")
     p.add_argument("--size", type=int, default=512, help="panel height and width in pixels (default 512)")
     p.add_argument("--backend", default="auto", choices=["auto", "gl", "numpy"],
                    help="rasteriser: OpenGL on EGL, or the numpy fallback (auto: GL when available)")
@@ -27,10 +32,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksdiff.render import render_video
+    from pathlib import Path
 
-    info = render_video(args.motion, args.audio, args.out, face=args.face, size=args.size, side_by_side=args.gt,
-                        backend=args.backend, asset=args.asset, antialias=args.antialias,
+    from ksdiff.errors import KsdiffError
+    from ksdiff.render import LABELS, render_video
+
+    if args.gt and args.panel:
+        raise KsdiffError("--gt and --panel do not go together: give the ground truth as a --panel")
+    side = args.panel or args.gt
+    labels = LABELS
+    if args.panel:
+        labels = tuple(x.strip() for x in args.labels.split(",")) if args.labels else \
+            tuple(Path(m).stem for m in [args.motion, *args.panel])
+    info = render_video(args.motion, args.audio, args.out, face=args.face, size=args.size, side_by_side=side,
+                        backend=args.backend, asset=args.asset, antialias=args.antialias, labels=labels,
                         skip_hidden=not args.all_triangles)
     print(f"{info['path']}: {info['frames']} frames at {info['fps']:g} fps ({info['video_seconds']:.2f} s), "
           f"face {info['face']}, backend {info['backend']}, {info['render_fps']:.1f} frames/s")

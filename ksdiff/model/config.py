@@ -143,6 +143,14 @@ class DenoiserConfig:
             [-jitter, jitter] (the predictor's keyframes at inference are that far off).
         ref_drop_prob: training probability of dropping a clip's reference style (``model.style_encoder``), so
             the model also works without a reference.
+        skip: sigma_data of EDM's skip connection (Karras et al. 2022) under the VP schedule, 0 = off (the paper's
+            plain x0 network). With sigma = sqrt(1 - ᾱ_t) / sqrt(ᾱ_t) and d = skip:
+            ``x0_hat = d² / (sigma² + d²) · x_t / sqrt(ᾱ_t) + sigma d / sqrt(sigma² + d²) · F(x_t, t, ...)``.
+            The output and every loss stay x0's (Eq. 5-6); only what the network must learn changes: at low noise
+            (sigma << d) x0_hat ≈ x_t for free, where the plain x0 network has to learn the identity through its
+            layers and, undertrained, shrinks the motion it is given at every sampler step (docs/RESULTS.md,
+            "Why the mouth was flat"). d = 1 is the v-parameterisation (x0_hat = sqrt(ᾱ) x_t + sqrt(1 - ᾱ) F);
+            smaller d hands x_t over only at lower noise.
     """
 
     layers: int = 2
@@ -160,6 +168,7 @@ class DenoiserConfig:
     keyframe_drop_prob: float = 0.0
     keyframe_jitter: int = 0
     ref_drop_prob: float = 0.3
+    skip: float = 0.0
 
 
 @dataclass

@@ -375,6 +375,11 @@ class KSDiff(nn.Module):
             results = [one(p) for p in paths]
         for p, y in zip(paths, results):
             out[..., self.path_idx[p]] = y
+        d = float(self.cfg.denoiser.skip)
+        if d > 0:  # EDM's skip connection (DenoiserConfig.skip)
+            a, s = self.schedule.alpha_sigma(t, like=x_t)
+            sigma = s / a
+            out = d * d / (sigma * sigma + d * d) * (x_t / a) + sigma * d / (sigma * sigma + d * d).sqrt() * out
         return out
 
     def denoise(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], guidance: float = 1.0) -> Tensor:

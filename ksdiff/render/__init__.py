@@ -177,28 +177,39 @@ def _ground_truth(side_by_side: Motion | str | os.PathLike, fps: float, num_fram
     return fit_length(gt, num_frames)
 
 
-def _panels(motion: Motion, model: FaceModel, gt: Motion | None, face: str, size: int, backend: str,
+def _side_motions(side_by_side: Motion | str | os.PathLike | list | tuple | None, labels: tuple[str, ...], fps: float,
+                  num_frames: int) -> list[Motion]:
+    """The motions shown right of the main one (none, one, or a list), each at ``fps`` and ``num_frames``; the
+    labels must name every panel."""
+    extra = [] if side_by_side is None else list(side_by_side) if isinstance(side_by_side, (list, tuple)) \
+        else [side_by_side]
+    if extra and len(labels) != 1 + len(extra):
+        raise KsdiffError(f"{1 + len(extra)} panels need {1 + len(extra)} labels, got {len(labels)}")
+    return [_ground_truth(m, fps, num_frames) for m in extra]
+
+
+def _panels(motion: Motion, model: FaceModel, others: list[Motion], face: str, size: int, backend: str,
             asset: str | os.PathLike | None, antialias: bool, skip_hidden: bool) -> list[tuple[Motion, FaceModel, Any]]:
-    """(motion, face model, renderer) for each panel, left to right: ``motion`` and then ``gt`` if given (with
-    its own model and renderer when its spec differs). The caller closes the renderers (one per panel, or one
-    shared by both)."""
+    """(motion, face model, renderer) for each panel, left to right: ``motion`` and then each of ``others`` (the
+    ground truth, or other takes), those of ``motion``'s spec sharing its renderer, others with their own model and
+    renderer. The caller closes the renderers (one per distinct renderer)."""
     if skip_hidden and model.name == "ict":
         from ksdiff.render.visibility import motion_in_range
 
-        skip_hidden = all(motion_in_range(m) for m in ([motion] if gt is None else [motion, gt]))
+        skip_hidden = all(motion_in_range(m) for m in [motion, *others])
     renderer = make_renderer(model, size, backend, antialias=antialias, skip_hidden=skip_hidden)
     panels: list[tuple[Motion, FaceModel, Any]] = [(motion, model, renderer)]
-    if gt is None:
-        return panels
-    if (gt.spec or "arkit") == (motion.spec or "arkit"):
-        panels.append((gt, model, renderer))
-        return panels
     try:
-        gmodel = get_face_model(gt, face=face, asset=asset)
-        gmodel.check_motion(gt)
-        panels.append((gt, gmodel, make_renderer(gmodel, size, backend, antialias=antialias)))
+        for gt in others:
+            if (gt.spec or "arkit") == (motion.spec or "arkit"):
+                panels.append((gt, model, renderer))
+                continue
+            gmodel = get_face_model(gt, face=face, asset=asset)
+            gmodel.check_motion(gt)
+            panels.append((gt, gmodel, make_renderer(gmodel, size, backend, antialias=antialias)))
     except BaseException:
-        renderer.close()
+        for r in {id(r): r for _, _, r in panels}.values():
+            r.close()
         raise
     return panels
 
@@ -219,9 +230,10 @@ def _composite(panels: list[tuple[Motion, FaceModel, Any]], overlay: tuple[np.nd
 
 
 def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | None, out_path: str | os.PathLike,
-                 face: str = "auto", size: int = 512, side_by_side: Motion | str | os.PathLike | None = None,
+                 face: str = "auto", size: int = 512,
+                 side_by_side: Motion | str | os.PathLike | list[Motion | str | os.PathLike] | None = None,
                  backend: str = "auto", asset: str | os.PathLike | None = None, antialias: bool = False,
-                 labels: tuple[str, str] = LABELS, threaded: bool = True, skip_hidden: bool = True) -> dict:
+                 labels: tuple[str, ...] = LABELS, threaded: bool = True, skip_hidden: bool = True) -> dict:
     """Render ``motion`` as an mp4 with ``audio`` (written atomically).
 
     Args:
@@ -234,7 +246,8 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
         face: ``auto`` | ``ict`` | ``flame`` | ``schematic`` (see :func:`ksdiff.face.models.get_face_model`).
         size: frame height and width of one panel in pixels (rounded up to even).
         side_by_side: a ground-truth motion shown to the right, with the labels "prediction | ground truth";
-            resampled to the motion's fps (its own must be in :data:`MOTION_FPS_RANGE`).
+            or a list of motions, each a panel to the right (``labels``: one per panel, ``motion``'s first);
+            resampled to the motion's fps (their own must be in :data:`MOTION_FPS_RANGE`).
         backend: ``auto`` | ``gl`` | ``numpy``.
         asset: the face model file (ICT / FLAME ``.npz``), default: found automatically.
         threaded: overlap the stages (vertices + normals, drawing, H.264 encoding) in three threads; False runs
@@ -263,9 +276,9 @@ def render_video(motion: Motion | str | os.PathLike, audio: str | os.PathLike | 
     motion = fit_length(motion, num_frames)
     model = get_face_model(motion, face=face, asset=asset)
     model.check_motion(motion)
-    gt = None if side_by_side is None else _ground_truth(side_by_side, motion.fps, num_frames)
-    panels = _panels(motion, model, gt, face, size, backend, asset, antialias, skip_hidden)
-    overlay = None if gt is None else _label_overlay(size * 2, size, tuple(labels))
+    others = _side_motions(side_by_side, labels, motion.fps, num_frames)
+    panels = _panels(motion, model, others, face, size, backend, asset, antialias, skip_hidden)
+    overlay = None if not others else _label_overlay(size * len(panels), size, tuple(labels))
     t0 = time.perf_counter()
     try:
         info = write_video(_composite(panels, overlay, threaded), motion.fps, out_path, audio=samples,

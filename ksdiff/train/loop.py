@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ksdiff.config import dump_yaml, to_dict
+from ksdiff.config import dump_yaml, from_dict, to_dict
 from ksdiff.errors import KsdiffError
 from ksdiff.face.specs import FaceSpec
 from ksdiff.train import checkpoint as ckpt
@@ -582,7 +582,7 @@ def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool) -> _Resu
     if int(meta.get("step", -1)) != step:
         raise KsdiffError(f"last.safetensors is at step {meta.get('step')} but the training state at step "
                           f"{step}; they do not belong together", run_dir)
-    if config.get("model") != _model_dict_for_compare(cfg, config):
+    if _stored_model_dict(config, run_dir) != _model_dict_for_compare(cfg, config):
         raise KsdiffError("the model config differs from the run being resumed; resume with the run's own "
                           "config (omit --config) or start a new run", run_dir)
     _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
@@ -748,6 +748,17 @@ def _save(run: _Run, step: int) -> None:
     run.saved_step = step
     run.t_saved = time.monotonic()
     barrier(run.info)
+
+
+def _stored_model_dict(config: dict, where: Path) -> dict:
+    """A checkpoint's ``model`` config with the fields it predates at their defaults (a run saved before a new
+    model option existed resumes under a version that has it: the option's default is what it was trained with)."""
+    from ksdiff.model.config import ModelConfig
+
+    try:
+        return to_dict(from_dict(ModelConfig, config.get("model", {}), "model"))
+    except KsdiffError as e:
+        raise KsdiffError(f"the run's model config does not fit this ksdiff ({e})", where) from None
 
 
 def _model_dict_for_compare(cfg: RunConfig, resumed: dict) -> dict:

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Grouped 4-fold cross-validation of the reference-style recipe over every person of the tracked videos (issue 15):
+# each video dataset is split into 4 folds with all clips of a person in one fold (its people file); fold k trains
+# CV_CONFIG (default v2: the shipped recipe + the style encoder + emotion) on synthetic speech, FACEGOOD and fold k's
+# training clips of every video dataset, and is scored on fold k's held-out clips of each, in that dataset's style,
+# guidance 1 (as chosen on the video val split), against
+#   static      the train clips' mean face,
+#   reference   the mean pose of the reference the model gets (the person's resting face, no speech),
+#   ksdiff      the same model without a reference,
+#   ksdiff-ref  with the reference protocol `other` (the person's other held-out clip, else the clip's first 4 s,
+#               left out of every method's score),
+# then scripts/crossval_table.py (per person, paired bootstrap). docs/RESULTS.md, "Style from a reference".
+# Usage: scripts/crossval_style.sh DS_SYNTH DS_FACEGOOD OUT RUNS VIDEO_DS:PEOPLE_JSON [VIDEO_DS:PEOPLE_JSON ...]
+# CV_OVERRIDES (default "train.steps=1500"), CV_PARALLEL (2; OMP_NUM_THREADS=1 each), CV_SEEDS (2).
+set -euo pipefail
+synth=$1; fg=$2; out=$3; runs=$4; shift 4
+K=${KSDIFF:-.venv/bin/ksdiff}; PY=${PYTHON:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+folds=4; par=${CV_PARALLEL:-2}; seeds=${CV_SEEDS:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+names=(); fjson=()
+for pair in "$@"; do
+  ds=${pair%%:*}; people=${pair#*:}; name=$(basename "$ds")
+  [ -f "$runs/data/$name/folds.json" ] || $K dataset folds "$ds" --out "$runs/data/$name" -k $folds --groups "$people"
+  names+=("$name"); fjson+=("$runs/data/$name/folds.json")
+done
+for f in $(seq 0 $((folds - 1))); do
+  if [ -f "$runs/fold$f/train_state.json" ] && $PY "$here/run_done.py" "$runs/fold$f"; then
+    :                                                    # trained already (saved at its last step)
+  elif [ -f "$runs/fold$f/train_state.json" ]; then     # interrupted: continue at its last save
+    $K train --out "$runs/fold$f" --resume >> "$runs/fold$f.log" 2>&1 &
+  else
+    data=(--data "$synth" --data "$fg"); for n in "${names[@]}"; do data+=(--data "$runs/data/$n/fold$f"); done
+    # shellcheck disable=SC2086
+    $K train --config "${CV_CONFIG:-v2}" "${data[@]}" --out "$runs/fold$f" ${CV_OVERRIDES:-train.steps=1500} \
+      > "$runs/fold$f.log" 2>&1 &
+  fi
+  while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do sleep 10; done
+done
+wait
+i=0
+for pair in "$@"; do
+  people=${pair#*:}; n=${names[$i]}; i=$((i + 1))
+  for f in $(seq 0 $((folds - 1))); do
+    d="$runs/data/$n/fold$f"; o="$out/fold$f/$n"; ck="$runs/fold$f/model.safetensors"
+    ref=(--reference other --people "$people")
+    ev() { [ -f "$1/metrics.json" ] || $K evaluate "${@:2}" --data "$d" --split test --out "$1" --no-plots > /dev/null; }
+    ev "$o/static" --baseline static "${ref[@]}"
+    ev "$o/reference" --baseline reference "${ref[@]}"
+    ev "$o/ksdiff" --checkpoint "$ck" --name ksdiff --seeds "$seeds" --style "$n" --guidance 1 "${ref[@]}" \
+      --no-reference-input
+    ev "$o/ksdiff-ref" --checkpoint "$ck" --name ksdiff-ref --seeds "$seeds" --style "$n" --guidance 1 "${ref[@]}"
+  done
+done
+$PY "$here/crossval_table.py" "$out" "${fjson[@]}"
