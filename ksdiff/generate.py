@@ -343,7 +343,7 @@ class Animator:
     @torch.no_grad()
     def animate(self, audio: str | os.PathLike | np.ndarray, text: str | None = None, steps: int | None = None,
                 sampler: str | None = None, seed: int = 0, guidance: float | None = None, emotion: Any = None,
-                style: Any = None, reference: Motion | None = None,
+                style: Any = None, reference: Motion | None = None, anchor: bool = True,
                 num_frames: int | None = None, window_s: float | None = None, overlap_s: float | None = None,
                 eta: float = 0.0, progress: Callable[[int, int], None] | None = None,
                 max_seconds: float | None = None) -> Motion:
@@ -365,6 +365,9 @@ class Animator:
                 A :class:`~ksdiff.face.motion.Motion` is a reference clip of the person (``reference``).
             reference: a clip of the person's own face motion (≥ :data:`MIN_REFERENCE_S`, any fps, this model's
                 face spec): their resting face, mouth and head habits; needs a model with a style encoder.
+            anchor: with a reference, move each expression channel's median over the output to the reference's
+                (:func:`anchor_to_reference`: the person's own typical face, around which the model's speech-driven
+                motion moves); False leaves it to the style encoder alone.
             num_frames: force the output length (default round(duration × fps)).
             window_s / overlap_s: override the long-audio window plan (seconds; window 0 = one pass).
             progress: called as progress(done, total) after each denoiser evaluation.
@@ -394,6 +397,8 @@ class Animator:
             out = self._diffuse(conds, windows, T, sample_fn, steps, guidance, eta, seed, progress)
         with _timed(timings, "output"):
             raw = self._to_coeffs(out)
+            if anchor and "ref_motion" in sty:
+                raw = anchor_to_reference(raw, sty["ref_motion"], self.spec)
         timings["total"] = time.perf_counter() - t_all
         self.last_info = self._info(seconds, T, steps, sampler, seed, guidance, sf, timings, windows, raw, keyframes)
         return Motion(raw, self.spec.channels, self.fps, self.spec.name)
@@ -586,4 +591,20 @@ def _hash_str(s: str) -> int:
     return h
 
 
-__all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT"]
+def anchor_to_reference(coeffs: np.ndarray, ref: np.ndarray, spec: FaceSpec) -> np.ndarray:
+    """``coeffs`` (T, C) with each expression channel shifted so that its median over the clip is the reference's
+    (``ref`` (Tr, C), same channels): the person's typical face from their own motion (their resting face, which
+    speech does not reveal), the model's speech-driven motion around it; head pose untouched; bounded channels
+    clipped to [0, 1] again. Returns a new array."""
+    idx = spec.expression_idx
+    out = np.array(coeffs, dtype=np.float32, copy=True)
+    out[:, idx] += np.median(ref[:, idx], axis=0) - np.median(out[:, idx], axis=0)
+    bounded = spec.index(spec.bounded) if spec.bounded else []
+    if bounded:
+        out[:, bounded] = np.clip(out[:, bounded], 0.0, 1.0)
+    return out
+
+
+__all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT",
+           "anchor_to_reference"]
+

@@ -8,7 +8,8 @@
 #   reference   the mean pose of the reference the model gets (the person's resting face, no speech),
 #   ksdiff      the same model without a reference,
 #   ksdiff-ref  with the reference protocol `other` (the person's other held-out clip, else the clip's first 4 s,
-#               left out of every method's score),
+#               left out of every method's score), the face's typical pose anchored to the reference's,
+#   ksdiff-ref-encoder  the same without the anchoring (the style encoder alone),
 # then scripts/crossval_table.py (per person, paired bootstrap). docs/RESULTS.md, "Style from a reference".
 # Usage: scripts/crossval_style.sh DS_SYNTH DS_FACEGOOD OUT RUNS VIDEO_DS:PEOPLE_JSON [VIDEO_DS:PEOPLE_JSON ...]
 # CV_OVERRIDES (default "train.steps=1500"), CV_PARALLEL (2; OMP_NUM_THREADS=1 each), CV_SEEDS (2).
@@ -50,6 +51,8 @@ for pair in "$@"; do
     ev "$o/ksdiff" --checkpoint "$ck" --name ksdiff --seeds "$seeds" --style "$n" --guidance 1 "${ref[@]}" \
       --no-reference-input
     ev "$o/ksdiff-ref" --checkpoint "$ck" --name ksdiff-ref --seeds "$seeds" --style "$n" --guidance 1 "${ref[@]}"
+    ev "$o/ksdiff-ref-encoder" --checkpoint "$ck" --name ksdiff-ref-encoder --seeds "$seeds" --style "$n" \
+      --guidance 1 "${ref[@]}" --no-anchor
   done
 done
 $PY "$here/crossval_table.py" "$out" "${fjson[@]}"

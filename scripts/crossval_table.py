@@ -1,8 +1,8 @@
 """Summarise a grouped cross-validation (scripts/crossval_video.sh, scripts/crossval_style.sh): every held-out
 clip's LVE for each method, averaged over clips and over people, how many people each method beats `static` on,
 and paired bootstrap (resampling people, 10 000 draws, seed 0) 95 % intervals of each method's per-person LVE
-minus `static`'s, and of the reference-style model minus the same model without a reference and minus the
-reference's own mean pose.
+minus `static`'s, and of the reference-style model minus the same model without a reference, minus the
+reference's own mean pose and minus the style encoder alone (no anchoring).
 
 Layouts: REPORTS/fold<k>/<method>/metrics.json (one dataset, one FOLDS_JSON) or
 REPORTS/fold<k>/<dataset>/<method>/metrics.json (several datasets, one FOLDS_JSON each, given in the same order as
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ("static", "reference", "energy-jaw", "ksdiff", "ksdiff-ref", "ksdiff-self")
-PAIRS = (("ksdiff-ref", "ksdiff"), ("ksdiff-ref", "reference"), ("ksdiff-self", "ksdiff"))
+ORDER = ("static", "reference", "energy-jaw", "ksdiff", "ksdiff-ref-encoder", "ksdiff-ref", "ksdiff-self")
+PAIRS = (("ksdiff-ref", "ksdiff"), ("ksdiff-ref", "reference"), ("ksdiff-ref", "ksdiff-ref-encoder"),
+         ("ksdiff-ref-encoder", "ksdiff"), ("ksdiff-self", "ksdiff"))
 
 
 def _collect(out: Path, folds_jsons: list[Path]) -> tuple[dict, dict[str, str], int]:

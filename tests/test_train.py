@@ -714,6 +714,15 @@ def test_reference_style_trains_and_generates_from_any_clip(datasets, tmp_path, 
     styled = a.animate(wave, text="x", steps=2, seed=0, reference=ref)
     assert not np.allclose(plain.coeffs, styled.coeffs)
     assert np.allclose(styled.coeffs, a.animate(wave, text="x", steps=2, seed=0, style=ref).coeffs)
+    # anchored (the default): each expression channel's median is the reference's; anchor=False: the encoder alone
+    idx = a.spec.expression_idx
+    want = np.median(a.reference_motion(ref)[:, idx], axis=0)
+    got = np.median(styled.coeffs[:, idx], axis=0)
+    inside = (want > 0.01) & (want < 0.99)  # away from the [0, 1] clip
+    assert inside.sum() >= 2 and np.abs(got - want)[inside].max() < 0.01, (got[inside], want[inside])
+    free = a.animate(wave, text="x", steps=2, seed=0, reference=ref, anchor=False)
+    assert np.abs(np.median(free.coeffs[:, idx], axis=0) - want)[inside].max() > 0.02, \
+        np.median(free.coeffs[:, idx], axis=0)[inside]
     slow = Motion(ref.resample(60.0).coeffs, ref.channels, 60.0, "arkit")  # another fps: resampled
     assert np.allclose(a.animate(wave, text="x", steps=2, seed=0, reference=slow).coeffs, styled.coeffs, atol=0.05)
     short = Motion(ref.coeffs[:25], ref.channels, 25.0, "arkit")

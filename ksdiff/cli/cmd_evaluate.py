@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reference-input", action="store_true",
                    help="checkpoint: generate without the reference but score on the frames --reference leaves "
                         "(the same model without a reference, comparable frame for frame)")
+    p.add_argument("--no-anchor", action="store_true",
+                   help="checkpoint with --reference: the style encoder alone, without moving the face's typical "
+                        "pose to the reference's")
     p.add_argument("--reference-seconds", type=float, default=4.0, help="length of a 'self' reference (default 4)")
     p.add_argument("--people", metavar="JSON", default=None,
                    help='{"person": [clip ids]}: who is who for --reference other (default: meta.json person, '
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             kw["guidance"] = args.guidance
         if args.reference != "none":
             kw.update(reference=args.reference, reference_seconds=args.reference_seconds, people=people,
-                      use_reference=not args.no_reference_input)
+                      use_reference=not args.no_reference_input, anchor=not args.no_anchor)
         pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
         pred, name = protocol.attach(E.pred_dataset_predictor(args.pred)), "pred"

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-from", metavar="CLIP", default=None,
                    help="a clip of the person's own face (Live Link CSV, video, or motion .npz; at least 2 s): "
                         "their resting face, mouth and head habits (models with a style encoder)")
+    p.add_argument("--no-anchor", action="store_true",
+                   help="with --style-from: leave the face's typical pose to the style encoder instead of moving "
+                        "it to the clip's (each expression channel's median)")
     p.add_argument("--window", type=float, default=None, metavar="SEC",
                    help="long audio: seconds per denoising window (default 8; 0 = whole clip in one pass)")
     p.add_argument("--overlap", type=float, default=None, metavar="SEC",
@@ -178,7 +181,7 @@ def _animate(animator, audio: Path, text: str | None, args: argparse.Namespace, 
     try:
         return animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
                                 guidance=args.guidance, emotion=emotion, style=_style(args.style),
-                                reference=args.reference,
+                                reference=args.reference, anchor=not args.no_anchor,
                                 window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress,
                                 max_seconds=args.max_seconds)
     finally:
