@@ -26,16 +26,10 @@ for pair in "$@"; do
   names+=("$name"); fjson+=("$runs/data/$name/folds.json")
 done
 for f in $(seq 0 $((folds - 1))); do
-  if [ -f "$runs/fold$f/train_state.json" ] && $PY "$here/run_done.py" "$runs/fold$f"; then
-    :                                                    # trained already (saved at its last step)
-  elif [ -f "$runs/fold$f/train_state.json" ]; then     # interrupted: continue at its last save
-    $K train --out "$runs/fold$f" --resume >> "$runs/fold$f.log" 2>&1 &
-  else
-    data=(--data "$synth" --data "$fg"); for n in "${names[@]}"; do data+=(--data "$runs/data/$n/fold$f"); done
-    # shellcheck disable=SC2086
-    $K train --config "${CV_CONFIG:-v2}" "${data[@]}" --out "$runs/fold$f" ${CV_OVERRIDES:-train.steps=1500} \
-      > "$runs/fold$f.log" 2>&1 &
-  fi
+  data=(--data "$synth" --data "$fg"); for n in "${names[@]}"; do data+=(--data "$runs/data/$n/fold$f"); done
+  # shellcheck disable=SC2086
+  "$here/train_resumable.sh" "$runs/fold$f" "$runs/fold$f.log" --config "${CV_CONFIG:-v2}" "${data[@]}" \
+    ${CV_OVERRIDES:-train.steps=1500} &
   while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do sleep 10; done
 done
 wait

@@ -15,15 +15,9 @@ folds=4; par=${CV_PARALLEL:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 $K dataset folds "$vid" --out "$runs/data" -k $folds --groups "$here/video_people.json"
 for f in $(seq 0 $((folds - 1))); do
-  if [ -f "$runs/fold$f/train_state.json" ] && $PY "$here/run_done.py" "$runs/fold$f"; then
-    :                                                    # trained already (saved at its last step)
-  elif [ -f "$runs/fold$f/train_state.json" ]; then     # interrupted: continue at its last save
-    $K train --out "$runs/fold$f" --resume >> "$runs/fold$f.log" 2>&1 &
-  else
-    # shellcheck disable=SC2086
-    $K train --config "${CV_CONFIG:-shipped}" --data "$synth" --data "$fg" --data "$runs/data/fold$f" \
-      --out "$runs/fold$f" ${CV_OVERRIDES:-} > "$runs/fold$f.log" 2>&1 &
-  fi
+  # shellcheck disable=SC2086
+  "$here/train_resumable.sh" "$runs/fold$f" "$runs/fold$f.log" --config "${CV_CONFIG:-shipped}" --data "$synth" \
+    --data "$fg" --data "$runs/data/fold$f" ${CV_OVERRIDES:-} &
   while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do sleep 10; done
 done
 wait
