@@ -458,11 +458,15 @@ def pred_dataset_predictor(pred_dir: str | os.PathLike) -> Predictor:
     return predict
 
 
+#: the least of a test clip left to score when its own first seconds are its reference (``ReferenceProtocol``)
+MIN_SCORED_S = 1.0
+
+
 class ReferenceProtocol:
     """Which reference each test clip gets under a protocol (``none``; ``other``: the person's (``meta.json``
     person, else speaker; ``people`` {clip id: person} overrides) other clip of the dataset, first in name order,
-    else as ``self``; ``self``: the first ``seconds`` of the clip's own motion, which are then left out of the
-    score). Chosen once per clip; :attr:`references` records what each clip got (clip id → ``other:<id>`` or
+    else as ``self``; ``self``: the first ``seconds`` of the clip's own motion (at most its length minus
+    :data:`MIN_SCORED_S`, at least the model's 2 s minimum), which are then left out of the score). Chosen once per clip; :attr:`references` records what each clip got (clip id → ``other:<id>`` or
     ``self:<s>s``). The same object makes a baseline skip the frames a model's reference took, so both are
     scored on the same frames."""
 
@@ -483,13 +487,16 @@ class ReferenceProtocol:
                 self.references[clip.id] = f"other:{other.id}"
                 self._chosen[clip.id] = (other.motion(), 0)
             else:
+                from ksdiff.generate import MIN_REFERENCE_S
+
                 gt = clip.motion()
-                k = int(round(self.seconds * gt.fps))
-                if k >= gt.num_frames - 1:
+                secs = min(self.seconds, gt.duration - MIN_SCORED_S)  # a short clip gives less, keeps 1 s to score
+                if secs < MIN_REFERENCE_S:
                     raise KsdiffError(f"clip {clip.id} lasts {gt.duration:.1f} s: too short to give "
-                                      f"{self.seconds:g} s of itself as the reference and keep some to score",
-                                      clip.root)
-                self.references[clip.id] = f"self:{self.seconds:g}s"
+                                      f"{MIN_REFERENCE_S:g} s of itself as the reference and keep {MIN_SCORED_S:g} s "
+                                      "to score", clip.root)
+                k = int(round(secs * gt.fps))
+                self.references[clip.id] = f"self:{k / gt.fps:g}s"
                 self._chosen[clip.id] = (Motion(gt.coeffs[:k], gt.channels, gt.fps, gt.spec), k)
         return self._chosen[clip.id]
 

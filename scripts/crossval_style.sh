@@ -7,8 +7,9 @@
 #   static      the train clips' mean face,
 #   reference   the mean pose of the reference the model gets (the person's resting face, no speech),
 #   ksdiff      the same model without a reference,
-#   ksdiff-ref  with the reference protocol `other` (the person's other held-out clip, else the clip's first 4 s,
-#               left out of every method's score), the face's typical pose anchored to the reference's,
+#   ksdiff-ref  with the reference protocol `other` (the person's other held-out clip, else the clip's first
+#               REF_SECONDS (2; the GRID clips last 3 s), left out of every method's score), the face's typical pose
+#               anchored to the reference's,
 #   ksdiff-ref-encoder  the same without the anchoring (the style encoder alone),
 # then scripts/crossval_table.py (per person, paired bootstrap). docs/RESULTS.md, "Style from a reference".
 # Usage: scripts/crossval_style.sh DS_SYNTH DS_FACEGOOD OUT RUNS VIDEO_DS:PEOPLE_JSON [VIDEO_DS:PEOPLE_JSON ...]
@@ -38,7 +39,7 @@ for pair in "$@"; do
   people=${pair#*:}; n=${names[$i]}; i=$((i + 1))
   for f in $(seq 0 $((folds - 1))); do
     d="$runs/data/$n/fold$f"; o="$out/fold$f/$n"; ck="$runs/fold$f/model.safetensors"
-    ref=(--reference other --people "$people")
+    ref=(--reference other --people "$people" --reference-seconds "${REF_SECONDS:-2}")
     ev() { [ -f "$1/metrics.json" ] || $K evaluate "${@:2}" --data "$d" --split test --out "$1" --no-plots > /dev/null; }
     ev "$o/static" --baseline static "${ref[@]}"
     ev "$o/reference" --baseline reference "${ref[@]}"

@@ -777,6 +777,25 @@ def test_reference_style_trains_and_generates_from_any_clip(datasets, tmp_path, 
         load_model(plain_run / "model.safetensors").animate(wave, text="x", steps=2, reference=ref)
 
 
+def test_self_reference_of_a_short_clip_keeps_a_second_to_score():
+    """A 3 s clip (GRID) gives 2 s of itself, not the 4 s asked for; under 3 s it cannot give the model's 2 s."""
+    from types import SimpleNamespace
+
+    from ksdiff.errors import KsdiffError
+    from ksdiff.evaluate import ReferenceProtocol
+
+    def clip(cid: str, seconds: float):
+        m = Motion(np.zeros((int(seconds * 25), 58), np.float32), get_spec("arkit").channels, 25.0, "arkit")
+        return SimpleNamespace(id=cid, root=Path(cid), motion=lambda: m)
+
+    proto = ReferenceProtocol("self", 4.0)
+    ref, k = proto(clip("grid", 3.0))
+    assert k == 50 and ref.num_frames == 50 and proto.references == {"grid": "self:2s"}
+    assert proto(clip("long", 10.0))[1] == 100
+    with pytest.raises(KsdiffError, match="too short to give 2 s"):
+        proto(clip("tiny", 2.5))
+
+
 def open_clip(dataset: Path, i: int) -> Motion:
     from ksdiff.data.dataset import open_dataset
 
