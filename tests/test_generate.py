@@ -210,6 +210,11 @@ def test_emotion_curve_file_drives_generation(tmp_path, speech_dir, capsys):
     wav = str(speech_dir / "arctic_a0009.wav")
     assert main(["generate", wav, "--checkpoint", str(ckpt), "--out", str(out), "--steps", "2",
                  "--emotion-curve", str(curve)]) == 0
+    # a negative valence written as a separate argument is a value, not an option
+    assert main(["generate", wav, "--checkpoint", str(ckpt), "--out", str(out), "--steps", "2", "--seed", "0",
+                 "--emotion", "-0.5,0.2"]) == 0
+    sad = np.load(out / "arctic_a0009.npz")["coeffs"]
+    assert np.allclose(sad, a.animate(wave, steps=2, seed=0, emotion=(-0.5, 0.2)).coeffs, atol=1e-5)
     for bad, words in (("0,0\n", "three numbers"), ("0,0,0\n1,2,0\n", "[-1, 1]"), ("1,0,0\n0,0,0\n", "increase")):
         curve.write_text(bad)
         assert main(["generate", wav, "--checkpoint", str(ckpt), "--out", str(out), "--emotion-curve",

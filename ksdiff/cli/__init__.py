@@ -47,9 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: options whose value may start with a minus sign ("--emotion -1,0"): argparse would read it as an option
+SIGNED_VALUE_OPTIONS = ("--emotion",)
+
+
+def _join_signed_values(argv: list[str]) -> list[str]:
+    """``--emotion -0.5,0.2`` -> ``--emotion=-0.5,0.2`` (argparse only takes a plain negative number as a value)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a in SIGNED_VALUE_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{a}={nxt}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
