@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The data of the next default model (issues 14 and 15): every domain the project has, the tracked videos A/V-synced
-# and labelled (who is who, valence/arousal), val/test splits that hold people out. Not yet used by a shipped model.
+# and labelled (who is who, valence/arousal), val/test splits that hold people out: the data of the shipped v2 model
+# (scripts/train_default.sh).
 # Run end to end on 2026-11-30 (beside two trainings at low priority, so its wall time measures nothing; stages:
 # synth 77 s, features 329 s, the pseudo corpus 293 s when run alone in an earlier session).
 # Usage: scripts/prepare_v2_data.sh [SHARED=../shared] [DATA=data/v2]

@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
-# The recipe of the shipped default model (ksdiff/assets/default.safetensors): data, command, seed.
-# Usage: scripts/train_default.sh [SHARED=../shared] [DATA=data] [RUN=runs/default]
+# The recipe of the shipped default model (ksdiff/assets/default.safetensors, "v2"): data, command, seed.
+# The model it replaced: configs/shipped.yaml (git show 7627a31:scripts/train_default.sh for its recipe).
+# Usage: scripts/train_default.sh [SHARED=../shared] [DATA=data/v2] [RUN=runs/v2]
 set -euo pipefail
-shared=${1:-../shared}; data=${2:-data}; run=${3:-runs/default}
+shared=${1:-../shared}; data=${2:-data/v2}; run=${3:-runs/v2}
 K=${KSDIFF:-.venv/bin/ksdiff}
+here=$(cd "$(dirname "$0")" && pwd)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# 1. data: synthetic English speech (covers the phones), real paired mouth animation, real tracked video
-$K synth --out "$data/synth" --minutes 20 --seed 0 --quiet                       # 183 clips, 20 min, 8 voices
-sed -i 's/"name": "synth-seed0"/"name": "synth"/' "$data/synth/dataset.json"      # style token names: synth,
-$K import facegood "$shared/data/facegood" --out "$data/facegood"                # facegood, video
-                                                                                 # (6 clips, 10 min, mouth only)
-$K track "$shared/data/video" --out "$data/video"                                # 21 clips, 2.4 min, full face + head
-# 2. features (cached; train would compute them on first use anyway)
-for d in synth facegood video; do $K prepare "$data/$d" --encoder whisper-tiny --tokens chars --quiet; done
-# 3. train: configs/shipped.yaml = default.yaml (the full model) + one style token per dataset (recording domain),
-#    character tokens, the FACEGOOD style and guidance 1.25 as generation defaults; 3000 steps, seed 0 (56 min on
-#    this 2-core CPU with OMP_NUM_THREADS=1 while two other trainings ran; ~30 min alone)
-$K train --config shipped --data "$data/synth" --data "$data/facegood" --data "$data/video" --out "$run"
-# 4. ship
+# 1. data (synthetic with calibrated visemes and emotion, real voices with procedural targets, FACEGOOD, the tracked
+#    videos synced and labelled; features cached): scripts/prepare_v2_data.sh
+"$here/prepare_v2_data.sh" "$shared" "$data"
+# 2. train: configs/v2.yaml = shipped.yaml (the full model, one style token per dataset, character tokens, the
+#    FACEGOOD style and guidance 1.25 as generation defaults) + the reference-style encoder + valence/arousal;
+#    8000 steps, seed 0 (~2 h on one core of the 2-core CPU beside other jobs). The shipped run began with a 10 000-step
+#    horizon and was resumed at step 1501 with --steps 8000, so this command reproduces it up to that change.
+$K train --config v2 --data "$data/synth" --data "$data/pseudo" --data "$data/facegood" --data "$data/video" \
+  --data "$data/video_extra" --out "$run"
+# 3. ship
 cp "$run/model.safetensors" ksdiff/assets/default.safetensors
