@@ -27,7 +27,7 @@ import ksdiff
 from ksdiff.audio.envelope import pearson
 from ksdiff.audio.features import load_speech
 from ksdiff.data.dataset import open_dataset
-from ksdiff.data.importers import AUDIO_SUFFIXES
+from ksdiff.data.synth.pseudo import find_recordings
 from ksdiff.face.emotion import motion_energy
 from ksdiff.utils.io import atomic_path
 
@@ -37,17 +37,6 @@ MEASURES = {  # name: (condition it should follow, function of a Motion)
     "energy": ("arousal", lambda m: float(motion_energy(m.coeffs, m.channels, m.fps).mean())),
     "eyeWide": ("arousal", lambda m: float((m.channel("eyeWideLeft") + m.channel("eyeWideRight")).mean() / 2)),
 }
-
-
-def texts_of(speech: Path) -> dict[str, str]:
-    tsv = speech / "transcripts.tsv"
-    out: dict[str, str] = {}
-    if tsv.is_file():
-        for line in tsv.read_text(encoding="utf-8").splitlines()[1:]:
-            cols = line.split("\t")
-            if len(cols) > 1 and cols[1].strip():
-                out[cols[0]] = cols[1].strip()
-    return out
 
 
 def sweep(animator, clips: list[tuple[str, np.ndarray, str]], levels: list[float], seeds: int,
@@ -119,15 +108,16 @@ def main() -> None:
     levels = [float(x) for x in a.levels.split(",")]
     skip = set(filter(None, a.not_english.split(",")))
     animator = ksdiff.load_model(a.checkpoint)
-    texts = texts_of(a.speech)
     clips = []
-    for f in sorted(p for p in a.speech.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.name not in skip):
+    for f, text, _ in find_recordings([a.speech]):  # transcript: a same-stem .txt or transcripts.tsv, else Whisper
+        if f.name in skip or f.parent != a.speech:
+            continue
         wave = load_speech(f)
-        if f.name not in texts:
+        if not text:
             from ksdiff.audio.transcript import transcribe
 
-            texts[f.name] = transcribe(wave).text
-        clips.append((f.name, wave, texts[f.name]))
+            text = transcribe(wave).text
+        clips.append((f.name, wave, text))
     effect = summarise(sweep(animator, clips, levels, a.seeds, a.style), levels)
     jaw = facegood_jaw(animator, a.facegood, a.seeds, None)
     a.out.mkdir(parents=True, exist_ok=True)

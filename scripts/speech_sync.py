@@ -21,6 +21,7 @@ import numpy as np
 import ksdiff
 from ksdiff.audio.features import load_speech
 from ksdiff.data.importers import AUDIO_SUFFIXES
+from ksdiff.data.synth.pseudo import find_recordings
 from ksdiff.metrics import bilabial_closure, envelope_correlation
 from ksdiff.metrics.articulation import mouth_channels
 from ksdiff.utils.io import atomic_path
@@ -36,13 +37,7 @@ ap.add_argument("--guidance", type=float, default=None)
 ap.add_argument("--not-english", default="German1.wav,french1.wav,japan1.wav")
 a = ap.parse_args()
 not_english = set(filter(None, a.not_english.split(",")))
-tsv = a.speech / "transcripts.tsv"
-texts = {}
-if tsv.is_file():
-    for line in tsv.read_text(encoding="utf-8").splitlines()[1:]:
-        cols = line.split("\t")
-        if len(cols) > 1 and cols[1].strip():
-            texts[cols[0]] = cols[1].strip()
+texts = {f.name: t for f, t, _ in find_recordings([a.speech]) if t}  # a same-stem .txt or transcripts.tsv
 
 
 def phones_of(f: Path, wave: np.ndarray) -> list:

@@ -44,8 +44,9 @@ def style_for(speaker: str) -> VoiceStyle:
 
 def find_recordings(sources: list[str | os.PathLike]) -> Iterator[tuple[Path, str | None, str]]:
     """(audio file, transcript or None, speaker) of every audio file under ``sources`` (files or folders,
-    recursively, sorted). Transcript: a same-stem ``.txt``, else the ``text`` column of a ``transcripts.tsv`` in
-    its folder (empty = none); speaker: that file's ``speaker`` column (its first word), else the folder name."""
+    recursively, sorted). Transcript: a same-stem ``.txt``, else the ``text`` (or ``transcript``) column of a
+    ``transcripts.tsv`` in its folder (empty = none); speaker: that file's ``speaker`` column (its first word), else
+    the folder name."""
     from ksdiff.data.importers import AUDIO_SUFFIXES
 
     for src in sources:
@@ -64,7 +65,8 @@ def find_recordings(sources: list[str | os.PathLike]) -> Iterator[tuple[Path, st
                 tables[f.parent] = rows
             row = tables[f.parent].get(f.name, {})
             txt = f.with_suffix(".txt")
-            text = txt.read_text(encoding="utf-8").strip() if txt.is_file() else (row.get("text") or "").strip()
+            text = txt.read_text(encoding="utf-8").strip() if txt.is_file() else \
+                (row.get("text") or row.get("transcript") or "").strip()
             speaker = (row.get("speaker") or "").split(" ")[0] or f.parent.name
             yield f, text or None, speaker
 
