@@ -525,15 +525,15 @@ def reference_mean_predictor(protocol: ReferenceProtocol) -> Predictor:
 
 
 def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None, sampler: str | None = None,
-                         use_transcripts: bool = True, reference: str = "none", reference_seconds: float = 4.0,
-                         people: dict[str, str] | None = None, use_reference: bool = True, **kw) -> Predictor:
-    """A checkpoint's predictions; ``reference`` (models with a style encoder), ``reference_seconds`` and
-    ``people``: the :class:`ReferenceProtocol` (``predict.skip_frames`` the frames a ``self`` reference takes,
+                         use_transcripts: bool = True, protocol: ReferenceProtocol | None = None,
+                         use_reference: bool = True, **kw) -> Predictor:
+    """A checkpoint's predictions; ``protocol`` (models with a style encoder): the :class:`ReferenceProtocol` that
+    gives each clip its reference (``predict.skip_frames`` the frames a ``self`` reference takes,
     ``predict.references`` what each clip got). ``use_reference=False``: generated without the reference, scored
     on the same frames (the model's no-reference side of the comparison)."""
     from ksdiff.generate import load_model
 
-    protocol = ReferenceProtocol(reference, reference_seconds, people)
+    protocol = ReferenceProtocol() if protocol is None else protocol
     model = load_model(checkpoint)
 
     def predict(clip: Clip, seed: int) -> Motion:

@@ -540,10 +540,7 @@ class Animator:
         if not np.isfinite(raw).all():
             raise KsdiffError("produced non-finite motion (NaN/inf): the checkpoint's weights are probably diverged",
                               self.path)
-        bounded = self.spec.index(self.spec.bounded) if self.spec.bounded else []
-        if bounded:
-            raw[:, bounded] = np.clip(raw[:, bounded], 0.0, 1.0)
-        return raw
+        return clip_bounded(raw, self.spec)
 
 
 def _collate(batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -599,12 +596,16 @@ def anchor_to_reference(coeffs: np.ndarray, ref: np.ndarray, spec: FaceSpec) -> 
     idx = spec.expression_idx
     out = np.array(coeffs, dtype=np.float32, copy=True)
     out[:, idx] += np.median(ref[:, idx], axis=0) - np.median(out[:, idx], axis=0)
+    return clip_bounded(out, spec)
+
+
+def clip_bounded(coeffs: np.ndarray, spec: FaceSpec) -> np.ndarray:
+    """``coeffs`` (T, C) with the spec's bounded channels (ARKit blendshapes) clipped to [0, 1], in place."""
     bounded = spec.index(spec.bounded) if spec.bounded else []
     if bounded:
-        out[:, bounded] = np.clip(out[:, bounded], 0.0, 1.0)
-    return out
+        coeffs[:, bounded] = np.clip(coeffs[:, bounded], 0.0, 1.0)
+    return coeffs
 
 
 __all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT",
            "anchor_to_reference"]
-

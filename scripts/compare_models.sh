@@ -20,10 +20,11 @@ for m in old new; do
     name=${triple%%:*}; rest=${triple#*:}; data=${rest%%:*}; g=${rest#*:}
     [ "$g" = "--guidance-model" ] && g=""
     style=(--style "$name")
-    if [ "$name" = video_extra ] || [ "$name" = pseudo ]; then
-      if [ $m = new ] && [[ $new_styles == *" $name "* ]]; then style=(--style "$name")
-      elif [ "$name" = video_extra ]; then style=(--style "${OLD_STYLE_video_extra:-video}")
-      else style=(); [ -n "${OLD_STYLE_pseudo:-}" ] && style=(--style "$OLD_STYLE_pseudo"); fi
+    if [ $m = old ] || [[ $new_styles != *" $name "* ]]; then   # a model without this split's token
+      case $name in
+        video_extra) style=(--style "${OLD_STYLE_video_extra:-video}") ;;
+        pseudo) style=(); [ -n "${OLD_STYLE_pseudo:-}" ] && style=(--style "$OLD_STYLE_pseudo") ;;
+      esac
     fi
     o="$out/$name/$m"
     # shellcheck disable=SC2086

@@ -41,19 +41,18 @@ MEASURES = {  # name: (condition it should follow, function of a Motion)
 
 def sweep(animator, clips: list[tuple[str, np.ndarray, str]], levels: list[float], seeds: int,
           style: str | None) -> dict:
-    """{measure: (seeds, levels) mean over clips} for the measure's own condition."""
+    """{measure: (seeds, levels) mean over clips} for the measure's own condition; each distinct (valence, arousal)
+    is generated once per clip and seed ((0, 0) serves both sweeps)."""
     res = {k: np.zeros((seeds, len(levels))) for k in MEASURES}
     for s in range(seeds):
+        done: dict[tuple[float, float], dict[str, float]] = {}  # emotion -> every measure's mean over clips
         for j, lv in enumerate(levels):
-            for cond in ("valence", "arousal"):
+            for k, (cond, _) in MEASURES.items():
                 emo = (lv, 0.0) if cond == "valence" else (0.0, lv)
-                vals = {k: [] for k, (c, _) in MEASURES.items() if c == cond}
-                for _, wave, text in clips:
-                    m = animator.animate(wave, text=text, seed=s, emotion=emo, style=style)
-                    for k in vals:
-                        vals[k].append(MEASURES[k][1](m))
-                for k, v in vals.items():
-                    res[k][s, j] = np.mean(v)
+                if emo not in done:
+                    ms = [animator.animate(wave, text=text, seed=s, emotion=emo, style=style) for _, wave, text in clips]
+                    done[emo] = {n: float(np.mean([f(m) for m in ms])) for n, (_, f) in MEASURES.items()}
+                res[k][s, j] = done[emo][k]
         print(f"seed {s} done", flush=True)
     return res
 

@@ -20,7 +20,6 @@ import numpy as np
 
 import ksdiff
 from ksdiff.audio.features import load_speech
-from ksdiff.data.importers import AUDIO_SUFFIXES
 from ksdiff.data.synth.pseudo import find_recordings
 from ksdiff.metrics import bilabial_closure, envelope_correlation
 from ksdiff.metrics.articulation import mouth_channels
@@ -37,10 +36,11 @@ ap.add_argument("--guidance", type=float, default=None)
 ap.add_argument("--not-english", default="German1.wav,french1.wav,japan1.wav")
 a = ap.parse_args()
 not_english = set(filter(None, a.not_english.split(",")))
-texts = {f.name: t for f, t, _ in find_recordings([a.speech]) if t}  # a same-stem .txt or transcripts.tsv
+# the folder's own audio files with their transcripts (a same-stem .txt or transcripts.tsv), in name order
+recordings = [(f, t) for f, t, _ in find_recordings([a.speech]) if f.parent == a.speech]
 
 
-def phones_of(f: Path, wave: np.ndarray) -> list:
+def phones_of(f: Path, text: str | None, wave: np.ndarray) -> list:
     """ARPAbet phones of an English clip (cached: the same for every checkpoint)."""
     from ksdiff.audio.align import align_long
 
@@ -48,7 +48,7 @@ def phones_of(f: Path, wave: np.ndarray) -> list:
     if cache.is_file():
         return json.loads(cache.read_text())
     try:
-        ph = [[s.label, s.start, s.end] for s in align_long(wave, texts.get(f.name)).phones]
+        ph = [[s.label, s.start, s.end] for s in align_long(wave, text).phones]
     except Exception as e:  # noqa: BLE001 - an unalignable clip is reported, not fatal
         print(f"{f.name}: no alignment ({e})", flush=True)
         ph = []
@@ -60,8 +60,7 @@ def phones_of(f: Path, wave: np.ndarray) -> list:
 
 animator = ksdiff.load_model(a.checkpoint)
 clips: dict[str, dict[str, float]] = {}
-files = sorted(p for p in a.speech.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-for f in files[: a.limit or None]:
+for f, text in recordings[: a.limit or None]:
     wave = load_speech(f)  # decoded once: the same wave is animated and scored
     motion = animator.animate(wave, seed=a.seed, style=a.style, guidance=a.guidance)
     jaw = motion.channel("jawOpen")
@@ -69,7 +68,7 @@ for f in files[: a.limit or None]:
     clips[f.name] = {"env_r": float(envelope_correlation(jaw, wave, motion.fps)), "jaw_std": float(jaw.std()),
                      "jaw_p95": float(np.percentile(jaw, 95)), "mouth_std": float(np.median(mouth.std(axis=0)))}
     if f.name not in not_english:
-        phones = phones_of(f, wave)
+        phones = phones_of(f, text, wave)
         lips = (motion.channel("mouthClose"), motion.channel("mouthPressLeft"))
         clips[f.name]["bilabial_closure"] = float(bilabial_closure(jaw, *lips, phones, motion.fps)) if phones \
             else float("nan")

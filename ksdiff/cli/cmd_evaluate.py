@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff.utils.io import check_writable_dir
 
     check_writable_dir(args.out)  # before any compute
-    people = None if args.people is None else read_groups(args.people)
-    protocol = E.ReferenceProtocol(args.reference, args.reference_seconds, people)
+    protocol = E.ReferenceProtocol(args.reference, args.reference_seconds,
+                                   None if args.people is None else read_groups(args.people))
     if args.checkpoint:
         kw = {} if args.window is None else {"window_s": args.window}
         if args.style is not None:
@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if args.guidance is not None:
             kw["guidance"] = args.guidance
         if args.reference != "none":
-            kw.update(reference=args.reference, reference_seconds=args.reference_seconds, people=people,
-                      use_reference=not args.no_reference_input, anchor=not args.no_anchor)
+            kw.update(protocol=protocol, use_reference=not args.no_reference_input, anchor=not args.no_anchor)
         pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
         pred, name = protocol.attach(E.pred_dataset_predictor(args.pred)), "pred"

@@ -379,7 +379,8 @@ class KSDiff(nn.Module):
         if d > 0:  # EDM's skip connection (DenoiserConfig.skip)
             a, s = self.schedule.alpha_sigma(t, like=x_t)
             sigma = s / a
-            out = d * d / (sigma * sigma + d * d) * (x_t / a) + sigma * d / (sigma * sigma + d * d).sqrt() * out
+            norm = sigma * sigma + d * d
+            out = d * d / norm * (x_t / a) + sigma * d / norm.sqrt() * out
         return out
 
     def denoise(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], guidance: float = 1.0) -> Tensor:
