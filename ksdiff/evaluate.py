@@ -476,6 +476,7 @@ class ReferenceProtocol:
         self.kind, self.seconds, self.people = kind, seconds, people
         self.references: dict[str, str] = {}
         self._chosen: dict[str, tuple[Motion | None, int]] = {}
+        self._sources: dict[str, Clip] = {}  # the clip each reference (and its audio) came from
 
     def __call__(self, clip: Clip) -> tuple[Motion | None, int]:
         """(reference motion or None, frames of the clip itself it takes)."""
@@ -483,6 +484,7 @@ class ReferenceProtocol:
             return None, 0
         if clip.id not in self._chosen:
             other = _other_clip(clip, self.people) if self.kind == "other" else None
+            self._sources[clip.id] = clip if other is None else other
             if other is not None:
                 self.references[clip.id] = f"other:{other.id}"
                 self._chosen[clip.id] = (other.motion(), 0)
@@ -499,6 +501,20 @@ class ReferenceProtocol:
                 self.references[clip.id] = f"self:{k / gt.fps:g}s"
                 self._chosen[clip.id] = (Motion(gt.coeffs[:k], gt.channels, gt.fps, gt.spec), k)
         return self._chosen[clip.id]
+
+    def audio(self, clip: Clip) -> tuple[np.ndarray | None, str | None]:
+        """The reference's own speech (16 kHz wave, the reference's span of its clip) and transcript (None:
+        unknown; ``""`` for a clip in another language than English, as in training), or (None, None)."""
+        ref, k = self(clip)
+        if ref is None:
+            return None, None
+        src = self._sources[clip.id]
+        wave = src.audio()
+        english = str(src.meta().get("language") or "en").lower().startswith("en")
+        if k:  # the clip's own first frames: their span of its audio; no transcript of that span
+            return wave[: int(round(k / ref.fps * SAMPLE_RATE))], None if english else ""
+        text = src.transcript()
+        return wave, text if text is not None or english else ""
 
     def attach(self, predict: Predictor) -> Predictor:
         """``predict`` scored without the frames the reference took (``skip_frames``), recording the choices."""
@@ -526,11 +542,12 @@ def reference_mean_predictor(protocol: ReferenceProtocol) -> Predictor:
 
 def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None, sampler: str | None = None,
                          use_transcripts: bool = True, protocol: ReferenceProtocol | None = None,
-                         use_reference: bool = True, **kw) -> Predictor:
+                         use_reference: bool = True, use_reference_audio: bool = True, **kw) -> Predictor:
     """A checkpoint's predictions; ``protocol`` (models with a style encoder): the :class:`ReferenceProtocol` that
     gives each clip its reference (``predict.skip_frames`` the frames a ``self`` reference takes,
-    ``predict.references`` what each clip got). ``use_reference=False``: generated without the reference, scored
-    on the same frames (the model's no-reference side of the comparison)."""
+    ``predict.references`` what each clip got) and the reference's audio (``use_reference_audio=False``: the
+    motion alone, as from a Live Link CSV). ``use_reference=False``: generated without the reference, scored on
+    the same frames (the model's no-reference side of the comparison)."""
     from ksdiff.generate import load_model
 
     protocol = ReferenceProtocol() if protocol is None else protocol
@@ -542,6 +559,8 @@ def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None
             text = ""  # as in training: no automatic English transcript for other languages
         opts = {k: v for k, v in (("steps", steps), ("sampler", sampler)) if v is not None}
         ref = protocol(clip)[0] if use_reference else None
+        if ref is not None and use_reference_audio:
+            opts["reference_audio"], opts["reference_text"] = protocol.audio(clip)
         return model.animate(clip.audio(), text=text, seed=seed, reference=ref, **opts, **kw)
 
     predict.source = lambda clip: model.path  # type: ignore[attr-defined]

@@ -47,6 +47,10 @@ DEFAULT_WINDOW_S = 8.0  # seconds of motion per denoising window
 DEFAULT_OVERLAP_S = 2.0  # seconds each window shares with the previous one (inpainted)
 SAMPLE_RATE = 16_000
 MIN_REFERENCE_S = 2.0  #: shortest reference clip of a person (seconds) for a reference style
+#: with a reference, the weight of the person's own typical face (from the reference) against their style token's
+#: (the training data's median face, when the checkpoint stores it): :func:`anchor_face`. 0.5 was chosen in a nested
+#: grouped cross-validation over 35 tracked people with 2 s references (docs/RESULTS.md, "Style from a reference").
+REFERENCE_WEIGHT = 0.5
 ENCODE_BATCH = 16  # windows whose conditions (and autoregressive keyframes) are computed in one batch
 
 
@@ -182,6 +186,10 @@ class Animator:
         self.transcribe = bool(audio.get("transcribe", True))
         self.speakers = list((config.get("data") or {}).get("speakers") or [])
         self.default_style = str((config.get("data") or {}).get("default_style") or "") or None
+        #: each style token's typical face (C,): its training data's median (NaN: a channel its data never observed)
+        self.typical_faces: dict[str, np.ndarray] = {
+            k: np.array([np.nan if v is None else v for v in vals], np.float32)
+            for k, vals in (config.get("typical_faces") or {}).items()}
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
         self.last_info: dict = {}
 
@@ -271,9 +279,12 @@ class Animator:
             raise KsdiffError(f"valence and arousal must lie in [-1, 1], got up to {np.abs(e).max():.3g}")
         return np.ascontiguousarray(e)
 
-    def _style(self, style: Any, reference: Motion | None = None) -> dict[str, np.ndarray]:
+    def _style(self, style: Any, reference: Motion | None = None,
+               reference_weight: float = REFERENCE_WEIGHT) -> dict[str, np.ndarray]:
         """{"style": (S,) one-hot or vector, "ref_motion": (Tr, C)}, each only when given (a :class:`Motion` as
-        ``style`` is a reference clip with the checkpoint's default style token)."""
+        ``style`` is a reference clip with the checkpoint's default style token); all checked."""
+        if not 0.0 <= reference_weight <= 1.0:
+            raise KsdiffError(f"reference_weight must lie in [0, 1], got {reference_weight}")
         if isinstance(style, Motion):
             style, reference = None, style if reference is None else reference
         out: dict[str, np.ndarray] = {}
@@ -283,6 +294,35 @@ class Animator:
         if reference is not None:
             out["ref_motion"] = self.reference_motion(reference)
         return out
+
+    def typical_face(self, style: Any = None) -> np.ndarray | None:
+        """The typical face (C,) of a style token from the training data (NaN where its data observed no value),
+        the checkpoint's default style for None or a reference clip; a (S,) vector mixes the tokens' by its
+        positive weights. None when the checkpoint stores none for it (models trained before it did)."""
+        if style is None or isinstance(style, Motion):
+            style = self.default_style
+        if style is None or not self.typical_faces:
+            return None
+        if isinstance(style, str):
+            return self.typical_faces.get(style)
+        w = np.clip(self._style_vector(style), 0.0, None)
+        faces = [(wi, self.typical_faces.get(name)) for wi, name in zip(w, self.speakers) if wi > 0]
+        if not faces or any(f is None for _, f in faces):
+            return None
+        return (sum(wi * f for wi, f in faces) / sum(wi for wi, _ in faces)).astype(np.float32)
+
+    def _anchor(self, raw: np.ndarray, sty: dict, style: Any, audio: Any, text: str | None, weight: float,
+                gen: dict) -> np.ndarray:
+        """:func:`anchor_face` of the output ``raw`` (T, C) with the reference ``sty["ref_motion"]``, the model's own
+        motion for the reference's ``audio`` (cut to the reference's length; same style and reference, not
+        anchored) when given, and the style's typical face."""
+        ref, ref_pred = sty["ref_motion"], None
+        if audio is not None:
+            wave = self._wave(audio, None)[: int(round(len(ref) / self.fps * SAMPLE_RATE))]
+            motion = Motion(ref, self.spec.channels, self.fps, self.spec.name)
+            ref_pred = self.animate(wave, text=text, style=None if isinstance(style, Motion) else style,
+                                    reference=motion, anchor=False, num_frames=len(ref), **gen).coeffs
+        return anchor_face(raw, self.spec, ref=ref, ref_pred=ref_pred, typical=self.typical_face(style), weight=weight)
 
     def _style_vector(self, style: Any) -> np.ndarray | None:
         if style is None:
@@ -344,9 +384,10 @@ class Animator:
     def animate(self, audio: str | os.PathLike | np.ndarray, text: str | None = None, steps: int | None = None,
                 sampler: str | None = None, seed: int = 0, guidance: float | None = None, emotion: Any = None,
                 style: Any = None, reference: Motion | None = None, anchor: bool = True,
-                num_frames: int | None = None, window_s: float | None = None, overlap_s: float | None = None,
-                eta: float = 0.0, progress: Callable[[int, int], None] | None = None,
-                max_seconds: float | None = None) -> Motion:
+                reference_audio: str | os.PathLike | np.ndarray | None = None, reference_text: str | None = None,
+                reference_weight: float = REFERENCE_WEIGHT, num_frames: int | None = None,
+                window_s: float | None = None, overlap_s: float | None = None, eta: float = 0.0,
+                progress: Callable[[int, int], None] | None = None, max_seconds: float | None = None) -> Motion:
         """Speech -> motion in the checkpoint's face spec at its fps.
 
         Args:
@@ -365,18 +406,16 @@ class Animator:
                 A :class:`~ksdiff.face.motion.Motion` is a reference clip of the person (``reference``).
             reference: a clip of the person's own face motion (≥ :data:`MIN_REFERENCE_S`, any fps, this model's
                 face spec): their resting face, mouth and head habits; needs a model with a style encoder.
-            anchor: with a reference, move each expression channel's median over the output to the reference's
-                (:func:`anchor_to_reference`: the person's own typical face, around which the model's speech-driven
-                motion moves); False leaves it to the style encoder alone.
+            anchor: with a reference, move each expression channel's median over the output to the person's
+                typical face (:func:`anchor_face`): the reference's beyond its speech (``reference_audio``: its own
+                sound, a file or 16 kHz wave; ``reference_text``: its transcript), ``reference_weight`` in [0, 1] of
+                it against the style's training median face; False leaves the face to the style encoder alone.
             num_frames: force the output length (default round(duration × fps)).
             window_s / overlap_s: override the long-audio window plan (seconds; window 0 = one pass).
             progress: called as progress(done, total) after each denoiser evaluation.
 
-        Returns:
-            Motion with coeffs (T, C) float32, all finite.
-
-        Raises:
-            KsdiffError: bad input, or the model produced NaN/inf (diverged weights): nothing is returned.
+        Returns Motion with coeffs (T, C) float32, all finite. Raises KsdiffError on bad input, or when the model
+        produced NaN/inf (diverged weights): nothing is returned.
         """
         steps = int(self.defaults["steps"] if steps is None else steps)
         sampler = self.defaults["sampler"] if sampler is None else sampler
@@ -388,7 +427,7 @@ class Animator:
         seconds = len(wave) / SAMPLE_RATE
         T = int(num_frames) if num_frames is not None else int(round(seconds * self.fps))
         windows, sample_fn = self._plan(T, seconds, window_s, overlap_s), self._sampler(sampler, steps)
-        emo, sty = self._emotion(emotion, T), self._style(style, reference)
+        emo, sty = self._emotion(emotion, T), self._style(style, reference, reference_weight)
         with _timed(timings, "features"):
             sf = self.speech_features(wave, text)
         with _timed(timings, "condition"):
@@ -397,8 +436,10 @@ class Animator:
             out = self._diffuse(conds, windows, T, sample_fn, steps, guidance, eta, seed, progress)
         with _timed(timings, "output"):
             raw = self._to_coeffs(out)
-            if anchor and "ref_motion" in sty:
-                raw = anchor_to_reference(raw, sty["ref_motion"], self.spec)
+        if anchor and "ref_motion" in sty:  # the reference's own audio is animated here, before last_info is set
+            with _timed(timings, "reference"):
+                raw = self._anchor(raw, sty, style, reference_audio, reference_text, reference_weight,
+                                   dict(steps=steps, sampler=sampler, seed=seed, guidance=guidance))
         timings["total"] = time.perf_counter() - t_all
         self.last_info = self._info(seconds, T, steps, sampler, seed, guidance, sf, timings, windows, raw, keyframes)
         return Motion(raw, self.spec.channels, self.fps, self.spec.name)
@@ -588,14 +629,34 @@ def _hash_str(s: str) -> int:
     return h
 
 
-def anchor_to_reference(coeffs: np.ndarray, ref: np.ndarray, spec: FaceSpec) -> np.ndarray:
-    """``coeffs`` (T, C) with each expression channel shifted so that its median over the clip is the reference's
-    (``ref`` (Tr, C), same channels): the person's typical face from their own motion (their resting face, which
-    speech does not reveal), the model's speech-driven motion around it; head pose untouched; bounded channels
-    clipped to [0, 1] again. Returns a new array."""
-    idx = spec.expression_idx
+def anchor_face(coeffs: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = None, ref_pred: np.ndarray | None = None,
+                typical: np.ndarray | None = None, weight: float = REFERENCE_WEIGHT) -> np.ndarray:
+    """``coeffs`` (T, C) with each expression channel shifted so that its median over the clip is the person's
+    typical face (their resting face and habitual expression, which speech does not reveal), around which the
+    model's speech-driven motion moves; head pose untouched; bounded channels clipped to [0, 1] again.
+
+    The shift is estimated from ``ref`` (Tr, C), the person's own motion: its median minus the output's, or, with
+    ``ref_pred`` (Tr', C) the model's motion for the reference's own audio, the median of ``ref − ref_pred`` (what
+    the reference shows beyond its speech); and from ``typical`` (C,), the style token's training median face (NaN:
+    unknown), minus the output's median. Both: ``weight · reference + (1 − weight) · typical`` (a shrinkage of a
+    short, noisy reference towards the population); one: that one; neither: no shift. Returns a new array."""
+    idx = np.asarray(spec.expression_idx)
     out = np.array(coeffs, dtype=np.float32, copy=True)
-    out[:, idx] += np.median(ref[:, idx], axis=0) - np.median(out[:, idx], axis=0)
+    med = np.median(out[:, idx], axis=0)
+    to_typical = None if typical is None else np.asarray(typical, np.float64)[idx] - med
+    if ref is not None:
+        if ref_pred is not None:
+            n = min(len(ref), len(ref_pred))
+            shift = np.median(ref[:n, idx] - ref_pred[:n, idx], axis=0)
+        else:
+            shift = np.median(ref[:, idx], axis=0) - med
+        if to_typical is not None:
+            shift = np.where(np.isfinite(to_typical), weight * shift + (1.0 - weight) * to_typical, shift)
+    elif to_typical is not None:
+        shift = np.nan_to_num(to_typical, nan=0.0)
+    else:
+        return out
+    out[:, idx] += shift.astype(np.float32)
     return clip_bounded(out, spec)
 
 
@@ -608,4 +669,4 @@ def clip_bounded(coeffs: np.ndarray, spec: FaceSpec) -> np.ndarray:
 
 
 __all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT",
-           "anchor_to_reference"]
+           "anchor_face", "REFERENCE_WEIGHT"]

@@ -482,11 +482,11 @@ def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> d
         if p.face == "ict" and animator.spec.name != "arkit":
             raise KsdiffError(f"face 'ict' shows arkit motion, this model makes {animator.spec.name!r}: choose auto "
                               "or schematic")
-        ref = _reference_clip(animator, p)
+        ref, ref_wave = _reference_clip(animator, p)
         t0 = time.perf_counter()
         with _ANIMATE_LOCK:  # one model shared by the jobs: generations take turns, renderings overlap
             m = animator.animate(wave, text=p.text or None, steps=p.steps, seed=p.seed, emotion=p.emotion,
-                                 reference=ref)
+                                 reference=ref, reference_audio=ref_wave)
         t_gen = time.perf_counter() - t0
         m.save(d / "motion.npz")
         csv = None
@@ -505,18 +505,19 @@ def run_job(animator, src: Path, shown: str, p: Params, max_seconds: float) -> d
     return {"mp4": f"files/{job}/video.mp4", "npz": f"files/{job}/motion.npz", "csv": csv, "summary": summary}
 
 
-def _reference_clip(animator, p: Params):
-    """The uploaded reference clip, read and checked (its messages name the client's file, never the server's)."""
+def _reference_clip(animator, p: Params) -> tuple:
+    """The uploaded reference clip (motion, a video's own sound or None), read and checked (its messages name the
+    client's file, never the server's); (None, None) without one."""
     if p.reference is None:
-        return None
-    from ksdiff.data.reference import load_reference
+        return None, None
+    from ksdiff.data.reference import load_reference, load_reference_audio
 
     try:
         ref = load_reference(p.reference)
         animator.reference_motion(ref)
+        return ref, load_reference_audio(p.reference)
     except KsdiffError as e:
         raise KsdiffError(f"reference {p.reference_name}: {e.problem}") from None
-    return ref
 
 
 #: ``Animator.animate`` keeps per-call state (``last_info``) on the one shared model: with ``--max-jobs`` above 1

@@ -735,6 +735,12 @@ def test_reference_style_trains_and_generates_from_any_clip(datasets, tmp_path, 
     assert cli(["generate", wave, "--checkpoint", str(run / "model.safetensors"), "--out", str(out), "--steps", "2",
                 "--style-from", str(csv)]) == 0
     assert json.loads((out / "generate.json").read_text())["style_from"] == str(csv)
+    assert cli(["generate", wave, "--checkpoint", str(run / "model.safetensors"), "--out", str(out), "--steps", "2",
+                "--style-from", str(csv), "--reference-audio", wave, "--reference-weight", "0.7"]) == 0
+    assert json.loads((out / "generate.json").read_text())["reference_audio"] == wave
+    assert cli(["generate", wave, "--checkpoint", str(run / "model.safetensors"), "--out", str(out),
+                "--reference-audio", wave]) == 2
+    assert "--reference-audio goes with --style-from" in capsys.readouterr().err
     bad = tmp_path / "me.txt"
     bad.write_text("hello")
     for r, words in ((bad, "Live Link CSV"), (tmp_path / "none.csv", "not found")):
@@ -775,6 +781,117 @@ def test_reference_style_trains_and_generates_from_any_clip(datasets, tmp_path, 
     assert _train(plain_run, [datasets[0]], "--steps", "1") == 0
     with pytest.raises(KsdiffError, match="without reference styles"):
         load_model(plain_run / "model.safetensors").animate(wave, text="x", steps=2, reference=ref)
+
+
+def test_typical_faces_anchor_generation_with_and_without_a_reference(datasets, tmp_path, speech_dir):
+    """Checkpoints store each style token's training median face (the same at training and from the datasets
+    afterwards); with a reference and its audio the output's median moves halfway between it and what the reference
+    shows beyond its speech; without a reference nothing moves."""
+    from ksdiff.errors import KsdiffError
+    from ksdiff.evaluate import open_dataset
+    from ksdiff.generate import load_model
+    from ksdiff.train.checkpoint import load_checkpoint
+    from ksdiff.train.data import dataset_typical_faces
+
+    run = tmp_path / "run"
+    assert _train(run, list(datasets), "--steps", "2", "data.style=dataset", "model.style_encoder.dim=8",
+                  "data.reference_seconds=[2,4]") == 0
+    _, config, _ = load_checkpoint(run / "model.safetensors")
+    stored = config["typical_faces"]
+    assert set(stored) == {"speech", "facegood"}
+    again = dataset_typical_faces(list(datasets), "dataset", fps=25.0)
+    assert again["speech"] == dataset_typical_faces([datasets[0]], "dataset")["speech"]  # 25 fps already
+    for name in stored:  # from the training clips and from the datasets afterwards: the same median face
+        a, b = np.array(stored[name], float), np.array(again[name], float)
+        assert np.nanmax(np.abs(a - b)) < 1e-5 and np.array_equal(np.isnan(a), np.isnan(b)), (name, np.nanmax(np.abs(a - b)))
+    speech = open_dataset(datasets[0])
+    median = np.median(np.concatenate([speech.clip(c).motion().coeffs for c in speech.clip_ids("train")]), axis=0)
+    assert np.allclose(np.array(again["speech"], float), median, atol=1e-6)
+    a = load_model(run / "model.safetensors")
+    idx = a.spec.expression_idx
+    wave = str(speech_dir / "arctic_a0009.wav")
+    typical = a.typical_face("speech")[idx]
+    assert np.allclose(typical, median[idx], atol=2e-3)
+    free = a.animate(wave, text="x", steps=2, seed=0, style="speech", anchor=False).coeffs
+    assert np.array_equal(a.animate(wave, text="x", steps=2, seed=0, style="speech").coeffs, free)
+    inside = (typical > 0.01) & (typical < 0.99)
+    # with a reference and its audio: w · median(ref − model(ref audio)) + (1 − w) · (typical − median(output))
+    clip = open_dataset(datasets[0]).clip(sorted(open_dataset(datasets[0]).clip_ids())[0])
+    ref, ref_wave = clip.motion(), clip.audio()
+    kw = dict(text="x", steps=2, seed=0, style="speech", reference=ref)
+    raw = a.animate(wave, anchor=False, **kw).coeffs
+    pred = a.animate(ref_wave[: int(round(ref.duration * 16000))], anchor=False, num_frames=ref.num_frames,
+                     **kw).coeffs
+    want = 0.5 * np.median(ref.coeffs[:, idx] - pred[:, idx], 0) + 0.5 * (typical - np.median(raw[:, idx], 0))
+    got = a.animate(wave, reference_audio=ref_wave, **kw).coeffs
+    moved = np.median(got[:, idx], 0) - np.median(raw[:, idx], 0)
+    keep = inside & (np.median(got[:, idx], 0) > 0.01) & (np.median(got[:, idx], 0) < 0.99)
+    assert keep.sum() >= 2 and np.abs(moved - want)[keep].max() < 1e-4
+    # weight 1 and no audio: the reference's own median (the face it shows)
+    only = a.animate(wave, reference_weight=1.0, **kw).coeffs
+    ref_med = np.median(ref.coeffs[:, idx], 0)
+    keep = (ref_med > 0.01) & (ref_med < 0.99)
+    assert np.abs(np.median(only[:, idx], 0) - ref_med)[keep].max() < 1e-4
+    with pytest.raises(KsdiffError, match=r"reference_weight must lie in \[0, 1\]"):
+        a.animate(wave, reference_weight=1.5, **kw)
+
+
+def test_reference_audio_comes_from_a_video_or_a_given_file(shared, speech_dir, tmp_path):
+    from ksdiff.data.reference import load_reference_audio
+    from ksdiff.errors import KsdiffError
+
+    video = shared / "data" / "video" / "videoretalking_1.mp4"
+    wave = load_reference_audio(video, max_seconds=3.0)
+    assert wave is not None and len(wave) == 48000 and np.abs(wave).max() > 0.01  # its own sound, cut to 3 s
+    csv = tmp_path / "take.csv"
+    csv.write_text("Timecode,BlendShapeCount\n")
+    assert load_reference_audio(csv) is None  # a CSV carries no sound
+    given = load_reference_audio(csv, speech_dir / "arctic_a0009.wav", max_seconds=None)
+    assert given is not None and len(given) > 16000
+    with pytest.raises(KsdiffError, match="not found"):
+        load_reference_audio(csv, tmp_path / "missing.mov")
+
+
+def test_anchor_face_shifts_expression_medians_and_nothing_else():
+    from ksdiff.generate import anchor_face
+
+    spec = get_spec("arkit")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.4, size=(50, spec.dim)).astype(np.float32)
+    e, h = np.asarray(spec.expression_idx), np.asarray(spec.head_idx)
+    assert np.array_equal(anchor_face(x, spec), x)  # nothing to anchor to
+    ref = rng.uniform(0.4, 0.6, size=(30, spec.dim)).astype(np.float32)
+    typical = np.full(spec.dim, 0.3)
+    typical[e[0]] = np.nan  # a channel the style's data never observed: the reference's alone
+    y = anchor_face(x, spec, ref=ref, typical=typical, weight=0.25)
+    shift_r, shift_t = np.median(ref[:, e], 0) - np.median(x[:, e], 0), 0.3 - np.median(x[:, e], 0)
+    want = 0.25 * shift_r + 0.75 * shift_t
+    want[0] = shift_r[0]
+    assert np.allclose(np.median(y[:, e], 0) - np.median(x[:, e], 0), want, atol=1e-6)
+    assert np.array_equal(y[:, h], x[:, h])  # head pose untouched
+    pred = ref - 0.1
+    z = anchor_face(x, spec, ref=ref, ref_pred=pred, weight=1.0)  # beyond its speech: ref − pred = 0.1 everywhere
+    assert np.allclose(z[:, e] - x[:, e], 0.1, atol=1e-6)
+    t = anchor_face(x, spec, typical=typical)  # no reference: the style's typical face (NaN channels stay)
+    assert np.allclose(np.median(t[:, e[1:]], 0), 0.3, atol=1e-6) and np.array_equal(t[:, e[0]], x[:, e[0]])
+    assert anchor_face(x + 0.9, spec, ref=ref, weight=1.0)[:, spec.index(spec.bounded)].max() <= 1.0
+
+
+def test_reference_protocol_gives_the_references_own_audio():
+    from types import SimpleNamespace
+
+    from ksdiff.evaluate import ReferenceProtocol
+
+    def clip(cid: str, seconds: float):
+        m = Motion(np.zeros((int(seconds * 25), 58), np.float32), get_spec("arkit").channels, 25.0, "arkit")
+        wave = np.arange(int(seconds * 16000), dtype=np.float32)
+        return SimpleNamespace(id=cid, root=Path(cid), motion=lambda: m, audio=lambda: wave,
+                               meta=lambda: {"language": "de"}, transcript=lambda: None)
+
+    proto = ReferenceProtocol("self", 2.0)
+    wave, text = proto.audio(clip("a", 5.0))
+    assert len(wave) == 32000 and wave[-1] == 31999 and text == ""  # its first 2 s; no English transcript
+    assert ReferenceProtocol("none").audio(clip("b", 5.0)) == (None, None)
 
 
 def test_self_reference_of_a_short_clip_keeps_a_second_to_score():

@@ -36,7 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(the same model without a reference, comparable frame for frame)")
     p.add_argument("--no-anchor", action="store_true",
                    help="checkpoint with --reference: the style encoder alone, without moving the face's typical "
-                        "pose to the reference's")
+                        "pose to the person's (the reference's, mixed with the style's training median face)")
+    p.add_argument("--no-reference-audio", action="store_true",
+                   help="checkpoint with --reference: the reference's motion alone, without its audio (as a Live "
+                        "Link CSV comes)")
+    p.add_argument("--reference-weight", type=float, default=None,
+                   help="checkpoint with --reference: weight of the reference against the style token's typical face "
+                        "(default 0.5)")
     p.add_argument("--reference-seconds", type=float, default=4.0, help="length of a 'self' reference (default 4)")
     p.add_argument("--people", metavar="JSON", default=None,
                    help='{"person": [clip ids]}: who is who for --reference other (default: meta.json person, '
@@ -63,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         if args.guidance is not None:
             kw["guidance"] = args.guidance
         if args.reference != "none":
-            kw.update(protocol=protocol, use_reference=not args.no_reference_input, anchor=not args.no_anchor)
+            kw.update(protocol=protocol, use_reference=not args.no_reference_input, anchor=not args.no_anchor,
+                      use_reference_audio=not args.no_reference_audio)
+            if args.reference_weight is not None:
+                kw["reference_weight"] = args.reference_weight
         pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
         pred, name = protocol.attach(E.pred_dataset_predictor(args.pred)), "pred"

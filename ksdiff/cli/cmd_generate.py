@@ -52,9 +52,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-from", metavar="CLIP", default=None,
                    help="a clip of the person's own face (Live Link CSV, video, or motion .npz; at least 2 s): "
                         "their resting face, mouth and head habits (models with a style encoder)")
+    p.add_argument("--reference-audio", metavar="FILE", default=None,
+                   help="with --style-from: the clip's own audio, aligned with it (e.g. the .mov Live Link Face "
+                        "records beside the CSV; a video's own sound is used without this), so that what the person "
+                        "said is not taken for their face")
+    p.add_argument("--reference-weight", type=float, default=None, metavar="W",
+                   help="with --style-from: weight in [0, 1] of the clip's typical face against the style's "
+                        "training median face (default 0.5)")
     p.add_argument("--no-anchor", action="store_true",
                    help="with --style-from: leave the face's typical pose to the style encoder instead of moving "
-                        "it to the clip's (each expression channel's median)")
+                        "it to the person's (the clip's, mixed with the style's training median face)")
     p.add_argument("--window", type=float, default=None, metavar="SEC",
                    help="long audio: seconds per denoising window (default 8; 0 = whole clip in one pass)")
     p.add_argument("--overlap", type=float, default=None, metavar="SEC",
@@ -182,6 +189,7 @@ def _animate(animator, audio: Path, text: str | None, args: argparse.Namespace, 
         return animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
                                 guidance=args.guidance, emotion=emotion, style=_style(args.style),
                                 reference=args.reference, anchor=not args.no_anchor,
+                                reference_audio=args.reference_wave, **args.reference_kw,
                                 window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress,
                                 max_seconds=args.max_seconds)
     finally:
@@ -219,12 +227,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     animator = _load_animator(args, exports)
-    args.reference = _reference(animator, args.style_from)
+    args.reference, args.reference_wave = _reference(animator, args.style_from, args.reference_audio)
+    args.reference_kw = {} if args.reference_weight is None else {"reference_weight": args.reference_weight}
     render_video = _renderer(args.render)
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
+    ref_audio = None if args.reference_wave is None else args.reference_audio or args.style_from
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
-                     **used, "seed": args.seed, "style_from": args.style_from, "files": {}}
+                     **used, "seed": args.seed, "style_from": args.style_from, "reference_audio": ref_audio,
+                     "files": {}}
     files_bar = tqdm(list(zip(audios, texts)), desc="generate", unit="file", disable=True if len(audios) < 2 else None)
     for audio, text in files_bar:
         files_bar.set_postfix_str(audio.name)
@@ -236,15 +247,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reference(animator, path: str | None):
-    """The ``--style-from`` clip, loaded and checked against the model before any generation (None without)."""
+def _reference(animator, path: str | None, audio: str | None) -> tuple:
+    """The ``--style-from`` clip (motion, its own audio or None), loaded and checked against the model before any
+    generation; (None, None) without one."""
     if path is None:
-        return None
-    from ksdiff.data.reference import load_reference
+        if audio is not None:
+            raise KsdiffError("--reference-audio goes with --style-from")
+        return None, None
+    from ksdiff.data.reference import load_reference, load_reference_audio
 
     ref = load_reference(path)
     animator.reference_motion(ref, source=path)
-    return ref
+    return ref, load_reference_audio(path, audio)
 
 
 def _peak_rss_mb() -> float | None:

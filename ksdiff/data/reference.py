@@ -49,3 +49,26 @@ def load_reference(path: str | os.PathLike, max_seconds: float | None = 30.0) ->
     if max_seconds is not None and m.duration > max_seconds:
         m = Motion(m.coeffs[: int(round(max_seconds * m.fps))], m.channels, m.fps, m.spec)
     return m
+
+
+def load_reference_audio(path: str | os.PathLike, audio: str | os.PathLike | None = None,
+                         max_seconds: float | None = 30.0) -> np.ndarray | None:
+    """The reference clip's own speech, aligned with its motion (16 kHz mono, its first ``max_seconds``; silence
+    allowed): ``audio`` when given (e.g. the .mov Live Link Face records beside its CSV), else a video
+    reference's own sound; None for a CSV or npz without ``audio``, or a video without an audio stream.
+
+    Raises:
+        KsdiffError: ``audio`` is missing or unreadable.
+    """
+    from ksdiff.audio.decode import SAMPLE_RATE, load_audio
+
+    src = Path(audio) if audio is not None else Path(path)
+    if audio is None and src.suffix.lower() not in VIDEO_SUFFIXES:
+        return None
+    try:
+        wave = load_audio(src, allow_silent=True)
+    except KsdiffError as e:
+        if audio is None and "no audio stream" in str(e):
+            return None  # a silent video: its motion alone
+        raise
+    return wave if max_seconds is None else wave[: int(round(max_seconds * SAMPLE_RATE))]

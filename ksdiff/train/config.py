@@ -169,7 +169,7 @@ class RunConfig:
 
 
 #: Entries a checkpoint's config has beside the four sections (see ksdiff.train.loop.checkpoint_config).
-CHECKPOINT_ONLY_KEYS = ("spec", "fps", "features", "normalization", "data_stats", "ksdiff_version",
+CHECKPOINT_ONLY_KEYS = ("spec", "fps", "features", "normalization", "typical_faces", "data_stats", "ksdiff_version",
                         "format_version", "kind")
 
 

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -164,8 +164,7 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
         kf = keyframe_labels(coeffs, spec, sigma=keyframe_sigma, kappa=keyframe_kappa, min_gap=keyframe_min_gap)
         sf = load_features(ds.root, cid, encoder, tokens, transcribe, language)
         meta = clip.meta()
-        spk = meta.get("speaker")
-        who = meta.get("person") or spk
+        who = meta.get("person") or meta.get("speaker")
         observed = None
         if isinstance(meta.get("observed_channels"), list):
             names = set(map(str, meta["observed_channels"]))
@@ -179,12 +178,57 @@ def load_clips(datasets: list[Dataset], split: str, spec: FaceSpec, fps: float, 
             feats=np.asarray(sf.feats, dtype=np.float32) if preload else None,
             prosody=np.asarray(sf.prosody, dtype=np.float32) if preload else None,
             tokens=np.asarray(sf.tokens, dtype=np.int64).reshape(-1), words=list(sf.words or []),
-            speaker=ds.name if style_by == "dataset" else (f"{ds.name}/{spk}" if spk else None),
+            speaker=style_key(ds.name, meta, style_by),
             emotion=_emotion(meta, len(coeffs), ds.fps, fps),
             rate=float(sf.rate), feat_dim=int(np.asarray(sf.feats).shape[1]),
             feature_path=None if preload else _cache_path(ds.root, cid, encoder, tokens, transcribe, language),
             observed=observed, person=f"{ds.name}/{who}" if who else None))
     return out
+
+
+def style_key(dataset: str, meta: dict, style_by: str = "speaker") -> str | None:
+    """The style token a clip trains (``data.style``): its dataset's name, or ``<dataset>/<speaker>`` (None when
+    ``meta.json`` names no speaker)."""
+    spk = meta.get("speaker")
+    return dataset if style_by == "dataset" else (f"{dataset}/{spk}" if spk else None)
+
+
+def typical_faces(items: Iterable[tuple[str | None, np.ndarray, np.ndarray]]) -> dict[str, list[float | None]]:
+    """Each style token's typical face: the per-channel median (C,) over the frames of its training clips that
+    observe the channel (None: no clip observes it). A median, as :func:`ksdiff.generate.anchor_face` moves the
+    output's median to it (the output's median moved to a mean would lift every skewed channel, e.g. jawOpen).
+    Stored in checkpoints (``typical_faces``).
+
+    Args:
+        items: (style token or None, motion (T, C), observed (C,) bool) per training clip; None is skipped.
+    """
+    cols: dict[str, list[list[np.ndarray]]] = {}
+    for key, motion, observed in items:
+        if not key:
+            continue
+        x = np.asarray(motion, np.float32)
+        per = cols.setdefault(key, [[] for _ in range(x.shape[1])])
+        for j in np.flatnonzero(observed):
+            per[j].append(x[:, j])
+    return {k: [float(np.median(np.concatenate(c))) if c else None for c in per] for k, per in sorted(cols.items())}
+
+
+def dataset_typical_faces(paths: list[str | os.PathLike], style_by: str = "speaker", split: str = "train",
+                          fps: float | None = None) -> dict[str, list[float | None]]:
+    """:func:`typical_faces` of the ``split`` clips of datasets (motion only, no features; resampled to ``fps``
+    as training does): for a checkpoint trained before checkpoints stored them (``scripts/add_typical_faces.py``)."""
+    def items() -> Iterator[tuple[str | None, np.ndarray, np.ndarray]]:
+        for path in paths:
+            ds = open_dataset(path)
+            for clip in ds.clips(split) if split in ds.splits else []:
+                meta, m = clip.meta(), clip.motion()
+                m = m if fps is None or abs(m.fps - fps) < 1e-6 else m.resample(fps)
+                obs = meta.get("observed_channels")
+                observed = np.array([c in set(obs) for c in m.channels]) if isinstance(obs, list) else \
+                    np.ones(len(m.channels), bool)
+                yield style_key(ds.name, meta, style_by), m.coeffs, observed
+
+    return typical_faces(items())
 
 
 def recenter_clips(clips: list[ClipData], spec: FaceSpec,

@@ -49,7 +49,7 @@ from ksdiff.face.specs import FaceSpec
 from ksdiff.train import checkpoint as ckpt
 from ksdiff.train.config import RunConfig, TrainConfig
 from ksdiff.train.data import (ClipCrops, ClipData, Collate, DataStats, StreamSampler, batch_to, compute_stats,
-                               crop_frames, load_clips, open_datasets, recenter_clips)
+                               crop_frames, load_clips, open_datasets, recenter_clips, typical_faces)
 from ksdiff.train.distributed import DistInfo, all_reduce_mean, any_rank, barrier, cleanup, init_distributed, \
     wrap_model
 from ksdiff.train.ema import EMA
@@ -265,6 +265,7 @@ def checkpoint_config(p: Prepared) -> dict:
     d["features"] = {"encoder": p.cfg.audio.encoder, "dim": p.feat_dim, "rate": p.rate,
                      "tokens": p.cfg.audio.tokens, "language": p.cfg.audio.language}
     d["normalization"] = {"mean": [float(v) for v in p.stats.mean], "std": [float(v) for v in p.stats.std]}
+    d["typical_faces"] = typical_faces((c.speaker, c.motion, c.observed_mask()) for c in p.train_clips)
     d["data_stats"] = {"train_clips": len(p.train_clips), "train_frames": p.stats.frames,
                        "keyframe_pos": [float(v) for v in p.stats.keyframe_pos]}
     d["ksdiff_version"] = __version__
