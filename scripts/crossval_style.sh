@@ -8,9 +8,12 @@
 #   reference   the mean pose of the reference the model gets (the person's resting face, no speech),
 #   ksdiff      the same model without a reference,
 #   ksdiff-ref  with the reference protocol `other` (the person's other held-out clip, else the clip's first
-#               REF_SECONDS (2; the GRID clips last 3 s), left out of every method's score), the face's typical pose
-#               anchored to the reference's,
-#   ksdiff-ref-encoder  the same without the anchoring (the style encoder alone),
+#               REF_SECONDS (2; the GRID clips last 3 s), left out of every method's score) and its audio, the
+#               face's typical pose anchored to the reference's beyond its speech, shrunk halfway to the style
+#               token's training median face (ksdiff.generate.anchor_face; the half chosen by scripts/crossval_nested.py
+#               over CV_WEIGHTS, which adds ksdiff-ref-w<W> for each W, e.g. CV_WEIGHTS="0.25 0.75 1"),
+#   ksdiff-ref-motion   the same from the reference's motion alone (no audio, as a Live Link CSV comes),
+#   ksdiff-ref-encoder  with the reference, without the anchoring (the style encoder alone),
 # then scripts/crossval_table.py (per person, paired bootstrap). docs/RESULTS.md, "Style from a reference".
 # Usage: scripts/crossval_style.sh DS_SYNTH DS_FACEGOOD OUT RUNS VIDEO_DS:PEOPLE_JSON [VIDEO_DS:PEOPLE_JSON ...]
 # CV_OVERRIDES (default "train.steps=1500"), CV_PARALLEL (2; OMP_NUM_THREADS=1 each), CV_SEEDS (2).
@@ -43,11 +46,12 @@ for pair in "$@"; do
     ev() { [ -f "$1/metrics.json" ] || $K evaluate "${@:2}" --data "$d" --split test --out "$1" --no-plots > /dev/null; }
     ev "$o/static" --baseline static "${ref[@]}"
     ev "$o/reference" --baseline reference "${ref[@]}"
-    ev "$o/ksdiff" --checkpoint "$ck" --name ksdiff --seeds "$seeds" --style "$n" --guidance 1 "${ref[@]}" \
-      --no-reference-input
-    ev "$o/ksdiff-ref" --checkpoint "$ck" --name ksdiff-ref --seeds "$seeds" --style "$n" --guidance 1 "${ref[@]}"
-    ev "$o/ksdiff-ref-encoder" --checkpoint "$ck" --name ksdiff-ref-encoder --seeds "$seeds" --style "$n" \
-      --guidance 1 "${ref[@]}" --no-anchor
+    gen=(--checkpoint "$ck" --seeds "$seeds" --style "$n" --guidance 1 "${ref[@]}")
+    ev "$o/ksdiff" "${gen[@]}" --name ksdiff --no-reference-input
+    ev "$o/ksdiff-ref-encoder" "${gen[@]}" --name ksdiff-ref-encoder --no-anchor
+    ev "$o/ksdiff-ref-motion" "${gen[@]}" --name ksdiff-ref-motion --no-reference-audio
+    ev "$o/ksdiff-ref" "${gen[@]}" --name ksdiff-ref
+    for w in ${CV_WEIGHTS:-}; do ev "$o/ksdiff-ref-w$w" "${gen[@]}" --name "ksdiff-ref-w$w" --reference-weight "$w"; done
   done
 done
 $PY "$here/crossval_table.py" "$out" "${fjson[@]}"

@@ -2,7 +2,8 @@
 clip's LVE for each method, averaged over clips and over people, how many people each method beats `static` on,
 and paired bootstrap (resampling people, 10 000 draws, seed 0) 95 % intervals of each method's per-person LVE
 minus `static`'s, and of the reference-style model minus the same model without a reference, minus the
-reference's own mean pose and minus the style encoder alone (no anchoring).
+reference's own mean pose, minus the style encoder alone (no anchoring) and minus the reference's motion alone
+(no audio).
 
 Layouts: REPORTS/fold<k>/<method>/metrics.json (one dataset, one FOLDS_JSON) or
 REPORTS/fold<k>/<dataset>/<method>/metrics.json (several datasets, one FOLDS_JSON each, given in the same order as
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ("static", "reference", "energy-jaw", "ksdiff", "ksdiff-ref-encoder", "ksdiff-ref", "ksdiff-self")
+ORDER = ("static", "reference", "energy-jaw", "ksdiff", "ksdiff-ref-encoder", "ksdiff-ref-motion", "ksdiff-ref",
+         "ksdiff-self")
 PAIRS = (("ksdiff-ref", "ksdiff"), ("ksdiff-ref", "reference"), ("ksdiff-ref", "ksdiff-ref-encoder"),
-         ("ksdiff-ref-encoder", "ksdiff"), ("ksdiff-self", "ksdiff"))
+         ("ksdiff-ref", "ksdiff-ref-motion"), ("ksdiff-ref-encoder", "ksdiff"), ("ksdiff-self", "ksdiff"))
 
 
 def _collect(out: Path, folds_jsons: list[Path]) -> tuple[dict, dict[str, str], int]:
