@@ -16,7 +16,8 @@
 #   ksdiff-ref-encoder  with the reference, without the anchoring (the style encoder alone),
 # then scripts/crossval_table.py (per person, paired bootstrap). docs/RESULTS.md, "Style from a reference".
 # Usage: scripts/crossval_style.sh DS_SYNTH DS_FACEGOOD OUT RUNS VIDEO_DS:PEOPLE_JSON [VIDEO_DS:PEOPLE_JSON ...]
-# CV_OVERRIDES (default "train.steps=1500"), CV_PARALLEL (2; OMP_NUM_THREADS=1 each), CV_SEEDS (2).
+# CV_OVERRIDES (default "train.steps=1500"), CV_PARALLEL (2; OMP_NUM_THREADS=1 each), CV_SEEDS (2), REF_PROTOCOL
+# (other; self: every clip's own first REF_SECONDS, even where the person has another clip).
 set -euo pipefail
 synth=$1; fg=$2; out=$3; runs=$4; shift 4
 K=${KSDIFF:-.venv/bin/ksdiff}; PY=${PYTHON:-.venv/bin/python}
@@ -42,7 +43,7 @@ for pair in "$@"; do
   people=${pair#*:}; n=${names[$i]}; i=$((i + 1))
   for f in $(seq 0 $((folds - 1))); do
     d="$runs/data/$n/fold$f"; o="$out/fold$f/$n"; ck="$runs/fold$f/model.safetensors"
-    ref=(--reference other --people "$people" --reference-seconds "${REF_SECONDS:-2}")
+    ref=(--reference "${REF_PROTOCOL:-other}" --people "$people" --reference-seconds "${REF_SECONDS:-2}")
     ev() { [ -f "$1/metrics.json" ] || $K evaluate "${@:2}" --data "$d" --split test --out "$1" --no-plots > /dev/null; }
     ev "$o/static" --baseline static "${ref[@]}"
     ev "$o/reference" --baseline reference "${ref[@]}"
