@@ -25,6 +25,7 @@ from ksdiff.data.dataset import open_dataset
 from ksdiff.data.synth.config import SynthConfig
 from ksdiff.data.synth.pseudo import pseudo_clip
 from ksdiff.errors import KsdiffError
+from ksdiff.utils.io import atomic_path
 
 
 def _jaw(coeffs: np.ndarray, channels: tuple[str, ...], T: int) -> np.ndarray:
@@ -74,7 +75,8 @@ def main() -> None:
     print(f"| **mean of {len(rows)} clips** | | " + " | ".join(f"**{mean[k]:+.3f}**" for k in keys)
           + (" | – |" if model is None else " |"))
     if a.out:
-        a.out.write_text(json.dumps({"per_clip": rows, "mean": mean}, indent=1))
+        with atomic_path(a.out) as tmp:
+            Path(tmp).write_text(json.dumps({"per_clip": rows, "mean": mean}, indent=1))
 
 
 if __name__ == "__main__":

@@ -223,9 +223,8 @@ def dataset_typical_faces(paths: list[str | os.PathLike], style_by: str = "speak
             for clip in ds.clips(split) if split in ds.splits else []:
                 meta, m = clip.meta(), clip.motion()
                 m = m if fps is None or abs(m.fps - fps) < 1e-6 else m.resample(fps)
-                obs = meta.get("observed_channels")
-                observed = np.array([c in set(obs) for c in m.channels]) if isinstance(obs, list) else \
-                    np.ones(len(m.channels), bool)
+                obs = set(meta["observed_channels"]) if isinstance(meta.get("observed_channels"), list) else None
+                observed = np.array([obs is None or c in obs for c in m.channels])
                 yield style_key(ds.name, meta, style_by), m.coeffs, observed
 
     return typical_faces(items())
