@@ -192,6 +192,7 @@ class Animator:
             for k, vals in (config.get("typical_faces") or {}).items()}
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
         self.last_info: dict = {}
+        self._last_reference: tuple[str | None, np.ndarray | None] = (None, None)  # see _reference_prediction
 
     @property
     def device(self) -> torch.device:
@@ -314,15 +315,37 @@ class Animator:
     def _anchor(self, raw: np.ndarray, sty: dict, style: Any, audio: Any, text: str | None, weight: float,
                 gen: dict) -> np.ndarray:
         """:func:`anchor_face` of the output ``raw`` (T, C) with the reference ``sty["ref_motion"]``, the model's own
-        motion for the reference's ``audio`` (cut to the reference's length; same style and reference, not
-        anchored) when given, and the style's typical face."""
-        ref, ref_pred = sty["ref_motion"], None
-        if audio is not None:
-            wave = self._wave(audio, None)[: int(round(len(ref) / self.fps * SAMPLE_RATE))]
-            motion = Motion(ref, self.spec.channels, self.fps, self.spec.name)
-            ref_pred = self.animate(wave, text=text, style=None if isinstance(style, Motion) else style,
-                                    reference=motion, anchor=False, num_frames=len(ref), **gen).coeffs
+        motion for the reference's ``audio`` when given (:meth:`_reference_prediction`), and the style's typical
+        face."""
+        ref = sty["ref_motion"]
+        ref_pred = None if audio is None else self._reference_prediction(ref, style, audio, text, gen)
         return anchor_face(raw, self.spec, ref=ref, ref_pred=ref_pred, typical=self.typical_face(style), weight=weight)
+
+    def _reference_prediction(self, ref: np.ndarray, style: Any, audio: Any, text: str | None,
+                              gen: dict) -> np.ndarray:
+        """The model's own motion (Tr, C) for the reference's audio, cut to the reference's length (the two start
+        together), with the same style and reference, not anchored. The last one is kept: files animated one after
+        another with one reference animate its audio once."""
+        import hashlib
+
+        from ksdiff.audio.decode import load_audio
+        from ksdiff.audio.features import MIN_SECONDS
+
+        path = audio if isinstance(audio, (str, os.PathLike)) else None
+        wave = load_audio(path, allow_silent=True) if path is not None else np.asarray(audio, np.float32).reshape(-1)
+        wave = wave[: int(round(len(ref) / self.fps * SAMPLE_RATE))]
+        if len(wave) < MIN_SECONDS * SAMPLE_RATE or not np.isfinite(wave).all():
+            raise KsdiffError(f"the reference's audio lasts {len(wave) / SAMPLE_RATE:.3f} s or holds NaN/inf; give "
+                              f"at least {MIN_SECONDS:g} s of finite samples", path)
+        style = None if isinstance(style, Motion) else style
+        key = hashlib.sha1(np.ascontiguousarray(ref).tobytes() + wave.tobytes()
+                           + repr((text, style, sorted(gen.items()))).encode()).hexdigest()
+        if self._last_reference[0] != key:
+            motion = Motion(ref, self.spec.channels, self.fps, self.spec.name)
+            pred = self.animate(wave, text=text, style=style, reference=motion, anchor=False, num_frames=len(ref),
+                                **gen).coeffs
+            self._last_reference = (key, pred)
+        return self._last_reference[1]
 
     def _style_vector(self, style: Any) -> np.ndarray | None:
         if style is None:

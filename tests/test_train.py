@@ -823,7 +823,15 @@ def test_typical_faces_anchor_generation_with_and_without_a_reference(datasets, 
     pred = a.animate(ref_wave[: int(round(ref.duration * 16000))], anchor=False, num_frames=ref.num_frames,
                      **kw).coeffs
     want = 0.5 * np.median(ref.coeffs[:, idx] - pred[:, idx], 0) + 0.5 * (typical - np.median(raw[:, idx], 0))
+    calls = []
+    animate = a.animate
+    a.animate = lambda *args, **kws: (calls.append(1), animate(*args, **kws))[1]  # counts the nested call too
     got = a.animate(wave, reference_audio=ref_wave, **kw).coeffs
+    again = a.animate(wave, reference_audio=ref_wave, **kw).coeffs  # the reference's audio is animated once
+    assert len(calls) == 3 and np.array_equal(got, again)
+    del a.animate
+    with pytest.raises(KsdiffError, match="the reference's audio lasts 0.050 s"):
+        a.animate(wave, reference_audio=ref_wave[:800], **kw)
     moved = np.median(got[:, idx], 0) - np.median(raw[:, idx], 0)
     keep = inside & (np.median(got[:, idx], 0) > 0.01) & (np.median(got[:, idx], 0) < 0.99)
     assert keep.sum() >= 2 and np.abs(moved - want)[keep].max() < 1e-4
