@@ -243,3 +243,26 @@ def test_missing_mediapipe_says_how_to_install(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe -> ImportError
     with pytest.raises(KsdiffError, match=r"pip install ksdiff\[track\]"):
         track_video(video_dir / "videoretalking_1.mp4", model=model)
+
+
+def test_a_video_without_sound_is_a_reference_but_not_a_training_clip(video_dir: Path, tmp_path: Path) -> None:
+    """`--style-from` takes a video of a face with no audio stream (its motion alone); `track` still needs speech."""
+    import av
+
+    from ksdiff.data.reference import load_reference, load_reference_audio
+    from ksdiff.data.tracker import track_clip
+
+    src, mute = video_dir / "videoretalking_1.mp4", tmp_path / "mute.mp4"
+    with av.open(str(src)) as inp, av.open(str(mute), "w") as out:  # remux the video stream alone
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        for packet in inp.demux(vin):
+            if packet.dts is not None:
+                packet.stream = vout
+                out.mux(packet)
+    ref = load_reference(mute, max_seconds=3.0)
+    assert ref.spec == "arkit" and ref.fps == 25.0 and abs(ref.duration - 3.0) < 0.1
+    assert np.isfinite(ref.coeffs).all() and ref.coeffs[:, ref.channels.index("jawOpen")].std() > 0
+    assert load_reference_audio(mute) is None and load_reference_audio(src) is not None
+    with pytest.raises(KsdiffError, match="no audio stream"):
+        track_clip(mute, progress=False)

@@ -42,7 +42,7 @@ def load_reference(path: str | os.PathLike, max_seconds: float | None = 30.0) ->
     elif suffix in VIDEO_SUFFIXES:
         from ksdiff.data.tracker import track_clip
 
-        m = track_clip(p, fps=25.0, max_seconds=max_seconds, progress=False).motion
+        m = track_clip(p, fps=25.0, max_seconds=max_seconds, progress=False, need_speech=False).motion
     else:
         raise KsdiffError(f"a reference clip must be a Live Link CSV, a video ({', '.join(VIDEO_SUFFIXES)}) or a "
                           f"motion .npz, not {suffix or 'a file without a suffix'}", p)

@@ -515,21 +515,29 @@ class TrackedClip:
 
 def track_clip(video: str | os.PathLike, clip_id: str | None = None, fps: float = 25.0,
                model: str | os.PathLike | None = None, max_gap_s: float = 0.5, max_missing: float = 0.2,
-               max_seconds: float | None = None, progress: bool = True) -> TrackedClip:
+               max_seconds: float | None = None, progress: bool = True, need_speech: bool = True) -> TrackedClip:
     """Track one video into a clip: audio (16 kHz mono) + ``arkit`` motion of round(audio_seconds × fps) frames.
+    ``need_speech=False`` (a reference of a face, not a training clip): a silent video, or one without an audio
+    stream (empty ``wave``, motion as long as the video), is tracked too.
 
     Raises:
-        KsdiffError: no audio stream, no video stream, or tracking refused (see :func:`tracking_problem`).
+        KsdiffError: no audio stream or silent audio (unless ``need_speech`` is False), no video stream, or tracking
+            refused (see :func:`tracking_problem`).
     """
     video = Path(video)
     if not video.is_file():
         raise KsdiffError("video file not found", video)
-    wave = load_audio(video)  # first: cheap, and a video without audio fails before tracking
+    try:  # first: cheap, and a video without audio fails before tracking
+        wave = load_audio(video, allow_silent=not need_speech)
+    except KsdiffError as e:
+        if need_speech or "no audio stream" not in e.problem:
+            raise
+        wave = np.zeros(0, np.float32)
     if max_seconds is not None:
         wave = wave[: int(round(max_seconds * SAMPLE_RATE))]
-    audio_seconds = len(wave) / SAMPLE_RATE
     cid = clip_id or _sanitize(video.stem)
     result = track_video(video, model=model, max_seconds=max_seconds, progress=progress, desc=cid)
+    audio_seconds = len(wave) / SAMPLE_RATE if len(wave) else result.end_time
     problem = tracking_problem(result, max_gap_s, max_missing, audio_seconds=audio_seconds)
     if problem:
         raise KsdiffError(problem, video)
