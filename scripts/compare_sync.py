@@ -1,7 +1,8 @@
 """Two scripts/speech_sync.py reports of the same clips side by side: per metric, each mean and the paired
-difference (B − A) with a 95 % bootstrap interval over the clips (10 000 draws, seed 0).
+difference (B − A) with a 95 % bootstrap interval over the clips (10 000 draws, seed 0). A side may be several
+reports (comma-separated, e.g. one per seed): each clip's value is then their mean.
 
-Usage: python scripts/compare_sync.py A/metrics.json B/metrics.json
+Usage: python scripts/compare_sync.py A/metrics.json[,A2/metrics.json...] B/metrics.json[,B2/metrics.json...]
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import numpy as np
 KEYS = ("env_r", "jaw_std", "mouth_std", "bilabial_closure")
 
 
-def main(a_path: Path, b_path: Path) -> None:
-    a, b = (json.loads(p.read_text())["clips"] for p in (a_path, b_path))
+def _side(paths: str) -> dict[str, dict[str, float]]:
+    """{clip: {metric: mean over the reports}} of comma-separated reports (clips in all of them)."""
+    reports = [json.loads(Path(p).read_text())["clips"] for p in paths.split(",")]
+    clips = set.intersection(*(set(r) for r in reports))
+    return {c: {k: float(np.mean([r[c].get(k, np.nan) for r in reports])) for k in KEYS} for c in clips}
+
+
+def main(a_paths: str, b_paths: str) -> None:
+    a, b = _side(a_paths), _side(b_paths)
     clips = sorted(set(a) & set(b))
     print(f"{len(clips)} clips in both\n\n| metric | A | B | B − A | 95 % interval |\n|---|---:|---:|---:|---|")
     rng = np.random.default_rng(0)
@@ -31,4 +39,4 @@ def main(a_path: Path, b_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(sys.argv[1], sys.argv[2])
