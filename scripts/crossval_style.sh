@@ -18,7 +18,7 @@
 # Usage: scripts/crossval_style.sh DS_SYNTH DS_FACEGOOD OUT RUNS VIDEO_DS:PEOPLE_JSON [VIDEO_DS:PEOPLE_JSON ...]
 # CV_OVERRIDES (default "train.steps=1500"), CV_PARALLEL (2; OMP_NUM_THREADS=1 each), CV_SEEDS (2), REF_PROTOCOL
 # (other; self: every clip's own first REF_SECONDS, even where the person has another clip), CV_STYLES (style tokens
-# to score ksdiff-ref-<token>-w<W> in, besides each dataset's own).
+# to score ksdiff-<token> (no reference) and ksdiff-ref-<token>-w<W> in, besides each dataset's own).
 set -euo pipefail
 synth=$1; fg=$2; out=$3; runs=$4; shift 4
 K=${KSDIFF:-.venv/bin/ksdiff}; PY=${PYTHON:-.venv/bin/python}
@@ -55,6 +55,8 @@ for pair in "$@"; do
     ev "$o/ksdiff-ref" "${gen[@]}" --name ksdiff-ref
     for w in ${CV_WEIGHTS:-}; do ev "$o/ksdiff-ref-w$w" "${gen[@]}" --name "ksdiff-ref-w$w" --reference-weight "$w"; done
     for st in ${CV_STYLES:-}; do  # another style token for every dataset (e.g. the checkpoint's default, facegood)
+      ev "$o/ksdiff-$st" --checkpoint "$ck" --seeds "$seeds" --style "$st" --guidance 1 "${ref[@]}" \
+        --name "ksdiff-$st" --no-reference-input
       for w in 0.5 ${CV_WEIGHTS:-}; do
         ev "$o/ksdiff-ref-$st-w$w" --checkpoint "$ck" --seeds "$seeds" --style "$st" --guidance 1 "${ref[@]}" \
           --name "ksdiff-ref-$st-w$w" --reference-weight "$w"

@@ -75,6 +75,9 @@ def main(out: Path, folds_jsons: list[Path]) -> None:
         print(f"| {m} | {clip_lve:.3f} | {lve[m].mean():.3f} | {rmse:.4f} | {jaw:.3f} | {wins} |")
     print()
     pairs = [(m, "static") for m in methods if m != "static"] + [p for p in PAIRS if p[0] in lve and p[1] in lve]
+    styled = {m: "ksdiff-" + m[len("ksdiff-ref-"):-len("-w0.5")] for m in methods  # CV_STYLES: with vs without
+              if m.startswith("ksdiff-ref-") and m.endswith("-w0.5")}
+    pairs += [(m, base) for m, base in styled.items() if base in lve]
     for a, b in pairs:
         d = lve[a] - lve[b]
         lo, hi = _interval(d)
