@@ -509,12 +509,9 @@ class ReferenceProtocol:
         if ref is None:
             return None, None
         src = self._sources[clip.id]
-        wave = src.audio()
-        english = str(src.meta().get("language") or "en").lower().startswith("en")
         if k:  # the clip's own first frames: their span of its audio; no transcript of that span
-            return wave[: int(round(k / ref.fps * SAMPLE_RATE))], None if english else ""
-        text = src.transcript()
-        return wave, text if text is not None or english else ""
+            return src.audio()[: int(round(k / ref.fps * SAMPLE_RATE))], _as_trained(src, None)
+        return src.audio(), _as_trained(src, src.transcript())
 
     def attach(self, predict: Predictor) -> Predictor:
         """``predict`` scored without the frames the reference took (``skip_frames``), recording the choices."""
@@ -554,9 +551,7 @@ def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None
     model = load_model(checkpoint)
 
     def predict(clip: Clip, seed: int) -> Motion:
-        text = clip.transcript() if use_transcripts else None
-        if text is None and not str(clip.meta().get("language") or "en").lower().startswith("en"):
-            text = ""  # as in training: no automatic English transcript for other languages
+        text = _as_trained(clip, clip.transcript() if use_transcripts else None)
         opts = {k: v for k, v in (("steps", steps), ("sampler", sampler)) if v is not None}
         ref = protocol(clip)[0] if use_reference else None
         if ref is not None and use_reference_audio:
@@ -565,6 +560,14 @@ def checkpoint_predictor(checkpoint: str | os.PathLike, steps: int | None = None
 
     predict.source = lambda clip: model.path  # type: ignore[attr-defined]
     return protocol.attach(predict)
+
+
+def _as_trained(clip: Clip, text: str | None) -> str | None:
+    """The transcript a model gets for ``clip``'s audio: ``text``; when it is None (unknown), "" for a clip in
+    another language than English, as in training (no automatic English transcript), else None (automatic)."""
+    if text is None and not str(clip.meta().get("language") or "en").lower().startswith("en"):
+        return ""
+    return text
 
 
 def _other_clip(clip: Clip, people: dict[str, str] | None = None) -> Clip | None:

@@ -281,10 +281,10 @@ class Animator:
         return np.ascontiguousarray(e)
 
     def _style(self, style: Any, reference: Motion | None = None,
-               reference_weight: float = REFERENCE_WEIGHT) -> dict[str, np.ndarray]:
+               reference_weight: float | None = None) -> dict[str, np.ndarray]:
         """{"style": (S,) one-hot or vector, "ref_motion": (Tr, C)}, each only when given (a :class:`Motion` as
         ``style`` is a reference clip with the checkpoint's default style token); all checked."""
-        if not 0.0 <= reference_weight <= 1.0:
+        if reference_weight is not None and not 0.0 <= reference_weight <= 1.0:
             raise KsdiffError(f"reference_weight must lie in [0, 1], got {reference_weight}")
         if isinstance(style, Motion):
             style, reference = None, style if reference is None else reference
@@ -312,14 +312,15 @@ class Animator:
             return None
         return (sum(wi * f for wi, f in faces) / sum(wi for wi, _ in faces)).astype(np.float32)
 
-    def _anchor(self, raw: np.ndarray, sty: dict, style: Any, audio: Any, text: str | None, weight: float,
+    def _anchor(self, raw: np.ndarray, sty: dict, style: Any, audio: Any, text: str | None, weight: float | None,
                 gen: dict) -> np.ndarray:
         """:func:`anchor_face` of the output ``raw`` (T, C) with the reference ``sty["ref_motion"]``, the model's own
         motion for the reference's ``audio`` when given (:meth:`_reference_prediction`), and the style's typical
         face."""
         ref = sty["ref_motion"]
         ref_pred = None if audio is None else self._reference_prediction(ref, style, audio, text, gen)
-        return anchor_face(raw, self.spec, ref=ref, ref_pred=ref_pred, typical=self.typical_face(style), weight=weight)
+        return anchor_face(raw, self.spec, ref=ref, ref_pred=ref_pred, typical=self.typical_face(style),
+                           weight=REFERENCE_WEIGHT if weight is None else weight)
 
     def _reference_prediction(self, ref: np.ndarray, style: Any, audio: Any, text: str | None,
                               gen: dict) -> np.ndarray:
@@ -408,7 +409,7 @@ class Animator:
                 sampler: str | None = None, seed: int = 0, guidance: float | None = None, emotion: Any = None,
                 style: Any = None, reference: Motion | None = None, anchor: bool = True,
                 reference_audio: str | os.PathLike | np.ndarray | None = None, reference_text: str | None = None,
-                reference_weight: float = REFERENCE_WEIGHT, num_frames: int | None = None,
+                reference_weight: float | None = None, num_frames: int | None = None,
                 window_s: float | None = None, overlap_s: float | None = None, eta: float = 0.0,
                 progress: Callable[[int, int], None] | None = None, max_seconds: float | None = None) -> Motion:
         """Speech -> motion in the checkpoint's face spec at its fps.
@@ -431,8 +432,8 @@ class Animator:
                 face spec): their resting face, mouth and head habits; needs a model with a style encoder.
             anchor: with a reference, move each expression channel's median over the output to the person's
                 typical face (:func:`anchor_face`): the reference's beyond its speech (``reference_audio``: its own
-                sound, a file or 16 kHz wave; ``reference_text``: its transcript), ``reference_weight`` in [0, 1] of
-                it against the style's training median face; False leaves the face to the style encoder alone.
+                sound, a file or 16 kHz wave; ``reference_text``: its transcript), ``reference_weight`` (None:
+                :data:`REFERENCE_WEIGHT`) of it against the style's training median face; False: the encoder alone.
             num_frames: force the output length (default round(duration × fps)).
             window_s / overlap_s: override the long-audio window plan (seconds; window 0 = one pass).
             progress: called as progress(done, total) after each denoiser evaluation.

@@ -21,7 +21,7 @@ SILENCE_DBFS = -60.0
 
 
 def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: bool = False, *,
-               max_seconds: float | None = None) -> np.ndarray:
+               max_seconds: float | None = None, allow_missing: bool = False) -> np.ndarray:
     """Decode ``path`` (wav/flac/mp3/m4a/aac/aiff/ogg, or a video's audio stream) to mono float32 at ``sr``.
 
     Decoding streams: frames are averaged to mono and resampled (soxr, high quality) block by block, so memory
@@ -30,6 +30,7 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: boo
     Args:
         max_seconds: refuse audio longer than this: the container's declared duration is checked first (when it
             is clearly over), and decoding stops as soon as the decoded audio passes the limit (a header can lie).
+        allow_missing: a file without an audio stream (a muted video) gives an empty wave instead of an error.
 
     Returns:
         wave: float32 array (N,), N ≈ seconds × sr, values in [-1, 1].
@@ -49,6 +50,8 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: boo
         with av.open(str(path), metadata_errors="ignore") as container:
             streams = [s for s in container.streams if s.type == "audio"]
             if not streams:
+                if allow_missing:
+                    return np.zeros(0, np.float32)
                 raise KsdiffError("no audio stream in this file", path)
             if max_seconds is not None:
                 _check_declared_duration(container, streams[0], max_seconds, path)

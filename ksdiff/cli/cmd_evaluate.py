@@ -70,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
             kw["guidance"] = args.guidance
         if args.reference != "none":
             kw.update(protocol=protocol, use_reference=not args.no_reference_input, anchor=not args.no_anchor,
-                      use_reference_audio=not args.no_reference_audio)
-            if args.reference_weight is not None:
-                kw["reference_weight"] = args.reference_weight
+                      use_reference_audio=not args.no_reference_audio, reference_weight=args.reference_weight)
         pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
     elif args.pred:
         pred, name = protocol.attach(E.pred_dataset_predictor(args.pred)), "pred"

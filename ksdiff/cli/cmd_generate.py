@@ -189,7 +189,7 @@ def _animate(animator, audio: Path, text: str | None, args: argparse.Namespace, 
         return animator.animate(audio, text=text, steps=args.steps, sampler=args.sampler, seed=args.seed,
                                 guidance=args.guidance, emotion=emotion, style=_style(args.style),
                                 reference=args.reference, anchor=not args.no_anchor,
-                                reference_audio=args.reference_wave, **args.reference_kw,
+                                reference_audio=args.reference_wave, reference_weight=args.reference_weight,
                                 window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress,
                                 max_seconds=args.max_seconds)
     finally:
@@ -228,7 +228,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     animator = _load_animator(args, exports)
     args.reference, args.reference_wave = _reference(animator, args.style_from, args.reference_audio)
-    args.reference_kw = {} if args.reference_weight is None else {"reference_weight": args.reference_weight}
     render_video = _renderer(args.render)
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}

@@ -65,10 +65,7 @@ def load_reference_audio(path: str | os.PathLike, audio: str | os.PathLike | Non
     src = Path(audio) if audio is not None else Path(path)
     if audio is None and src.suffix.lower() not in VIDEO_SUFFIXES:
         return None
-    try:
-        wave = load_audio(src, allow_silent=True)
-    except KsdiffError as e:
-        if audio is None and "no audio stream" in str(e):
-            return None  # a silent video: its motion alone
-        raise
+    wave = load_audio(src, allow_silent=True, allow_missing=audio is None)  # a muted video: its motion alone
+    if not len(wave):
+        return None
     return wave if max_seconds is None else wave[: int(round(max_seconds * SAMPLE_RATE))]

@@ -527,12 +527,8 @@ def track_clip(video: str | os.PathLike, clip_id: str | None = None, fps: float 
     video = Path(video)
     if not video.is_file():
         raise KsdiffError("video file not found", video)
-    try:  # first: cheap, and a video without audio fails before tracking
-        wave = load_audio(video, allow_silent=not need_speech)
-    except KsdiffError as e:
-        if need_speech or "no audio stream" not in e.problem:
-            raise
-        wave = np.zeros(0, np.float32)
+    # first: cheap, and a video without audio fails before tracking
+    wave = load_audio(video, allow_silent=not need_speech, allow_missing=not need_speech)
     if max_seconds is not None:
         wave = wave[: int(round(max_seconds * SAMPLE_RATE))]
     cid = clip_id or _sanitize(video.stem)
