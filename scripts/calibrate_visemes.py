@@ -23,6 +23,7 @@ from ksdiff.data.synth.calibrate import CLASSES, ClipDesign, calibrate_table, cl
 from ksdiff.data.synth.config import SynthConfig
 from ksdiff.data.synth.visemes import TARGET_KEYS, TARGETS
 from ksdiff.errors import KsdiffError
+from ksdiff.metrics.articulation import IPHONE_CAPTURE_STD
 from ksdiff.utils.io import write_json
 
 ap = argparse.ArgumentParser()
@@ -94,9 +95,9 @@ def scores(table: dict, clips: list[ClipDesign]) -> dict:
 #: amplitude aimed at per key: the 20 s real iPhone Live Link capture quoted in issue 14 (std over the capture, in
 #: ARKit units, left channel where the capture gives one side); other keys: the tracked clips' own std
 IPHONE = "iPhone Live Link capture (issue 14)"
-REFERENCE_STD = {"jaw": (0.09, IPHONE), "funnel": (0.107, IPHONE), "pucker": (0.101, IPHONE),
-                 "lowerDown": (0.123, IPHONE), "upperUp": (0.110, IPHONE), "stretch": (0.058, IPHONE),
-                 "smile": (0.12, IPHONE)}
+CAPTURE_CHANNEL = {"jaw": "jawOpen", "funnel": "mouthFunnel", "pucker": "mouthPucker", "lowerDown": "mouthLowerDownLeft",
+                   "upperUp": "mouthUpperUpLeft", "stretch": "mouthStretchLeft", "smile": "mouthSmileLeft"}
+REFERENCE_STD = {key: (IPHONE_CAPTURE_STD[ch], IPHONE) for key, ch in CAPTURE_CHANNEL.items()}
 calibrated, how = calibrate_table(groups["fit"], hand, REFERENCE_STD, hand_shape=tuple(a.hand_shape))
 held = {"hand": scores(hand, groups["held"]), "fitted": scores(fit.targets, groups["held"]),
         "calibrated": scores(calibrated, groups["held"])}

@@ -110,6 +110,22 @@ def test_articulation_hand_example():
     assert out["ratio"] == pytest.approx(0.75) and out["r"] == pytest.approx(1.0)
 
 
+def test_capture_ratio_against_the_iphone_capture():
+    """Each quoted channel's std over the capture's, their median; channels the capture does not quote ignored."""
+    from ksdiff.metrics import capture_ratio
+    from ksdiff.metrics.articulation import IPHONE_CAPTURE_STD
+
+    names = list(IPHONE_CAPTURE_STD) + ["eyeBlinkLeft"]
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((2000, len(names)))
+    z = (z - z.mean(0)) / z.std(0)
+    scale = np.array([IPHONE_CAPTURE_STD[n] for n in names[:-1]] + [5.0])
+    half = np.array([0.5] * 4 + [1.0] * 3 + [1.0])  # four channels move half as far, three as far
+    assert capture_ratio(z * scale * half, names) == pytest.approx(0.5)
+    assert capture_ratio(z * scale, names) == pytest.approx(1.0)
+    assert math.isnan(capture_ratio(z[:, -1:], ["eyeBlinkLeft"]))
+
+
 def test_jitter_hand_example():
     x = (np.arange(6, dtype=float) ** 3)[:, None]  # third difference of t³ is 6
     assert jitter(x, fps=2) == pytest.approx(6 * 8)

@@ -12,10 +12,11 @@
 ``envelope_correlation`` Pearson r of mouth opening with the speech envelope
 ``jitter``         mean jerk magnitude
 ``articulation``   per mouth channel std(pred)/std(truth) and r, their medians (under-articulation)
+``capture_ratio``  median std(pred)/std(a real iPhone capture) over its quoted channels (no truth needed)
 =================  ===========================================================================
 """
 
-from ksdiff.metrics.articulation import articulation
+from ksdiff.metrics.articulation import articulation, capture_ratio
 from ksdiff.metrics.beat import beat_align, motion_beats, speech_beats
 from ksdiff.metrics.diversity import head_diversity, sample_diversity
 from ksdiff.metrics.fdd import fdd
@@ -24,5 +25,5 @@ from ksdiff.metrics.keyframes import keyframe_prf
 from ksdiff.metrics.lip import lve, lve_squared
 from ksdiff.metrics.lipsync import bilabial_closure, envelope_correlation
 
-__all__ = ["articulation", "beat_align", "bilabial_closure", "envelope_correlation", "fdd", "head_diversity", "jitter",
-           "keyframe_prf", "lve", "lve_squared", "motion_beats", "sample_diversity", "speech_beats"]
+__all__ = ["articulation", "beat_align", "bilabial_closure", "capture_ratio", "envelope_correlation", "fdd",
+           "head_diversity", "jitter", "keyframe_prf", "lve", "lve_squared", "motion_beats", "sample_diversity", "speech_beats"]

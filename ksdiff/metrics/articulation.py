@@ -15,6 +15,14 @@ from ksdiff.audio.envelope import pearson
 #: A truth channel moving less than this (std, coefficient units) does not count: its ratio would be noise.
 MIN_TRUTH_STD = 0.01
 
+#: Per-channel std of a real iPhone Live Link Face capture of English speech (20 s, ARKit units; quoted in issue 14,
+#: left channel where the capture gives one side): the amplitude a real face reaches. The calibrated visemes of the
+#: synthetic corpus are scaled to it (``scripts/calibrate_visemes.py``), and :func:`capture_ratio` measures a
+#: prediction for speech that has no face truth against it.
+IPHONE_CAPTURE_STD: dict[str, float] = {"jawOpen": 0.09, "mouthFunnel": 0.107, "mouthPucker": 0.101,
+                                        "mouthLowerDownLeft": 0.123, "mouthUpperUpLeft": 0.110,
+                                        "mouthStretchLeft": 0.058, "mouthSmileLeft": 0.12}
+
 
 def mouth_channels(channels: tuple[str, ...] | list[str]) -> list[str]:
     """The mouth channels of a spec: ARKit jaw*, mouth*, tongueOut, cheekPuff; FLAME expression and jaw."""
@@ -44,3 +52,14 @@ def articulation(pred: np.ndarray, truth: np.ndarray, channels: tuple[str, ...] 
     rs = [v["r"] for v in per.values() if np.isfinite(v["r"])]
     return {"ratio": float(np.median(ratios)) if ratios else float("nan"),
             "r": float(np.median(rs)) if rs else float("nan"), "channels": per}
+
+
+def capture_ratio(pred: np.ndarray, channels: tuple[str, ...] | list[str],
+                  reference: dict[str, float] | None = None) -> float:
+    """Median over the channels of ``reference`` (default :data:`IPHONE_CAPTURE_STD`) of the std of ``pred``
+    ((T, C) in ``channels``' order, one clip) over the reference's std: articulation on audio alone, against how far
+    a real captured face moves (1 = as far; NaN when ``pred`` has none of the channels)."""
+    ref = IPHONE_CAPTURE_STD if reference is None else reference
+    P = np.asarray(pred, np.float64)
+    ratios = [float(P[:, list(channels).index(c)].std()) / s for c, s in ref.items() if c in channels]
+    return float(np.median(ratios)) if ratios else float("nan")
