@@ -3,7 +3,7 @@
     audio ──decode──> wave (16 kHz) ──features──> feats (N', F), prosody (N', 2), tokens, words
           ──per window: model.encode_condition──> speech condition + keyframes (T, 2), for the whole clip first
           ──per window: sampler over model.denoise, overlap inpainted──> x0 (normalised)
-          ──model.denormalize, bounded channels clipped to [0, 1]──> Motion (T, C) at the checkpoint's fps
+          ──model.denormalize, bounded channels clipped to [0, 1], mouth smoothed (smooth_mouth)──> Motion (T, C)
 
 ``T = round(duration × fps)``. Audio longer than a window plus its overlap (default 8 s + 2 s) is generated in
 overlapping windows (:func:`plan_windows`). Keyframes are predicted for the whole clip before any diffusion
@@ -51,6 +51,7 @@ MIN_REFERENCE_S = 2.0  #: shortest reference clip of a person (seconds) for a re
 #: (the training data's median face, when the checkpoint stores it): :func:`anchor_face`. 0.5 was chosen in a nested
 #: grouped cross-validation over 35 tracked people with 2 s references (docs/RESULTS.md, "Style from a reference").
 REFERENCE_WEIGHT = 0.5
+MAX_SMOOTH = 5.0  #: the largest mouth smoothing σ (frames) accepted: beyond it speech is blurred away
 ENCODE_BATCH = 16  # windows whose conditions (and autoregressive keyframes) are computed in one batch
 
 
@@ -118,15 +119,36 @@ def seam_jumps(coeffs: np.ndarray, windows: Sequence[Window], scale: np.ndarray 
 
 
 def generation_defaults(config: dict) -> dict[str, Any]:
-    """``{"steps", "sampler", "guidance", "encoder_compute"}`` a checkpoint generates with when the caller gives
-    none: its config's ``generation`` section (checkpoints without one: DPM-Solver++ 20 steps, no guidance, the
-    Whisper encoder in float32). ``encoder_compute`` ``int8`` runs the whisper-tiny encoder with int8 weights."""
+    """``{"steps", "sampler", "guidance", "encoder_compute", "smooth"}`` a checkpoint generates with when the caller
+    gives none: its config's ``generation`` section (checkpoints without one: DPM-Solver++ 20 steps, no guidance, the
+    Whisper encoder in float32, no smoothing). ``encoder_compute`` ``int8`` runs the whisper-tiny encoder with int8
+    weights; ``smooth`` is :func:`smooth_mouth`'s σ in frames."""
     gen = config.get("generation") or {}
     compute = str(gen.get("encoder_compute", "float32"))
     if compute not in ("float32", "int8"):
         raise KsdiffError(f"generation.encoder_compute must be float32 or int8, not {compute!r}")
+    smooth = float(gen.get("smooth", 0.0))
+    if not 0.0 <= smooth <= MAX_SMOOTH:
+        raise KsdiffError(f"generation.smooth must lie in [0, {MAX_SMOOTH:g}] frames, not {smooth:g}")
     return {"steps": int(gen.get("steps", 20)), "sampler": str(gen.get("sampler", "dpmpp")),
-            "guidance": float(gen.get("guidance", 1.0)), "encoder_compute": compute}
+            "guidance": float(gen.get("guidance", 1.0)), "encoder_compute": compute, "smooth": smooth}
+
+
+def smooth_mouth(raw: np.ndarray, spec: FaceSpec, sigma: float) -> np.ndarray:
+    """``raw`` (T, C) with its mouth channels (:func:`ksdiff.metrics.articulation.mouth_channels`) smoothed over time
+    by a Gaussian of σ = ``sigma`` frames (edges repeat the end frames; 0: unchanged). A weighted mean of values,
+    so bounded channels stay in [0, 1]. Returns a new (T, C) float32 array."""
+    if sigma <= 0 or len(raw) < 2:
+        return raw
+    from scipy.ndimage import gaussian_filter1d
+
+    from ksdiff.metrics.articulation import mouth_channels
+
+    idx = [spec.channels.index(c) for c in mouth_channels(spec.channels)]
+    out = np.array(raw, dtype=np.float32, copy=True)
+    if idx:
+        out[:, idx] = gaussian_filter1d(out[:, idx], float(sigma), axis=0, mode="nearest")
+    return out
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> "Animator":
@@ -186,6 +208,8 @@ class Animator:
         self.transcribe = bool(audio.get("transcribe", True))
         self.speakers = list((config.get("data") or {}).get("speakers") or [])
         self.default_style = str((config.get("data") or {}).get("default_style") or "") or None
+        #: the style used with a reference clip and no style given (data.reference_style, else the default style)
+        self.reference_style = str((config.get("data") or {}).get("reference_style") or "") or self.default_style
         #: each style token's typical face (C,): its training data's median (NaN: a channel its data never observed)
         self.typical_faces: dict[str, np.ndarray] = {
             k: np.array([np.nan if v is None else v for v in vals], np.float32)
@@ -289,7 +313,7 @@ class Animator:
         if isinstance(style, Motion):
             style, reference = None, style if reference is None else reference
         out: dict[str, np.ndarray] = {}
-        vec = self._style_vector(style)
+        vec = self._style_vector(self.reference_style if style is None and reference is not None else style)
         if vec is not None:
             out["style"] = vec
         if reference is not None:
@@ -298,10 +322,11 @@ class Animator:
 
     def typical_face(self, style: Any = None) -> np.ndarray | None:
         """The typical face (C,) of a style token from the training data (NaN where its data observed no value),
-        the checkpoint's default style for None or a reference clip; a (S,) vector mixes the tokens' by its
-        positive weights. None when the checkpoint stores none for it (models trained before it did)."""
+        the style used with a reference (:attr:`reference_style`) for None or a reference clip; a (S,) vector mixes
+        the tokens' by its positive weights. None when the checkpoint stores none for it (models trained before it
+        did)."""
         if style is None or isinstance(style, Motion):
-            style = self.default_style
+            style = self.reference_style
         if style is None or not self.typical_faces:
             return None
         if isinstance(style, str):
@@ -411,23 +436,24 @@ class Animator:
                 reference_audio: str | os.PathLike | np.ndarray | None = None, reference_text: str | None = None,
                 reference_weight: float | None = None, num_frames: int | None = None,
                 window_s: float | None = None, overlap_s: float | None = None, eta: float = 0.0,
-                progress: Callable[[int, int], None] | None = None, max_seconds: float | None = None) -> Motion:
+                smooth: float | None = None, progress: Callable[[int, int], None] | None = None,
+                max_seconds: float | None = None) -> Motion:
         """Speech -> motion in the checkpoint's face spec at its fps.
 
         Args:
-            audio: a file path (any format PyAV reads) or a wave (N,) float32 mono at 16 kHz. Either must last at
-                least :data:`ksdiff.audio.features.MIN_SECONDS`; a file must not be silent throughout
-                (:func:`ksdiff.audio.features.load_speech`).
+            audio: a file path (any format PyAV reads) or a wave (N,) float32 mono at 16 kHz, at least
+                :data:`ksdiff.audio.features.MIN_SECONDS` long; a file not silent throughout (``load_speech``).
             text: the transcript (None: automatic when the model uses text).
             steps: denoising steps of the sampler; sampler: ``dpmpp`` | ``ddim`` | ``ddpm``; eta: DDIM's η.
-                None (steps, sampler, guidance): the checkpoint's ``generation`` defaults (:attr:`defaults`).
-            seed: seeds the initial noise and every random choice: same seed, same output (bit-identical on the
-                same machine and device).
+                None (steps, sampler, guidance, smooth): the checkpoint's ``generation`` defaults (:attr:`defaults`).
+            smooth: σ in frames of the Gaussian over time on the output's mouth channels (:func:`smooth_mouth`).
+            seed: seeds the initial noise and every random choice (same seed, same output on the same machine).
             guidance: classifier-free guidance scale (1 = off).
             emotion: (valence, arousal) in [-1, 1] for the whole clip, (T, 2) per frame, or an
                 :class:`~ksdiff.face.emotion.EmotionCurve` over seconds; needs an emotion-trained model.
             style: speaker name (from the training set), index, or a (S,) vector; needs a style-trained model.
-                A :class:`~ksdiff.face.motion.Motion` is a reference clip of the person (``reference``).
+                A :class:`~ksdiff.face.motion.Motion` is a reference clip of the person (``reference``). None: the
+                checkpoint's default style (:attr:`reference_style` with a reference).
             reference: a clip of the person's own face motion (≥ :data:`MIN_REFERENCE_S`, any fps, this model's
                 face spec): their resting face, mouth and head habits; needs a model with a style encoder.
             anchor: with a reference, move each expression channel's median over the output to the person's
@@ -441,9 +467,7 @@ class Animator:
         Returns Motion with coeffs (T, C) float32, all finite. Raises KsdiffError on bad input, or when the model
         produced NaN/inf (diverged weights): nothing is returned.
         """
-        steps = int(self.defaults["steps"] if steps is None else steps)
-        sampler = self.defaults["sampler"] if sampler is None else sampler
-        guidance = float(self.defaults["guidance"] if guidance is None else guidance)
+        steps, sampler, guidance, smooth = self._options(steps, sampler, guidance, smooth)
         timings: dict[str, float] = {}
         t_all = time.perf_counter()
         with _timed(timings, "decode"):
@@ -459,14 +483,25 @@ class Animator:
         with _timed(timings, "diffusion"):
             out = self._diffuse(conds, windows, T, sample_fn, steps, guidance, eta, seed, progress)
         with _timed(timings, "output"):
-            raw = self._to_coeffs(out)
+            raw = self._to_coeffs(out, smooth)
         if anchor and "ref_motion" in sty:  # the reference's own audio is animated here, before last_info is set
             with _timed(timings, "reference"):
                 raw = self._anchor(raw, sty, style, reference_audio, reference_text, reference_weight,
-                                   dict(steps=steps, sampler=sampler, seed=seed, guidance=guidance))
+                                   dict(steps=steps, sampler=sampler, seed=seed, guidance=guidance, smooth=smooth))
         timings["total"] = time.perf_counter() - t_all
         self.last_info = self._info(seconds, T, steps, sampler, seed, guidance, sf, timings, windows, raw, keyframes)
+        self.last_info["smooth"] = smooth
         return Motion(raw, self.spec.channels, self.fps, self.spec.name)
+
+    def _options(self, steps: int | None, sampler: str | None, guidance: float | None,
+                 smooth: float | None) -> tuple[int, str, float, float]:
+        """(steps, sampler, guidance, smooth) with each None replaced by the checkpoint's default; smooth checked."""
+        d = self.defaults
+        smooth = float(d["smooth"] if smooth is None else smooth)
+        if not 0.0 <= smooth <= MAX_SMOOTH:
+            raise KsdiffError(f"smooth must lie in [0, {MAX_SMOOTH:g}] frames, got {smooth:g}")
+        return (int(d["steps"] if steps is None else steps), d["sampler"] if sampler is None else sampler,
+                float(d["guidance"] if guidance is None else guidance), smooth)
 
     def _info(self, seconds: float, T: int, steps: int, sampler: str, seed: int, guidance: float, sf,
               timings: dict[str, float], windows: list[Window], raw: np.ndarray, keyframes: Tensor | None) -> dict:
@@ -595,8 +630,9 @@ class Animator:
         known[:, :w.known] = out[:, w.start:w.start + w.known]
         return known, mask
 
-    def _to_coeffs(self, out: Tensor) -> np.ndarray:
-        """Normalised motion (1, T, C) -> raw coefficients (T, C) float32, bounded channels clipped to [0, 1].
+    def _to_coeffs(self, out: Tensor, smooth: float = 0.0) -> np.ndarray:
+        """Normalised motion (1, T, C) -> raw coefficients (T, C) float32, bounded channels clipped to [0, 1], the
+        mouth smoothed by :func:`smooth_mouth` with σ = ``smooth`` frames.
 
         Raises:
             KsdiffError: naming the checkpoint, when any value is NaN/inf (checked before anything is written).
@@ -605,7 +641,7 @@ class Animator:
         if not np.isfinite(raw).all():
             raise KsdiffError("produced non-finite motion (NaN/inf): the checkpoint's weights are probably diverged",
                               self.path)
-        return clip_bounded(raw, self.spec)
+        return smooth_mouth(clip_bounded(raw, self.spec), self.spec, smooth)
 
 
 def _collate(batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -693,4 +729,4 @@ def clip_bounded(coeffs: np.ndarray, spec: FaceSpec) -> np.ndarray:
 
 
 __all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT",
-           "anchor_face", "REFERENCE_WEIGHT"]
+           "anchor_face", "smooth_mouth", "REFERENCE_WEIGHT", "MAX_SMOOTH"]

@@ -66,16 +66,15 @@ class StreamAnimator:
 
     def __init__(self, animator: Animator, hop_s: float = HOP_S, lookahead_s: float = LOOKAHEAD_S,
                  context_s: float = CONTEXT_S, steps: int | None = None, sampler: str | None = None,
-                 guidance: float | None = None, seed: int = 0, style: Any = None, emotion: Any = None):
+                 guidance: float | None = None, seed: int = 0, style: Any = None, emotion: Any = None,
+                 smooth: float | None = None):
         fps = animator.fps
         self.animator, self.model, self.fps = animator, animator.model, fps
         self.hop = max(1, int(round(hop_s * fps)))
         self.lookahead = max(0, int(round(lookahead_s * fps)))
         self.context = max(0, int(round(context_s * fps)))
-        self.steps = int(animator.defaults["steps"] if steps is None else steps)
-        self.sampler_name = animator.defaults["sampler"] if sampler is None else sampler
+        self.steps, self.sampler_name, self.guidance, self.smooth = animator._options(steps, sampler, guidance, smooth)
         self.sample_fn = animator._sampler(self.sampler_name, self.steps)
-        self.guidance = float(animator.defaults["guidance"] if guidance is None else guidance)
         self.seed = int(seed)
         self.style = animator._style(style)
         self.emotion = None if emotion is None else np.asarray(emotion, np.float32).reshape(2)
@@ -183,7 +182,9 @@ class StreamAnimator:
                             generator=torch.Generator().manual_seed(_derive_seed(self.seed, "hop", self.steps_done)),
                             inpaint=inpaint)
         new = x0[:, known:known + (e1 - e0)]
-        coeffs = anim._to_coeffs(new)
+        # smoothed over the whole window (the frames sent before, the lookahead after), then cut: the hop's edges
+        # are smoothed with their neighbours, as in offline generation
+        coeffs = anim._to_coeffs(x0, self.smooth)[known:known + (e1 - e0)]
         keep = self.context
         self._hist = torch.cat([self._hist, new], dim=1)[:, -keep:] if keep else self._hist[:, :0]
         kf = cond.get("keyframes")

@@ -1,13 +1,15 @@
 """Lip sync on audio alone, on real speech: animate every clip of a folder (no face truth needed) with a checkpoint
-at its own generation defaults (style, guidance, sampler; the transcript from Whisper when the model reads text,
-as a user gets it) and report, per clip and on average, the Pearson r of jawOpen with the speech envelope
-(``ksdiff.metrics.envelope_correlation``), jawOpen's standard deviation and 95th percentile (how far the
+at its own generation defaults (style, guidance, sampler, smoothing; the transcript from Whisper when the model
+reads text, as a user gets it) and report, per clip and on average, the Pearson r of jawOpen with the speech
+envelope (``ksdiff.metrics.envelope_correlation``), jawOpen's standard deviation and 95th percentile (how far the
 mouth opens), the median std over the mouth channels (how much the whole mouth moves; a real iPhone capture of
-English speech: 0.10), and on English clips the bilabial closure (``ksdiff.metrics.bilabial_closure``: the share
-of /p b m/ whose centre frame shows a closed mouth; phones from pocketsphinx, ``align_long``, on the folder's
-``transcripts.tsv`` text where it has one, else Whisper's; cached in OUT/../phones). Writes OUT/metrics.json.
+English speech: 0.10), the capture ratio (``ksdiff.metrics.capture_ratio``: median over the channels issue 14's
+iPhone capture quotes of the clip's std over the capture's; 1 = a real face's amplitude), and on English clips the
+bilabial closure (``ksdiff.metrics.bilabial_closure``: the share of /p b m/ whose centre frame shows a closed mouth;
+phones from pocketsphinx, ``align_long``, on the folder's ``transcripts.tsv`` text where it has one, else
+Whisper's; cached in OUT/../phones). Writes OUT/metrics.json.
 Usage: python scripts/speech_sync.py CHECKPOINT SPEECH_DIR OUT [--seed 0] [--style NAME] [--limit N] [--guidance G]
-       [--not-english a.wav,b.wav]
+       [--smooth SIGMA] [--not-english a.wav,b.wav]
 (--limit: the first N audio files in name order, e.g. N LibriSpeech readers of ../shared/data/speech_extra;
 --not-english: clips without bilabial scoring, default the German, French and Japanese clips of
 ../shared/data/speech)."""
@@ -21,7 +23,7 @@ import numpy as np
 import ksdiff
 from ksdiff.audio.features import load_speech
 from ksdiff.data.synth.pseudo import find_recordings
-from ksdiff.metrics import bilabial_closure, envelope_correlation
+from ksdiff.metrics import bilabial_closure, capture_ratio, envelope_correlation
 from ksdiff.metrics.articulation import mouth_channels
 from ksdiff.utils.io import atomic_path
 
@@ -33,6 +35,7 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--style", default=None)
 ap.add_argument("--limit", type=int, default=0)
 ap.add_argument("--guidance", type=float, default=None)
+ap.add_argument("--smooth", type=float, default=None)
 ap.add_argument("--not-english", default="German1.wav,french1.wav,japan1.wav")
 a = ap.parse_args()
 not_english = set(filter(None, a.not_english.split(",")))
@@ -62,11 +65,12 @@ animator = ksdiff.load_model(a.checkpoint)
 clips: dict[str, dict[str, float]] = {}
 for f, text in recordings[: a.limit or None]:
     wave = load_speech(f)  # decoded once: the same wave is animated and scored
-    motion = animator.animate(wave, seed=a.seed, style=a.style, guidance=a.guidance)
+    motion = animator.animate(wave, seed=a.seed, style=a.style, guidance=a.guidance, smooth=a.smooth)
     jaw = motion.channel("jawOpen")
     mouth = motion.select(mouth_channels(motion.channels))
     clips[f.name] = {"env_r": float(envelope_correlation(jaw, wave, motion.fps)), "jaw_std": float(jaw.std()),
-                     "jaw_p95": float(np.percentile(jaw, 95)), "mouth_std": float(np.median(mouth.std(axis=0)))}
+                     "jaw_p95": float(np.percentile(jaw, 95)), "mouth_std": float(np.median(mouth.std(axis=0))),
+                     "capture_ratio": capture_ratio(motion.coeffs, motion.channels)}
     if f.name not in not_english:
         phones = phones_of(f, text, wave)
         lips = (motion.channel("mouthClose"), motion.channel("mouthPressLeft"))
@@ -74,7 +78,7 @@ for f, text in recordings[: a.limit or None]:
             else float("nan")
     print(f.name, clips[f.name], flush=True)
 mean = {k: float(np.nanmean([c.get(k, np.nan) for c in clips.values()]))
-        for k in ("env_r", "jaw_std", "jaw_p95", "mouth_std", "bilabial_closure")}
+        for k in ("env_r", "jaw_std", "jaw_p95", "mouth_std", "capture_ratio", "bilabial_closure")}
 a.out.mkdir(parents=True, exist_ok=True)
 with atomic_path(a.out / "metrics.json") as tmp:
     Path(tmp).write_text(json.dumps({"checkpoint": str(a.checkpoint), "seed": a.seed, "mean": mean, "clips": clips},

@@ -354,3 +354,27 @@ def test_too_short_wave_is_refused_like_a_too_short_file(animator):
     with pytest.raises(KsdiffError) as e:
         animator.animate(np.full(int(0.05 * SAMPLE_RATE), 0.1, np.float32), text="a", steps=2)
     assert f"at least {MIN_SECONDS:g} s" in e.value.problem
+
+
+def test_smooth_mouth_smooths_only_the_mouth_and_keeps_bounds():
+    """smooth_mouth: a Gaussian over time on the mouth channels only; σ 0 is the identity; values stay in [0, 1]."""
+    from ksdiff.generate import MAX_SMOOTH, generation_defaults, smooth_mouth
+
+    spec = get_spec("arkit")
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 1, (50, spec.dim)).astype(np.float32)
+    out = smooth_mouth(raw, spec, 1.0)
+    mouth = np.array([c.startswith(("jaw", "mouth", "tongue", "cheekPuff")) for c in spec.channels])
+    assert (out[:, ~mouth] == raw[:, ~mouth]).all()
+    assert out[:, mouth].std(axis=0).mean() < 0.7 * raw[:, mouth].std(axis=0).mean()  # white noise loses power
+    assert np.allclose(out[:, mouth].mean(axis=0), raw[:, mouth].mean(axis=0), atol=0.05)
+    assert out.min() >= 0 and out.max() <= 1 and out.dtype == np.float32
+    assert smooth_mouth(raw, spec, 0.0) is raw
+    step = np.zeros((20, spec.dim), np.float32)
+    step[10:, spec.channels.index("jawOpen")] = 1.0
+    j = smooth_mouth(step, spec, 1.0)[:, spec.channels.index("jawOpen")]
+    assert j[0] == 0 and j[-1] == 1 and 0 < j[9] < 0.5 < j[10] < 1  # the step is blurred, not shifted
+    assert generation_defaults({})["smooth"] == 0.0
+    assert generation_defaults({"generation": {"smooth": 0.75}})["smooth"] == 0.75
+    with pytest.raises(KsdiffError, match="smooth"):
+        generation_defaults({"generation": {"smooth": MAX_SMOOTH + 1}})

@@ -59,3 +59,25 @@ def test_compare_sync_pairs_clips_and_averages_seeds(tmp_path: Path) -> None:
     assert float(cells[2]) == pytest.approx((0.6 + 0.8 + 0.8) / 3, abs=1e-3)  # seeds averaged per clip first
     assert float(cells[3]) == pytest.approx((0.1 + 0.2 + 0.1) / 3, abs=1e-3)
     assert "bilabial_closure" not in out  # no clip has it
+
+
+def test_set_generation_changes_defaults_not_weights(tmp_path: Path) -> None:
+    """scripts/set_generation.py: the shipped checkpoint with other generation defaults and styles, the weights
+    byte-identical; an unknown style or key is refused in one line and writes nothing."""
+    from safetensors.numpy import load_file
+
+    from ksdiff.generate import DEFAULT_CHECKPOINT, load_model
+
+    out = tmp_path / "ck.safetensors"
+    _run(str(SCRIPTS / "set_generation.py"), str(DEFAULT_CHECKPOINT), str(out), "generation.smooth=0",
+         "generation.guidance=2", "data.default_style=synth", "data.reference_style=video")
+    anim = load_model(out)
+    assert anim.defaults["smooth"] == 0.0 and anim.defaults["guidance"] == 2.0 and anim.defaults["steps"] == 4
+    assert anim.default_style == "synth" and anim.reference_style == "video"
+    a, b = load_file(str(DEFAULT_CHECKPOINT)), load_file(str(out))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    for bad in ("data.default_style=nobody", "generation.smooth=-1", "model.dim=3"):
+        r = subprocess.run([sys.executable, str(SCRIPTS / "set_generation.py"), str(DEFAULT_CHECKPOINT),
+                            str(tmp_path / "bad.safetensors"), bad], capture_output=True, text=True)
+        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "bad.safetensors").exists()

@@ -260,12 +260,14 @@ def test_speaker_style_and_emotion_train_and_are_recorded(datasets, tmp_path):
 
 def test_dataset_style_and_default_style_reach_generation(datasets, tmp_path, speech_dir):
     """data.style=dataset: one style token per training dataset (recording domain); data.default_style is the
-    one generation uses when the caller names none."""
+    one generation uses when the caller names none (data.reference_style with a reference); generation.smooth."""
+    from ksdiff.errors import KsdiffError
     from ksdiff.generate import load_model
 
     run = tmp_path / "dstyle"
     assert _train(run, list(datasets), "--steps", "2", "data.style=dataset", "data.default_style=facegood",
-                  "train.val_every=0", "generation.guidance=1.5", "generation.steps=3") == 0
+                  "data.reference_style=speech", "train.val_every=0", "generation.guidance=1.5", "generation.steps=3",
+                  "generation.smooth=1.0") == 0
     saved = load_yaml(run / "config.yaml")
     assert saved["data"]["speakers"] == sorted(["speech", "facegood"])
     assert saved["model"]["denoiser"]["style_dim"] == 2
@@ -291,12 +293,29 @@ def test_dataset_style_and_default_style_reach_generation(datasets, tmp_path, sp
     other = anim.animate(speech_dir / "one_two_three.wav", text="one two three", steps=2, seed=0, style="speech")
     assert (wave.coeffs == same.coeffs).all() and not (wave.coeffs == other.coeffs).all()
     # the checkpoint's generation section is what animate() uses when the caller gives no sampler settings
-    assert anim.defaults == {"steps": 3, "sampler": "dpmpp", "guidance": 1.5, "encoder_compute": "float32"}
+    assert anim.defaults == {"steps": 3, "sampler": "dpmpp", "guidance": 1.5, "encoder_compute": "float32",
+                             "smooth": 1.0}
     plain = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0)
-    explicit = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, steps=3, guidance=1.5)
+    explicit = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, steps=3, guidance=1.5,
+                            smooth=1.0)
     off = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, steps=3, guidance=1.0)
     assert (plain.coeffs == explicit.coeffs).all() and not (plain.coeffs == off.coeffs).all()
-    assert anim.last_info["guidance"] == 1.0 and anim.last_info["steps"] == 3
+    assert anim.last_info["guidance"] == 1.0 and anim.last_info["steps"] == 3 and anim.last_info["smooth"] == 1.0
+    # smoothing touches the mouth channels only
+    sharp = anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, smooth=0)
+    mouth = np.array([c.startswith(("jaw", "mouth", "tongue", "cheekPuff")) for c in anim.spec.channels])
+    assert (sharp.coeffs[:, ~mouth] == plain.coeffs[:, ~mouth]).all()
+    assert not (sharp.coeffs[:, mouth] == plain.coeffs[:, mouth]).all()
+    with pytest.raises(KsdiffError, match="smooth"):
+        anim.animate(speech_dir / "one_two_three.wav", text="one two three", seed=0, smooth=-1)
+    # a reference without a style takes data.reference_style (its token and its typical face), not the default
+    assert anim.reference_style == "speech"
+    anim.reference_motion = lambda ref: np.zeros((50, anim.spec.dim), np.float32)  # no style encoder in this model
+    ref = Motion(np.zeros((50, anim.spec.dim), np.float32), anim.spec.channels, anim.fps, anim.spec.name)
+    assert anim._style(None, ref)["style"].tolist() == [0.0, 1.0]  # speakers: facegood, speech
+    assert anim._style(None)["style"].tolist() == [1.0, 0.0]
+    assert anim._style("facegood", ref)["style"].tolist() == [1.0, 0.0]
+    assert np.array_equal(anim.typical_face(), anim.typical_faces["speech"], equal_nan=True)
 
 
 def test_lr_schedule_warmup_then_cosine():

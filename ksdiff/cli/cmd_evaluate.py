@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (checkpoint only; default: the model's own, 1.25 for the shipped "
                         "model; 1 = off)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+                   help="σ in frames of the Gaussian on the mouth channels (checkpoint only; default: the model's own, "
+                        "0.75 for the shipped model; 0 = off)")
     p.add_argument("--reference", choices=("none", "other", "self"), default="none",
                    help="reference style protocol (models with a style encoder): other = the person's other clip "
                         "in the dataset, else as self; self = the clip's first --reference-seconds, left out of "
@@ -66,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
         kw = {} if args.window is None else {"window_s": args.window}
         if args.style is not None:
             kw["style"] = args.style
-        if args.guidance is not None:
-            kw["guidance"] = args.guidance
+        kw.update({k: v for k, v in (("guidance", args.guidance), ("smooth", args.smooth)) if v is not None})
         if args.reference != "none":
             kw.update(protocol=protocol, use_reference=not args.no_reference_input, anchor=not args.no_anchor,
                       use_reference_audio=not args.no_reference_audio, reference_weight=args.reference_weight)

@@ -42,13 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same motion)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (1 = off); default: the model's (the shipped model: 1.25)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA", help="σ in frames of a Gaussian over time on the mouth channels (0 = off); default: the model's (the shipped model: 0.75)")
     emo = p.add_mutually_exclusive_group()
     emo.add_argument("--emotion", metavar="V,A", default=None,
                      help="valence,arousal in [-1, 1] for the whole clip (models trained with emotion)")
     emo.add_argument("--emotion-curve", metavar="CSV", default=None,
                      help="valence and arousal over time: rows 'time_s, valence, arousal', interpolated per frame")
     p.add_argument("--style", metavar="S", default=None,
-                   help="speaker name from the training set, or its index (models trained with style)")
+                   help="speaker name from the training set, or its index (models trained with style); default: "
+                        "the model's (the shipped model: pseudo, with --style-from: facegood)")
     p.add_argument("--style-from", metavar="CLIP", default=None,
                    help="a clip of the person's own face (Live Link CSV, video, or motion .npz; at least 2 s): "
                         "their resting face, mouth and head habits (models with a style encoder)")
@@ -190,8 +192,8 @@ def _animate(animator, audio: Path, text: str | None, args: argparse.Namespace, 
                                 guidance=args.guidance, emotion=emotion, style=_style(args.style),
                                 reference=args.reference, anchor=not args.no_anchor,
                                 reference_audio=args.reference_wave, reference_weight=args.reference_weight,
-                                window_s=args.window, overlap_s=args.overlap, eta=args.eta, progress=progress,
-                                max_seconds=args.max_seconds)
+                                window_s=args.window, overlap_s=args.overlap, eta=args.eta, smooth=args.smooth,
+                                progress=progress, max_seconds=args.max_seconds)
     finally:
         step_bar.close()
 
@@ -229,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     animator = _load_animator(args, exports)
     args.reference, args.reference_wave = _reference(animator, args.style_from, args.reference_audio)
     render_video = _renderer(args.render)
-    given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
+    given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "smooth": args.smooth}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
     ref_audio = None if args.reference_wave is None else args.reference_audio or args.style_from
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,

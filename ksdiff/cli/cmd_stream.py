@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampler steps per hop (default: the model's, 4 for the "
                                                             "shipped model)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+                   help="σ in frames of the Gaussian on the mouth channels, within each hop's window (0 = off; "
+                        "default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", default=None, help="speaker / domain style (models trained with style)")
     p.add_argument("--delay", default="auto", metavar="SEC|auto",
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     animator = load_model(args.checkpoint)
     engine = StreamAnimator(animator, hop_s=args.hop, lookahead_s=args.lookahead, context_s=args.context,
-                            steps=args.steps, guidance=args.guidance, seed=args.seed, style=args.style)
+                            steps=args.steps, guidance=args.guidance, seed=args.seed, style=args.style,
+                            smooth=args.smooth)
     sinks, hub, rec = _sinks(args, animator)
     realtime = not args.fast
     chunks = _chunks(args, hub, mic, realtime)

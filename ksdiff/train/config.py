@@ -55,6 +55,7 @@ class DataConfig:
     val_split: str = "val"
     style: Literal["none", "speaker", "dataset"] = "none"
     default_style: str = ""  # style used at generation when the caller gives none ("" = the learned null style)
+    reference_style: str = ""  # ... and when the caller gives a reference clip but no style ("" = default_style)
     speakers: list[str] = field(default_factory=list)
     sampling: Literal["duration", "clip"] = "duration"
     recenter: bool = False
@@ -149,12 +150,15 @@ class GenerationConfig:
         guidance: classifier-free guidance scale (1 = off; otherwise each denoiser pass runs on a doubled batch).
         encoder_compute: the whisper-tiny speech encoder's weights at generation: ``float32`` (as in training) or
             ``int8`` (0.6x the time; the shipped model's val scores are equal either way).
+        smooth: σ in frames of a Gaussian over time applied to the mouth channels of the output
+            (:func:`ksdiff.generate.smooth_mouth`; 0 = off).
     """
 
     sampler: Literal["dpmpp", "ddim", "ddpm"] = "dpmpp"
     steps: int = 20
     guidance: float = 1.0
     encoder_compute: Literal["float32", "int8"] = "float32"
+    smooth: float = 0.0
 
 
 @dataclass
