@@ -18,7 +18,8 @@ def test_shipped_model_is_small_safe_and_follows_speech(speech_dir):
         meta = f.metadata()
     assert "config" in meta and "format_version" in meta
     anim = load_model()
-    assert anim.spec.name == "arkit" and anim.default_style == "facegood" and anim.defaults["guidance"] == 1.25
+    assert anim.spec.name == "arkit" and anim.default_style == "pseudo" and anim.reference_style == "facegood"
+    assert anim.defaults["guidance"] == 1.25 and anim.defaults["smooth"] == 0.75  # docs/RESULTS.md, "Defaults"
     assert anim.defaults["steps"] == 4 and anim.defaults["encoder_compute"] == "int8"  # docs/BENCHMARKS.md
     cfg = anim.model.cfg  # the full KSDiff model, reading character tokens (no GPL extra needed)
     assert all((cfg.transcript, cfg.keyframes, cfg.dual_path, cfg.split_speech, cfg.prosody, cfg.dpse))
