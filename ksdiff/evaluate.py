@@ -222,7 +222,9 @@ def evaluate(data: str | os.PathLike, predictor: Predictor, split: str = "test",
     ds = open_dataset(data)
     clips = list(ds.clips(split))
     if not clips:
-        raise KsdiffError(f"split {split!r} has no clips", data)
+        counts = ", ".join(f"{k} {len(v)}" for k, v in ds.splits.items())
+        raise KsdiffError(f"split {split!r} has no clips ({counts}); --split all scores every clip (a dataset of "
+                          f"fewer than 3 clips puts them all in train)", data)
     preds, fits = _predict_all(predictor, clips, seeds, align_lengths, name, progress)  # checked before scoring
     face = _face_model(ds.spec)
     per_clip: dict[str, dict[str, float]] = {}

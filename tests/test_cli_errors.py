@@ -412,3 +412,26 @@ def test_generate_transcript_that_is_not_text(tmp_path: Path, speech_dir: Path):
     bad.write_bytes(b"\xff\xfe\x00\x81 not utf-8")
     r = ksdiff("generate", str(speech_dir / "one_two_three.wav"), "--text", str(bad), "--out", str(tmp_path / "o"))
     assert_one_line_error(r, bad, "not UTF-8 text")
+
+
+def test_a_users_own_capture_is_scored_with_split_all(tmp_path: Path, speech_dir: Path):
+    """The shipped model scored on one Live Link capture of real speech (CSV + its audio): imported, the clip goes to
+    train (fewer than 3 clips), so `--split test` says how to score it, and `--split all` reports articulation."""
+    from ksdiff.generate import DEFAULT_CHECKPOINT, load_model
+
+    audio = speech_dir / "arctic_a0009.wav"
+    anim = load_model()
+    capture = anim.animate(audio, seed=7, style="synth")  # a stand-in capture: another style and seed
+    csv_path = tmp_path / "take.csv"
+    write_livelink_csv(capture, csv_path)
+    r = ksdiff("import", "livelink", str(csv_path), "--audio", str(audio), "--out", str(tmp_path / "ds"))
+    assert r.returncode == 0, r.stderr
+    ck = str(DEFAULT_CHECKPOINT)
+    r = ksdiff("evaluate", "--checkpoint", ck, "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "rep"))
+    assert_one_line_error(r, tmp_path / "ds", "'test' has no clips", "train 1", "--split all")
+    r = ksdiff("evaluate", "--checkpoint", ck, "--data", str(tmp_path / "ds"), "--split", "all", "--out",
+               str(tmp_path / "rep"), "--no-plots")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert res["info"]["clips"] == 1 and res["mean"]["jaw_r"] > 0.5  # the same speech, another style and seed
+    assert 0.3 < res["info"]["articulation"]["ratio"] < 3

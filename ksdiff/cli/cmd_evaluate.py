@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--baseline", choices=["static", "energy-jaw", "reference"],
                      help="fit a baseline on the train split (reference: the mean pose of each clip's --reference)")
     p.add_argument("--data", required=True, help="dataset with ground truth")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="train, val, test, or all (default test)")
     p.add_argument("--out", required=True, help="report folder (metrics.json, report.md, plots/)")
     p.add_argument("--seeds", type=int, default=1, help="samples per clip (seeds 0..N-1) for sample diversity")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (checkpoint only)")
