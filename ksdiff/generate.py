@@ -127,11 +127,17 @@ def generation_defaults(config: dict) -> dict[str, Any]:
     compute = str(gen.get("encoder_compute", "float32"))
     if compute not in ("float32", "int8"):
         raise KsdiffError(f"generation.encoder_compute must be float32 or int8, not {compute!r}")
-    smooth = float(gen.get("smooth", 0.0))
-    if not 0.0 <= smooth <= MAX_SMOOTH:
-        raise KsdiffError(f"generation.smooth must lie in [0, {MAX_SMOOTH:g}] frames, not {smooth:g}")
     return {"steps": int(gen.get("steps", 20)), "sampler": str(gen.get("sampler", "dpmpp")),
-            "guidance": float(gen.get("guidance", 1.0)), "encoder_compute": compute, "smooth": smooth}
+            "guidance": float(gen.get("guidance", 1.0)), "encoder_compute": compute,
+            "smooth": checked_smooth(gen.get("smooth", 0.0), "generation.smooth")}
+
+
+def checked_smooth(sigma: Any, name: str = "smooth") -> float:
+    """``sigma`` as a float σ in frames for :func:`smooth_mouth`; a value outside [0, MAX_SMOOTH] is refused."""
+    value = float(sigma)
+    if not 0.0 <= value <= MAX_SMOOTH:
+        raise KsdiffError(f"{name} must lie in [0, {MAX_SMOOTH:g}] frames, got {value:g}")
+    return value
 
 
 def smooth_mouth(raw: np.ndarray, spec: FaceSpec, sigma: float) -> np.ndarray:
@@ -497,11 +503,9 @@ class Animator:
                  smooth: float | None) -> tuple[int, str, float, float]:
         """(steps, sampler, guidance, smooth) with each None replaced by the checkpoint's default; smooth checked."""
         d = self.defaults
-        smooth = float(d["smooth"] if smooth is None else smooth)
-        if not 0.0 <= smooth <= MAX_SMOOTH:
-            raise KsdiffError(f"smooth must lie in [0, {MAX_SMOOTH:g}] frames, got {smooth:g}")
         return (int(d["steps"] if steps is None else steps), d["sampler"] if sampler is None else sampler,
-                float(d["guidance"] if guidance is None else guidance), smooth)
+                float(d["guidance"] if guidance is None else guidance),
+                d["smooth"] if smooth is None else checked_smooth(smooth))
 
     def _info(self, seconds: float, T: int, steps: int, sampler: str, seed: int, guidance: float, sf,
               timings: dict[str, float], windows: list[Window], raw: np.ndarray, keyframes: Tensor | None) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-KEYS = ("env_r", "jaw_std", "mouth_std", "capture_ratio", "bilabial_closure")
+KEYS = ("env_r", "lip_env_r", "jaw_std", "mouth_std", "capture_ratio", "bilabial_closure")
 
 
 def _side(paths: str) -> dict[str, dict[str, float]]:

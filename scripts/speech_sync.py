@@ -3,9 +3,10 @@ at its own generation defaults (style, guidance, sampler, smoothing; the transcr
 reads text, as a user gets it) and report, per clip and on average, the Pearson r of jawOpen with the speech
 envelope (``ksdiff.metrics.envelope_correlation``), jawOpen's standard deviation and 95th percentile (how far the
 mouth opens), the median std over the mouth channels (how much the whole mouth moves; a real iPhone capture of
-English speech: 0.10), the capture ratio (``ksdiff.metrics.capture_ratio``: median over the channels issue 14's
-iPhone capture quotes of the clip's std over the capture's; 1 = a real face's amplitude), and on English clips the
-bilabial closure (``ksdiff.metrics.bilabial_closure``: the share of /p b m/ whose centre frame shows a closed mouth;
+English speech: 0.10), the r of the inner-lip opening on the ICT head with the envelope (``lip_env_r``: the
+opening all mouth channels make, where ``env_r`` reads jawOpen alone), the capture ratio
+(``ksdiff.metrics.capture_ratio``: median over the channels issue 14's iPhone capture quotes of the clip's std over
+the capture's; 1 = a real face's amplitude), and on English clips the bilabial closure (``ksdiff.metrics.bilabial_closure``: the share of /p b m/ whose centre frame shows a closed mouth;
 phones from pocketsphinx, ``align_long``, on the folder's ``transcripts.tsv`` text where it has one, else
 Whisper's; cached in OUT/../phones). Writes OUT/metrics.json.
 Usage: python scripts/speech_sync.py CHECKPOINT SPEECH_DIR OUT [--seed 0] [--style NAME] [--limit N] [--guidance G]
@@ -15,6 +16,7 @@ Usage: python scripts/speech_sync.py CHECKPOINT SPEECH_DIR OUT [--seed 0] [--sty
 ../shared/data/speech)."""
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import ksdiff
 from ksdiff.audio.features import load_speech
 from ksdiff.data.synth.pseudo import find_recordings
 from ksdiff.metrics import bilabial_closure, capture_ratio, envelope_correlation
+from ksdiff.face.motion import Motion
 from ksdiff.metrics.articulation import mouth_channels
 from ksdiff.utils.io import atomic_path
 
@@ -61,6 +64,30 @@ def phones_of(f: Path, text: str | None, wave: np.ndarray) -> list:
     return ph
 
 
+@functools.lru_cache(maxsize=1)
+def ict_head():
+    """The ICT head when its asset is found and has the 68 landmarks, else None (loaded once)."""
+    from ksdiff.face.ict import find_ict_asset
+    from ksdiff.face.models import get_face_model
+
+    if find_ict_asset(None, required=False) is None:
+        return None
+    face = get_face_model("arkit", face="ict")
+    return face if face.landmarks68 is not None and len(face.landmarks68) == 68 else None
+
+
+def lip_opening(motion) -> np.ndarray | None:
+    """(T,) mm between the inner lips' midpoints (68-landmark points 62 and 66) on the ICT head, head pose left out:
+    the mouth opening every mouth channel contributes to, not only the jaw. None without the ICT head asset."""
+    face = ict_head() if motion.spec == "arkit" else None
+    if face is None:
+        return None
+    head = np.array([c.startswith("head") for c in motion.channels])
+    still = Motion(np.where(head, 0.0, motion.coeffs), motion.channels, motion.fps, motion.spec)
+    v = face.vertices(still, np.array([face.landmarks68[62], face.landmarks68[66]]))
+    return np.linalg.norm(v[:, 0] - v[:, 1], axis=1)
+
+
 animator = ksdiff.load_model(a.checkpoint)
 clips: dict[str, dict[str, float]] = {}
 for f, text in recordings[: a.limit or None]:
@@ -71,6 +98,9 @@ for f, text in recordings[: a.limit or None]:
     clips[f.name] = {"env_r": float(envelope_correlation(jaw, wave, motion.fps)), "jaw_std": float(jaw.std()),
                      "jaw_p95": float(np.percentile(jaw, 95)), "mouth_std": float(np.median(mouth.std(axis=0))),
                      "capture_ratio": capture_ratio(motion.coeffs, motion.channels)}
+    opening = lip_opening(motion)
+    clips[f.name]["lip_env_r"] = float("nan") if opening is None else float(envelope_correlation(opening, wave,
+                                                                                                 motion.fps))
     if f.name not in not_english:
         phones = phones_of(f, text, wave)
         lips = (motion.channel("mouthClose"), motion.channel("mouthPressLeft"))
@@ -78,7 +108,7 @@ for f, text in recordings[: a.limit or None]:
             else float("nan")
     print(f.name, clips[f.name], flush=True)
 mean = {k: float(np.nanmean([c.get(k, np.nan) for c in clips.values()]))
-        for k in ("env_r", "jaw_std", "jaw_p95", "mouth_std", "capture_ratio", "bilabial_closure")}
+        for k in ("env_r", "lip_env_r", "jaw_std", "jaw_p95", "mouth_std", "capture_ratio", "bilabial_closure")}
 a.out.mkdir(parents=True, exist_ok=True)
 with atomic_path(a.out / "metrics.json") as tmp:
     Path(tmp).write_text(json.dumps({"checkpoint": str(a.checkpoint), "seed": a.seed, "mean": mean, "clips": clips},
