@@ -36,7 +36,7 @@ def test_bench_generate_two_lengths_vs_diffspeaker(tiny, speech_dir, tmp_path, c
     main_src, vs_src = res["sources"]
     # the diffspeaker preset: DDIM in one pass (full sequence), --vs-steps overriding its 50 steps
     assert vs_src["generation"] == {"sampler": "ddim", "steps": 3, "window_s": 0.0, "guidance": 1.0,
-                                    "encoder_compute": "float32"}
+                                    "encoder_compute": "float32", "smooth": 0.0}
     assert main_src["generation"]["steps"] == 2 and main_src["generation"]["window_s"] == 8.0
     assert vs_src["params"]["kel"] == 0 and vs_src["params"]["text"] == 0 and main_src["params"]["kel"] > 0
     for src in res["sources"]:

@@ -168,7 +168,7 @@ def run_worker(job: dict) -> dict:
     res["generation"] = gen
     res["load_s"] = time.perf_counter() - t0
     kw = dict(steps=int(gen["steps"]), sampler=str(gen["sampler"]), guidance=float(gen["guidance"]),
-              seed=int(job.get("seed", 0)))
+              smooth=float(gen["smooth"]), seed=int(job.get("seed", 0)))
 
     wave = load_audio(job["audio"])
     t0 = time.perf_counter()
