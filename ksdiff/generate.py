@@ -379,6 +379,25 @@ class Animator:
             self._last_reference = (key, pred)
         return self._last_reference[1]
 
+    def stream_anchor(self, sty: dict, style: Any, audio: Any, text: str | None, weight: float | None,
+                      gen: dict) -> np.ndarray | None:
+        """The constant (E,) :func:`anchor_shift` of the expression channels for motion generated a piece at a time
+        (``ksdiff stream``), whose median over the whole output cannot be known in advance: it stands in the model's
+        own motion for the reference's ``audio`` (:meth:`_reference_prediction`, the same conditions as the
+        stream's), else the style's typical face (the training median the model's output lies around); None when
+        there is neither (the style encoder alone)."""
+        ref, idx = sty["ref_motion"], np.asarray(self.spec.expression_idx)
+        typical = self.typical_face(style)
+        ref_pred = None if audio is None else self._reference_prediction(ref, style, audio, text, gen)
+        if ref_pred is not None:
+            med = np.median(ref_pred[:, idx], axis=0)
+        elif typical is not None:  # channels the style never observed: the reference's own median (no shift)
+            med = np.where(np.isfinite(typical[idx]), typical[idx], np.median(ref[:, idx], axis=0))
+        else:
+            return None
+        return anchor_shift(med, self.spec, ref=ref, ref_pred=ref_pred, typical=typical,
+                            weight=REFERENCE_WEIGHT if weight is None else weight)
+
     def _style_vector(self, style: Any) -> np.ndarray | None:
         if style is None:
             style = self.default_style  # the checkpoint's own default (data.default_style), if any
@@ -697,16 +716,28 @@ def anchor_face(coeffs: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = Non
                 typical: np.ndarray | None = None, weight: float = REFERENCE_WEIGHT) -> np.ndarray:
     """``coeffs`` (T, C) with each expression channel shifted so that its median over the clip is the person's
     typical face (their resting face and habitual expression, which speech does not reveal), around which the
-    model's speech-driven motion moves; head pose untouched; bounded channels clipped to [0, 1] again.
-
-    The shift is estimated from ``ref`` (Tr, C), the person's own motion: its median minus the output's, or, with
-    ``ref_pred`` (Tr', C) the model's motion for the reference's own audio, the median of ``ref − ref_pred`` (what
-    the reference shows beyond its speech); and from ``typical`` (C,), the style token's training median face (NaN:
-    unknown), minus the output's median. Both: ``weight · reference + (1 − weight) · typical`` (a shrinkage of a
-    short, noisy reference towards the population); one: that one; neither: no shift. Returns a new array."""
+    model's speech-driven motion moves; head pose untouched; bounded channels clipped to [0, 1] again. The shift is
+    :func:`anchor_shift` with the output's own median. Returns a new array."""
     idx = np.asarray(spec.expression_idx)
     out = np.array(coeffs, dtype=np.float32, copy=True)
-    med = np.median(out[:, idx], axis=0)
+    shift = anchor_shift(np.median(out[:, idx], axis=0), spec, ref, ref_pred, typical, weight)
+    if shift is None:
+        return out
+    out[:, idx] += shift.astype(np.float32)
+    return clip_bounded(out, spec)
+
+
+def anchor_shift(med: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = None, ref_pred: np.ndarray | None = None,
+                 typical: np.ndarray | None = None, weight: float = REFERENCE_WEIGHT) -> np.ndarray | None:
+    """The (E,) shift of the spec's expression channels that moves an output whose median is ``med`` (E,) to the
+    person's typical face; None when there is nothing to anchor to.
+
+    Estimated from ``ref`` (Tr, C), the person's own motion: its median minus ``med``, or, with ``ref_pred``
+    (Tr', C) the model's motion for the reference's own audio, the median of ``ref − ref_pred`` (what the reference
+    shows beyond its speech); and from ``typical`` (C,), the style token's training median face (NaN: unknown),
+    minus ``med``. Both: ``weight · reference + (1 − weight) · typical`` (a shrinkage of a short, noisy reference
+    towards the population); one: that one; neither: None."""
+    idx = np.asarray(spec.expression_idx)
     to_typical = None if typical is None else np.asarray(typical, np.float64)[idx] - med
     if ref is not None:
         if ref_pred is not None:
@@ -716,12 +747,10 @@ def anchor_face(coeffs: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = Non
             shift = np.median(ref[:, idx], axis=0) - med
         if to_typical is not None:
             shift = np.where(np.isfinite(to_typical), weight * shift + (1.0 - weight) * to_typical, shift)
-    elif to_typical is not None:
-        shift = np.nan_to_num(to_typical, nan=0.0)
-    else:
-        return out
-    out[:, idx] += shift.astype(np.float32)
-    return clip_bounded(out, spec)
+        return shift
+    if to_typical is not None:
+        return np.nan_to_num(to_typical, nan=0.0)
+    return None
 
 
 def clip_bounded(coeffs: np.ndarray, spec: FaceSpec) -> np.ndarray:
@@ -733,4 +762,4 @@ def clip_bounded(coeffs: np.ndarray, spec: FaceSpec) -> np.ndarray:
 
 
 __all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT",
-           "anchor_face", "smooth_mouth", "REFERENCE_WEIGHT", "MAX_SMOOTH"]
+           "anchor_face", "anchor_shift", "smooth_mouth", "checked_smooth", "REFERENCE_WEIGHT", "MAX_SMOOTH"]

@@ -39,7 +39,8 @@ import torch
 
 from ksdiff.diffusion.samplers import initial_noise
 from ksdiff.errors import KsdiffError
-from ksdiff.generate import SAMPLE_RATE, Animator, Window, _derive_seed
+from ksdiff.face.motion import Motion
+from ksdiff.generate import SAMPLE_RATE, Animator, Window, _derive_seed, clip_bounded
 
 HOP_S = 0.2  # default seconds of motion per step
 LOOKAHEAD_S = 0.12  # default seconds of audio heard past the last frame of a step
@@ -62,12 +63,18 @@ class StreamAnimator:
     ``push(wave)`` appends audio (16 kHz mono float32); ``ready()`` says whether the next hop can be generated;
     ``step()`` generates it; ``finish()`` generates what remains once the audio has ended. Memory is bounded: only
     ``context_s`` + hop + lookahead of audio and ``context_s`` of motion are kept.
+
+    ``reference`` (a clip of the person's face, as ``Animator.animate`` takes it) conditions the style encoder and,
+    with ``anchor``, moves every hop's expression channels by one constant shift to the person's typical face
+    (``Animator.stream_anchor``: with ``reference_audio`` the reference's own sound is animated once, before the
+    stream starts, in the stream's conditions — no transcript unless ``reference_text``).
     """
 
     def __init__(self, animator: Animator, hop_s: float = HOP_S, lookahead_s: float = LOOKAHEAD_S,
                  context_s: float = CONTEXT_S, steps: int | None = None, sampler: str | None = None,
                  guidance: float | None = None, seed: int = 0, style: Any = None, emotion: Any = None,
-                 smooth: float | None = None):
+                 smooth: float | None = None, reference: Motion | None = None, reference_audio: Any = None,
+                 reference_text: str | None = "", reference_weight: float | None = None, anchor: bool = True):
         fps = animator.fps
         self.animator, self.model, self.fps = animator, animator.model, fps
         self.hop = max(1, int(round(hop_s * fps)))
@@ -76,7 +83,13 @@ class StreamAnimator:
         self.steps, self.sampler_name, self.guidance, self.smooth = animator._options(steps, sampler, guidance, smooth)
         self.sample_fn = animator._sampler(self.sampler_name, self.steps)
         self.seed = int(seed)
-        self.style = animator._style(style)
+        self.style = animator._style(style, reference, reference_weight)
+        #: the constant shift of the expression channels to the person's typical face (a reference; see
+        #: Animator.stream_anchor), applied to every hop
+        self.shift = animator.stream_anchor(
+            self.style, style, reference_audio, reference_text, reference_weight,
+            dict(steps=self.steps, sampler=self.sampler_name, seed=self.seed, guidance=self.guidance,
+                 smooth=self.smooth)) if anchor and "ref_motion" in self.style else None
         self.emotion = None if emotion is None else np.asarray(emotion, np.float32).reshape(2)
         if self.emotion is not None:
             animator._emotion(self.emotion, 1)  # refuses a model without emotion conditioning
@@ -185,6 +198,9 @@ class StreamAnimator:
         # smoothed over the whole window (the frames sent before, the lookahead after), then cut: the hop's edges
         # are smoothed with their neighbours, as in offline generation
         coeffs = anim._to_coeffs(x0, self.smooth)[known:known + (e1 - e0)]
+        if self.shift is not None:
+            coeffs[:, anim.spec.expression_idx] += self.shift.astype(np.float32)
+            coeffs = clip_bounded(coeffs, anim.spec)
         keep = self.context
         self._hist = torch.cat([self._hist, new], dim=1)[:, -keep:] if keep else self._hist[:, :0]
         kf = cond.get("keyframes")

@@ -192,3 +192,44 @@ def _drain(ws) -> list[dict]:
     except Exception:
         pass
     return out
+
+
+def _streamed(animator, clip, **kw) -> np.ndarray:
+    eng = StreamAnimator(animator, hop_s=0.2, lookahead_s=0.12, **kw)
+    rec = Recorder(animator.spec.dim)
+    run_stream(eng, file_chunks(clip, realtime=False), [rec], realtime=False)
+    return rec.coeffs(int(round(len(clip) / 16000 * animator.fps)))
+
+
+def test_stream_with_a_reference_moves_to_the_persons_face(animator, clip, speech_dir, tmp_path):
+    """A reference clip of a person who smiles more than the model does: the stream moves its whole output by one
+    shift to that face (as offline generation with the same reference does), computed once before it starts from the
+    reference's own audio, or, without audio (a Live Link CSV, `ksdiff stream --style-from`), from the style's
+    typical face."""
+    from ksdiff.face.motion import Motion
+
+    ref_wave = load_speech(speech_dir / "arctic_a0009.wav")
+    own = animator.animate(ref_wave, text="", seed=1)
+    smile = [animator.spec.channels.index(c) for c in ("mouthSmileLeft", "mouthSmileRight")]
+    c = own.coeffs.copy()
+    c[:, smile] = np.clip(c[:, smile] + 0.4, 0, 1)
+    ref = Motion(c, own.channels, own.fps, own.spec)
+    plain = _streamed(animator, clip)
+    with_ref = _streamed(animator, clip, reference=ref, reference_audio=ref_wave)
+    offline = animator.animate(clip, text="", reference=ref, reference_audio=ref_wave).coeffs
+    lift = np.median(with_ref[:, smile]) - np.median(plain[:, smile])
+    assert lift > 0.1, lift  # half of +0.4 (the reference's weight 0.5), give or take the model's own answer
+    assert abs(np.median(with_ref[:, smile]) - np.median(offline[:, smile])) < 0.05
+    bounded = animator.spec.index(animator.spec.bounded)
+    assert np.isfinite(with_ref).all() and with_ref[:, bounded].min() >= 0 and with_ref[:, bounded].max() <= 1
+    off = _streamed(animator, clip, reference=ref, reference_audio=ref_wave, anchor=False)
+    assert abs(np.median(off[:, smile]) - np.median(plain[:, smile])) < lift / 2  # the encoder alone barely moves
+    # the CLI, a motion file without audio: the style's typical face stands in for the output's median
+    ref.save(tmp_path / "me.npz")
+    out = tmp_path / "streamed.npz"
+    r = subprocess.run([sys.executable, "-m", "ksdiff", "stream", "--input", str(speech_dir / "harvard_birch_canoe.wav"),
+                        "--fast", "--style-from", str(tmp_path / "me.npz"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    cli = np.load(out)["coeffs"]
+    assert np.median(cli[:, smile]) - np.median(plain[:, smile]) > 0.1

@@ -25,6 +25,23 @@ ORDER = 40
 EXPORTS = ("livelink", "flame", "npz")
 
 
+def add_reference_arguments(p: argparse.ArgumentParser) -> None:
+    """--style-from, --reference-audio, --reference-weight, --no-anchor (generate and stream)."""
+    p.add_argument("--style-from", metavar="CLIP", default=None,
+                   help="a clip of the person's own face (Live Link CSV, video, or motion .npz; at least 2 s): "
+                        "their resting face, mouth and head habits (models with a style encoder)")
+    p.add_argument("--reference-audio", metavar="FILE", default=None,
+                   help="with --style-from: the clip's own audio, aligned with it (e.g. the .mov Live Link Face "
+                        "records beside the CSV; a video's own sound is used without this), so that what the person "
+                        "said is not taken for their face")
+    p.add_argument("--reference-weight", type=float, default=None, metavar="W",
+                   help="with --style-from: weight in [0, 1] of the clip's typical face against the style's "
+                        "training median face (default 0.5)")
+    p.add_argument("--no-anchor", action="store_true",
+                   help="with --style-from: leave the face's typical pose to the style encoder instead of moving "
+                        "it to the person's (the clip's, mixed with the style's training median face)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", nargs="+", metavar="AUDIO", help="speech files (wav, flac, mp3, m4a, a video, ...)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -51,19 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", metavar="S", default=None,
                    help="speaker name from the training set, or its index (models trained with style); default: "
                         "the model's (the shipped model: pseudo, with --style-from: facegood)")
-    p.add_argument("--style-from", metavar="CLIP", default=None,
-                   help="a clip of the person's own face (Live Link CSV, video, or motion .npz; at least 2 s): "
-                        "their resting face, mouth and head habits (models with a style encoder)")
-    p.add_argument("--reference-audio", metavar="FILE", default=None,
-                   help="with --style-from: the clip's own audio, aligned with it (e.g. the .mov Live Link Face "
-                        "records beside the CSV; a video's own sound is used without this), so that what the person "
-                        "said is not taken for their face")
-    p.add_argument("--reference-weight", type=float, default=None, metavar="W",
-                   help="with --style-from: weight in [0, 1] of the clip's typical face against the style's "
-                        "training median face (default 0.5)")
-    p.add_argument("--no-anchor", action="store_true",
-                   help="with --style-from: leave the face's typical pose to the style encoder instead of moving "
-                        "it to the person's (the clip's, mixed with the style's training median face)")
+    add_reference_arguments(p)
     p.add_argument("--window", type=float, default=None, metavar="SEC",
                    help="long audio: seconds per denoising window (default 8; 0 = whole clip in one pass)")
     p.add_argument("--overlap", type=float, default=None, metavar="SEC",
@@ -229,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     animator = _load_animator(args, exports)
-    args.reference, args.reference_wave = _reference(animator, args.style_from, args.reference_audio)
+    args.reference, args.reference_wave = load_reference_args(animator, args.style_from, args.reference_audio)
     render_video = _renderer(args.render)
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "smooth": args.smooth}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
@@ -248,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reference(animator, path: str | None, audio: str | None) -> tuple:
+def load_reference_args(animator, path: str | None, audio: str | None) -> tuple:
     """The ``--style-from`` clip (motion, its own audio or None), loaded and checked against the model before any
     generation; (None, None) without one."""
     if path is None:

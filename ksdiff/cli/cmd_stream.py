@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", default=None, help="speaker / domain style (models trained with style)")
+    from ksdiff.cli.cmd_generate import add_reference_arguments
+
+    add_reference_arguments(p)  # the person's face: the reference's own audio is animated once, before the stream
     p.add_argument("--delay", default="auto", metavar="SEC|auto",
                    help="send each frame SEC after its audio was heard (a steady stream); auto = hop + lookahead "
                         "+ 0.1; 0 = as soon as it is made")
@@ -76,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ksdiff.cli.cmd_generate import load_reference_args
     from ksdiff.generate import load_model
     from ksdiff.stream import StreamAnimator, run_stream
 
@@ -83,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     animator = load_model(args.checkpoint)
+    ref, ref_wave = load_reference_args(animator, args.style_from, args.reference_audio)
     engine = StreamAnimator(animator, hop_s=args.hop, lookahead_s=args.lookahead, context_s=args.context,
                             steps=args.steps, guidance=args.guidance, seed=args.seed, style=args.style,
-                            smooth=args.smooth)
+                            smooth=args.smooth, reference=ref, reference_audio=ref_wave,
+                            reference_weight=args.reference_weight, anchor=not args.no_anchor)
     sinks, hub, rec = _sinks(args, animator)
     realtime = not args.fast
     chunks = _chunks(args, hub, mic, realtime)
