@@ -261,8 +261,11 @@ def test_cli_no_transcript_skips_whisper_for_the_shipped_model(speech_dir, tmp_p
     wav = speech_dir / "German1.wav"
     out = tmp_path / "de"
     assert main(["generate", str(wav), "--out", str(out), "--steps", "2", "--no-transcript"]) == 0
-    entry = json.loads((out / "generate.json").read_text())["files"][str(wav)]
+    summary = json.loads((out / "generate.json").read_text())
+    entry = summary["files"][str(wav)]
     assert entry["transcript"] == ""  # without the flag: "We're in the end of Studium's observator Ginta ..."
+    # the settings it used are recorded, the checkpoint's defaults where none was given
+    assert summary["style"] == "pseudo" and summary["smooth"] == 0.75 and summary["steps"] == 2
     assert main(["generate", str(wav), "--out", str(out), "--no-transcript", "--text", "hallo"]) == 2
     assert "--no-transcript" in capsys.readouterr().err
 

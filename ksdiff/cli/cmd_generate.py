@@ -239,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "smooth": args.smooth}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
     ref_audio = None if args.reference_wave is None else args.reference_audio or args.style_from
+    used["style"] = args.style or (animator.reference_style if args.reference is not None else animator.default_style)
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
                      **used, "seed": args.seed, "style_from": args.style_from, "reference_audio": ref_audio,
                      "files": {}}
