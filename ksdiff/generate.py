@@ -3,7 +3,7 @@
     audio ──decode──> wave (16 kHz) ──features──> feats (N', F), prosody (N', 2), tokens, words
           ──per window: model.encode_condition──> speech condition + keyframes (T, 2), for the whole clip first
           ──per window: sampler over model.denoise, overlap inpainted──> x0 (normalised)
-          ──model.denormalize, bounded channels clipped to [0, 1], mouth smoothed (smooth_mouth)──> Motion (T, C)
+          ──model.denormalize, bounded channels clipped to [0, 1], mouth smoothed──> Motion (T, C)
 
 ``T = round(duration × fps)``. Audio longer than a window plus its overlap (default 8 s + 2 s) is generated in
 overlapping windows (:func:`plan_windows`). Keyframes are predicted for the whole clip before any diffusion
@@ -761,5 +761,6 @@ def clip_bounded(coeffs: np.ndarray, spec: FaceSpec) -> np.ndarray:
     return coeffs
 
 
-__all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window", "DEFAULT_CHECKPOINT",
-           "anchor_face", "anchor_shift", "smooth_mouth", "checked_smooth", "REFERENCE_WEIGHT", "MAX_SMOOTH"]
+__all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window",
+           "DEFAULT_CHECKPOINT", "anchor_face", "anchor_shift", "smooth_mouth", "checked_smooth", "REFERENCE_WEIGHT",
+           "MAX_SMOOTH"]

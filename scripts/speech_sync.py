@@ -6,9 +6,10 @@ mouth opens), the median std over the mouth channels (how much the whole mouth m
 English speech: 0.10), the r of the inner-lip opening on the ICT head with the envelope (``lip_env_r``: the
 opening all mouth channels make, where ``env_r`` reads jawOpen alone), the capture ratio
 (``ksdiff.metrics.capture_ratio``: median over the channels issue 14's iPhone capture quotes of the clip's std over
-the capture's; 1 = a real face's amplitude), and on English clips the bilabial closure (``ksdiff.metrics.bilabial_closure``: the share of /p b m/ whose centre frame shows a closed mouth;
-phones from pocketsphinx, ``align_long``, on the folder's ``transcripts.tsv`` text where it has one, else
-Whisper's; cached in OUT/../phones). Writes OUT/metrics.json.
+the capture's; 1 = a real face's amplitude), and on English clips the bilabial closure
+(``ksdiff.metrics.bilabial_closure``: the share of /p b m/ whose centre frame shows a closed mouth; phones from
+pocketsphinx, ``align_long``, on the folder's ``transcripts.tsv`` text where it has one, else Whisper's; cached in
+OUT/../phones). Writes OUT/metrics.json.
 Usage: python scripts/speech_sync.py CHECKPOINT SPEECH_DIR OUT [--seed 0] [--style NAME] [--limit N] [--guidance G]
        [--smooth SIGMA] [--not-english a.wav,b.wav]
 (--limit: the first N audio files in name order, e.g. N LibriSpeech readers of ../shared/data/speech_extra;
@@ -25,8 +26,8 @@ import numpy as np
 import ksdiff
 from ksdiff.audio.features import load_speech
 from ksdiff.data.synth.pseudo import find_recordings
-from ksdiff.metrics import bilabial_closure, capture_ratio, envelope_correlation
 from ksdiff.face.motion import Motion
+from ksdiff.metrics import bilabial_closure, capture_ratio, envelope_correlation
 from ksdiff.metrics.articulation import mouth_channels
 from ksdiff.utils.io import atomic_path
 

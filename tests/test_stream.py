@@ -227,8 +227,9 @@ def test_stream_with_a_reference_moves_to_the_persons_face(animator, clip, speec
     # the CLI, a motion file without audio: the style's typical face stands in for the output's median
     ref.save(tmp_path / "me.npz")
     out = tmp_path / "streamed.npz"
-    r = subprocess.run([sys.executable, "-m", "ksdiff", "stream", "--input", str(speech_dir / "harvard_birch_canoe.wav"),
-                        "--fast", "--style-from", str(tmp_path / "me.npz"), "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "ksdiff", "stream", "--input",
+                        str(speech_dir / "harvard_birch_canoe.wav"), "--fast", "--style-from", str(tmp_path / "me.npz"),
+                        "--out", str(out)],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     cli = np.load(out)["coeffs"]

@@ -28,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="classifier-free guidance scale (checkpoint only; default: the model's own, 1.25 for the shipped "
                         "model; 1 = off)")
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
-                   help="σ in frames of the Gaussian on the mouth channels (checkpoint only; default: the model's own, "
-                        "0.75 for the shipped model; 0 = off)")
+                   help="σ in frames of the Gaussian on the mouth channels (checkpoint only; default: the model's "
+                        "own, 0.75 for the shipped model; 0 = off)")
     p.add_argument("--reference", choices=("none", "other", "self"), default="none",
                    help="reference style protocol (models with a style encoder): other = the person's other clip "
                         "in the dataset, else as self; self = the clip's first --reference-seconds, left out of "

@@ -59,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same motion)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (1 = off); default: the model's (the shipped model: 1.25)")
-    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA", help="σ in frames of a Gaussian over time on the mouth channels (0 = off); default: the model's (the shipped model: 0.75)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+                   help="σ in frames of a Gaussian over time on the mouth channels (0 = off); default: the model's "
+                        "(the shipped model: 0.75)")
     emo = p.add_mutually_exclusive_group()
     emo.add_argument("--emotion", metavar="V,A", default=None,
                      help="valence,arousal in [-1, 1] for the whole clip (models trained with emotion)")

@@ -26,4 +26,5 @@ from ksdiff.metrics.lip import lve, lve_squared
 from ksdiff.metrics.lipsync import bilabial_closure, envelope_correlation
 
 __all__ = ["articulation", "beat_align", "bilabial_closure", "capture_ratio", "envelope_correlation", "fdd",
-           "head_diversity", "jitter", "keyframe_prf", "lve", "lve_squared", "motion_beats", "sample_diversity", "speech_beats"]
+           "head_diversity", "jitter", "keyframe_prf", "lve", "lve_squared", "motion_beats", "sample_diversity",
+           "speech_beats"]
