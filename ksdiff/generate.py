@@ -319,12 +319,19 @@ class Animator:
         if isinstance(style, Motion):
             style, reference = None, style if reference is None else reference
         out: dict[str, np.ndarray] = {}
-        vec = self._style_vector(self.reference_style if style is None and reference is not None else style)
+        vec = self._style_vector(self.resolve_style(style, reference))
         if vec is not None:
             out["style"] = vec
         if reference is not None:
             out["ref_motion"] = self.reference_motion(reference)
         return out
+
+    def resolve_style(self, style: Any, reference: Motion | None = None) -> Any:
+        """The style a generation uses: ``style``; when None, :attr:`reference_style` with a reference, else
+        :attr:`default_style`."""
+        if style is None:
+            return self.reference_style if reference is not None else self.default_style
+        return style
 
     def typical_face(self, style: Any = None) -> np.ndarray | None:
         """The typical face (C,) of a style token from the training data (NaN where its data observed no value),
@@ -348,10 +355,14 @@ class Animator:
         """:func:`anchor_face` of the output ``raw`` (T, C) with the reference ``sty["ref_motion"]``, the model's own
         motion for the reference's ``audio`` when given (:meth:`_reference_prediction`), and the style's typical
         face."""
+        return anchor_face(raw, self.spec, *self._anchor_inputs(sty, style, audio, text, gen), weight=weight)
+
+    def _anchor_inputs(self, sty: dict, style: Any, audio: Any, text: str | None,
+                       gen: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(reference (Tr, C), the model's motion for its audio or None, the style's typical face or None)."""
         ref = sty["ref_motion"]
         ref_pred = None if audio is None else self._reference_prediction(ref, style, audio, text, gen)
-        return anchor_face(raw, self.spec, ref=ref, ref_pred=ref_pred, typical=self.typical_face(style),
-                           weight=REFERENCE_WEIGHT if weight is None else weight)
+        return ref, ref_pred, self.typical_face(style)
 
     def _reference_prediction(self, ref: np.ndarray, style: Any, audio: Any, text: str | None,
                               gen: dict) -> np.ndarray:
@@ -386,17 +397,15 @@ class Animator:
         own motion for the reference's ``audio`` (:meth:`_reference_prediction`, the same conditions as the
         stream's), else the style's typical face (the training median the model's output lies around); None when
         there is neither (the style encoder alone)."""
-        ref, idx = sty["ref_motion"], np.asarray(self.spec.expression_idx)
-        typical = self.typical_face(style)
-        ref_pred = None if audio is None else self._reference_prediction(ref, style, audio, text, gen)
+        ref, ref_pred, typical = self._anchor_inputs(sty, style, audio, text, gen)
+        idx = np.asarray(self.spec.expression_idx)
         if ref_pred is not None:
             med = np.median(ref_pred[:, idx], axis=0)
         elif typical is not None:  # channels the style never observed: the reference's own median (no shift)
             med = np.where(np.isfinite(typical[idx]), typical[idx], np.median(ref[:, idx], axis=0))
         else:
             return None
-        return anchor_shift(med, self.spec, ref=ref, ref_pred=ref_pred, typical=typical,
-                            weight=REFERENCE_WEIGHT if weight is None else weight)
+        return anchor_shift(med, self.spec, ref, ref_pred, typical, weight)
 
     def _style_vector(self, style: Any) -> np.ndarray | None:
         if style is None:
@@ -424,6 +433,16 @@ class Animator:
         if out.shape != (S,):
             raise KsdiffError(f"style vector must have {S} values, got {out.size}", self.path)
         return out
+
+    def load_reference(self, path: str | os.PathLike,
+                       audio: str | os.PathLike | None = None) -> tuple[Motion, np.ndarray | None]:
+        """A reference clip from a file a user brings (Live Link CSV, video, motion npz) and its own speech (``audio``,
+        else a video's sound, else None), both read and checked against this model before any generation."""
+        from ksdiff.data.reference import load_reference, load_reference_audio
+
+        ref = load_reference(path)
+        self.reference_motion(ref, source=str(path))
+        return ref, load_reference_audio(path, audio)
 
     def reference_motion(self, ref: Motion, source: str | None = None) -> np.ndarray:
         """A reference clip as the model reads it: (Tr, C) float32 in its face spec's channel order at its fps.
@@ -514,8 +533,8 @@ class Animator:
                 raw = self._anchor(raw, sty, style, reference_audio, reference_text, reference_weight,
                                    dict(steps=steps, sampler=sampler, seed=seed, guidance=guidance, smooth=smooth))
         timings["total"] = time.perf_counter() - t_all
-        self.last_info = self._info(seconds, T, steps, sampler, seed, guidance, sf, timings, windows, raw, keyframes)
-        self.last_info["smooth"] = smooth
+        self.last_info = self._info(seconds, T, (steps, sampler, seed, guidance, smooth), sf, timings, windows, raw,
+                                    keyframes)
         return Motion(raw, self.spec.channels, self.fps, self.spec.name)
 
     def _options(self, steps: int | None, sampler: str | None, guidance: float | None,
@@ -526,13 +545,14 @@ class Animator:
                 float(d["guidance"] if guidance is None else guidance),
                 d["smooth"] if smooth is None else checked_smooth(smooth))
 
-    def _info(self, seconds: float, T: int, steps: int, sampler: str, seed: int, guidance: float, sf,
+    def _info(self, seconds: float, T: int, settings: tuple[int, str, int, float, float], sf,
               timings: dict[str, float], windows: list[Window], raw: np.ndarray, keyframes: Tensor | None) -> dict:
-        """What :meth:`animate` leaves in :attr:`last_info`."""
+        """What :meth:`animate` leaves in :attr:`last_info`; ``settings``: (steps, sampler, seed, guidance, smooth)."""
+        steps, sampler, seed, guidance, smooth = settings
         std = self.model.motion_std.detach().float().cpu().numpy()
         return {
             "audio_seconds": seconds, "num_frames": T, "fps": self.fps, "spec": self.spec.name,
-            "steps": steps, "sampler": sampler, "seed": int(seed), "guidance": guidance,
+            "steps": steps, "sampler": sampler, "seed": int(seed), "guidance": guidance, "smooth": smooth,
             "transcript": getattr(sf, "text", ""), "timings": timings,
             "rtf": timings["total"] / max(seconds, 1e-9),
             "windows": [(w.start, w.stop, w.known) for w in windows],
@@ -713,7 +733,7 @@ def _hash_str(s: str) -> int:
 
 
 def anchor_face(coeffs: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = None, ref_pred: np.ndarray | None = None,
-                typical: np.ndarray | None = None, weight: float = REFERENCE_WEIGHT) -> np.ndarray:
+                typical: np.ndarray | None = None, weight: float | None = None) -> np.ndarray:
     """``coeffs`` (T, C) with each expression channel shifted so that its median over the clip is the person's
     typical face (their resting face and habitual expression, which speech does not reveal), around which the
     model's speech-driven motion moves; head pose untouched; bounded channels clipped to [0, 1] again. The shift is
@@ -728,7 +748,7 @@ def anchor_face(coeffs: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = Non
 
 
 def anchor_shift(med: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = None, ref_pred: np.ndarray | None = None,
-                 typical: np.ndarray | None = None, weight: float = REFERENCE_WEIGHT) -> np.ndarray | None:
+                 typical: np.ndarray | None = None, weight: float | None = None) -> np.ndarray | None:
     """The (E,) shift of the spec's expression channels that moves an output whose median is ``med`` (E,) to the
     person's typical face; None when there is nothing to anchor to.
 
@@ -736,7 +756,8 @@ def anchor_shift(med: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = None,
     (Tr', C) the model's motion for the reference's own audio, the median of ``ref − ref_pred`` (what the reference
     shows beyond its speech); and from ``typical`` (C,), the style token's training median face (NaN: unknown),
     minus ``med``. Both: ``weight · reference + (1 − weight) · typical`` (a shrinkage of a short, noisy reference
-    towards the population); one: that one; neither: None."""
+    towards the population; ``weight`` None: :data:`REFERENCE_WEIGHT`); one: that one; neither: None."""
+    weight = REFERENCE_WEIGHT if weight is None else weight
     idx = np.asarray(spec.expression_idx)
     to_typical = None if typical is None else np.asarray(typical, np.float64)[idx] - med
     if ref is not None:

@@ -510,12 +510,8 @@ def _reference_clip(animator, p: Params) -> tuple:
     client's file, never the server's); (None, None) without one."""
     if p.reference is None:
         return None, None
-    from ksdiff.data.reference import load_reference, load_reference_audio
-
     try:
-        ref = load_reference(p.reference)
-        animator.reference_motion(ref)
-        return ref, load_reference_audio(p.reference)
+        return animator.load_reference(p.reference)
     except KsdiffError as e:
         raise KsdiffError(f"reference {p.reference_name}: {e.problem}") from None
 

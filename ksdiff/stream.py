@@ -195,9 +195,11 @@ class StreamAnimator:
                             generator=torch.Generator().manual_seed(_derive_seed(self.seed, "hop", self.steps_done)),
                             inpaint=inpaint)
         new = x0[:, known:known + (e1 - e0)]
-        # smoothed over the whole window (the frames sent before, the lookahead after), then cut: the hop's edges
-        # are smoothed with their neighbours, as in offline generation
-        coeffs = anim._to_coeffs(x0, self.smooth)[known:known + (e1 - e0)]
+        # smoothed with the window's frames around the hop (sent before, lookahead after) within the Gaussian's
+        # reach (scipy truncates at 4σ), then cut: the hop's edges are smoothed with their neighbours, as offline
+        reach = int(4.0 * self.smooth + 0.5)
+        lo = max(0, known - reach)
+        coeffs = anim._to_coeffs(x0[:, lo:known + (e1 - e0) + reach], self.smooth)[known - lo:known - lo + (e1 - e0)]
         if self.shift is not None:
             coeffs[:, anim.spec.expression_idx] += self.shift.astype(np.float32)
             coeffs = clip_bounded(coeffs, anim.spec)

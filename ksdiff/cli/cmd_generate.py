@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     given = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "smooth": args.smooth}
     used = {k: (animator.defaults[k] if v is None else v) for k, v in given.items()}
     ref_audio = None if args.reference_wave is None else args.reference_audio or args.style_from
-    used["style"] = args.style or (animator.reference_style if args.reference is not None else animator.default_style)
+    used["style"] = animator.resolve_style(_style(args.style), args.reference)
     summary: dict = {"checkpoint": str(animator.path), "spec": animator.spec.name, "fps": animator.fps,
                      **used, "seed": args.seed, "style_from": args.style_from, "reference_audio": ref_audio,
                      "files": {}}
@@ -258,16 +258,12 @@ def run(args: argparse.Namespace) -> int:
 
 def load_reference_args(animator, path: str | None, audio: str | None) -> tuple:
     """The ``--style-from`` clip (motion, its own audio or None), loaded and checked against the model before any
-    generation; (None, None) without one."""
+    generation (:meth:`ksdiff.generate.Animator.load_reference`); (None, None) without one."""
     if path is None:
         if audio is not None:
             raise KsdiffError("--reference-audio goes with --style-from")
         return None, None
-    from ksdiff.data.reference import load_reference, load_reference_audio
-
-    ref = load_reference(path)
-    animator.reference_motion(ref, source=path)
-    return ref, load_reference_audio(path, audio)
+    return animator.load_reference(path, audio)
 
 
 def _peak_rss_mb() -> float | None:
