@@ -3,7 +3,7 @@
     audio ──decode──> wave (16 kHz) ──features──> feats (N', F), prosody (N', 2), tokens, words
           ──per window: model.encode_condition──> speech condition + keyframes (T, 2), for the whole clip first
           ──per window: sampler over model.denoise, overlap inpainted──> x0 (normalised)
-          ──model.denormalize, bounded channels clipped to [0, 1], mouth smoothed──> Motion (T, C)
+          ──model.denormalize, FaceSpec.clip, mouth smoothed──> Motion (T, C)
 
 ``T = round(duration × fps)``. Audio longer than a window plus its overlap (default 8 s + 2 s) is generated in
 overlapping windows (:func:`plan_windows`). Keyframes are predicted for the whole clip before any diffusion
@@ -674,8 +674,9 @@ class Animator:
         return known, mask
 
     def _to_coeffs(self, out: Tensor, smooth: float = 0.0) -> np.ndarray:
-        """Normalised motion (1, T, C) -> raw coefficients (T, C) float32, bounded channels clipped to [0, 1], the
-        mouth smoothed by :func:`smooth_mouth` with σ = ``smooth`` frames.
+        """Normalised motion (1, T, C) -> raw coefficients (T, C) float32 made valid for the spec
+        (:meth:`FaceSpec.clip`: blendshapes in [0, 1], mouthClose at most jawOpen), the mouth smoothed by
+        :func:`smooth_mouth` with σ = ``smooth`` frames (a positive weighted mean keeps both).
 
         Raises:
             KsdiffError: naming the checkpoint, when any value is NaN/inf (checked before anything is written).
@@ -684,7 +685,7 @@ class Animator:
         if not np.isfinite(raw).all():
             raise KsdiffError("produced non-finite motion (NaN/inf): the checkpoint's weights are probably diverged",
                               self.path)
-        return smooth_mouth(clip_bounded(raw, self.spec), self.spec, smooth)
+        return smooth_mouth(self.spec.clip(raw), self.spec, smooth)
 
 
 def _collate(batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -736,7 +737,7 @@ def anchor_face(coeffs: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = Non
                 typical: np.ndarray | None = None, weight: float | None = None) -> np.ndarray:
     """``coeffs`` (T, C) with each expression channel shifted so that its median over the clip is the person's
     typical face (their resting face and habitual expression, which speech does not reveal), around which the
-    model's speech-driven motion moves; head pose untouched; bounded channels clipped to [0, 1] again. The shift is
+    model's speech-driven motion moves; head pose untouched; made valid again (:meth:`FaceSpec.clip`). The shift is
     :func:`anchor_shift` with the output's own median. Returns a new array."""
     idx = np.asarray(spec.expression_idx)
     out = np.array(coeffs, dtype=np.float32, copy=True)
@@ -744,7 +745,7 @@ def anchor_face(coeffs: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = Non
     if shift is None:
         return out
     out[:, idx] += shift.astype(np.float32)
-    return clip_bounded(out, spec)
+    return spec.clip(out)
 
 
 def anchor_shift(med: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = None, ref_pred: np.ndarray | None = None,
@@ -772,14 +773,6 @@ def anchor_shift(med: np.ndarray, spec: FaceSpec, ref: np.ndarray | None = None,
     if to_typical is not None:
         return np.nan_to_num(to_typical, nan=0.0)
     return None
-
-
-def clip_bounded(coeffs: np.ndarray, spec: FaceSpec) -> np.ndarray:
-    """``coeffs`` (T, C) with the spec's bounded channels (ARKit blendshapes) clipped to [0, 1], in place."""
-    bounded = spec.index(spec.bounded) if spec.bounded else []
-    if bounded:
-        coeffs[:, bounded] = np.clip(coeffs[:, bounded], 0.0, 1.0)
-    return coeffs
 
 
 __all__ = ["load_model", "generation_defaults", "Animator", "plan_windows", "seam_jumps", "Window",

@@ -137,7 +137,7 @@ function drawFace(f){
     g.beginPath(); g.moveTo(ex-x*W*0.07,ey-H*0.07-up); g.lineTo(ex+x*W*0.06,ey-H*0.075-up*0.6); g.stroke();
   }
   const smile=(B(f,'mouthSmileLeft')+B(f,'mouthSmileRight'))/2, narrow=B(f,'mouthPucker')+B(f,'mouthFunnel');
-  const open=Math.max(0,B(f,'jawOpen')+0.5*(B(f,'mouthLowerDownLeft')+B(f,'mouthLowerDownRight'))/2-0.5*B(f,'mouthClose'));
+  const open=Math.max(0,B(f,'jawOpen')-B(f,'mouthClose'))+0.5*(B(f,'mouthLowerDownLeft')+B(f,'mouthLowerDownRight'))/2;
   const mw=W*0.13*(1+0.4*smile+0.3*(B(f,'mouthStretchLeft')+B(f,'mouthStretchRight'))/2-0.5*narrow), mh=H*0.01+H*0.22*open, my=H*0.2;
   g.fillStyle='#5a1f1f'; g.strokeStyle='#a0464b'; g.lineWidth=5;
   g.beginPath(); g.moveTo(-mw,my-smile*H*0.03); g.quadraticCurveTo(0,my-mh*0.5-H*0.01,mw,my-smile*H*0.03);

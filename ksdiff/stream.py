@@ -40,7 +40,7 @@ import torch
 from ksdiff.diffusion.samplers import initial_noise
 from ksdiff.errors import KsdiffError
 from ksdiff.face.motion import Motion
-from ksdiff.generate import SAMPLE_RATE, Animator, Window, _derive_seed, clip_bounded
+from ksdiff.generate import SAMPLE_RATE, Animator, Window, _derive_seed
 
 HOP_S = 0.2  # default seconds of motion per step
 LOOKAHEAD_S = 0.12  # default seconds of audio heard past the last frame of a step
@@ -202,7 +202,7 @@ class StreamAnimator:
         coeffs = anim._to_coeffs(x0[:, lo:known + (e1 - e0) + reach], self.smooth)[known - lo:known - lo + (e1 - e0)]
         if self.shift is not None:
             coeffs[:, anim.spec.expression_idx] += self.shift.astype(np.float32)
-            coeffs = clip_bounded(coeffs, anim.spec)
+            coeffs = anim.spec.clip(coeffs)
         keep = self.context
         self._hist = torch.cat([self._hist, new], dim=1)[:, -keep:] if keep else self._hist[:, :0]
         kf = cond.get("keyframes")

@@ -4,7 +4,8 @@ reads text, as a user gets it) and report, per clip and on average, the Pearson 
 envelope (``ksdiff.metrics.envelope_correlation``), jawOpen's standard deviation and 95th percentile (how far the
 mouth opens), the median std over the mouth channels (how much the whole mouth moves; a real iPhone capture of
 English speech: 0.10), the r of the inner-lip opening on the ICT head with the envelope (``lip_env_r``: the
-opening all mouth channels make, where ``env_r`` reads jawOpen alone), the capture ratio
+vertical gap between the inner lips, 0 where they meet, which all mouth channels make, where ``env_r`` reads jawOpen
+alone), the capture ratio
 (``ksdiff.metrics.capture_ratio``: median over the channels issue 14's iPhone capture quotes of the clip's std over
 the capture's; 1 = a real face's amplitude), and on English clips the bilabial closure
 (``ksdiff.metrics.bilabial_closure``: the share of /p b m/ whose centre frame shows a closed mouth; phones from
@@ -26,8 +27,7 @@ import numpy as np
 import ksdiff
 from ksdiff.audio.features import load_speech
 from ksdiff.data.synth.pseudo import find_recordings
-from ksdiff.face.motion import Motion
-from ksdiff.metrics import bilabial_closure, capture_ratio, envelope_correlation
+from ksdiff.metrics import bilabial_closure, capture_ratio, envelope_correlation, inner_lip_gap
 from ksdiff.metrics.articulation import mouth_channels
 from ksdiff.utils.io import atomic_path
 
@@ -78,15 +78,10 @@ def ict_head():
 
 
 def lip_opening(motion) -> np.ndarray | None:
-    """(T,) mm between the inner lips' midpoints (68-landmark points 62 and 66) on the ICT head, head pose left out:
-    the mouth opening every mouth channel contributes to, not only the jaw. None without the ICT head asset."""
+    """(T,) mm between the inner lips on the ICT head (``ksdiff.metrics.inner_lip_gap``), 0 where they meet or
+    cross: the mouth opening every mouth channel contributes to, not only the jaw. None without the ICT asset."""
     face = ict_head() if motion.spec == "arkit" else None
-    if face is None:
-        return None
-    head = np.array([c.startswith("head") for c in motion.channels])
-    still = Motion(np.where(head, 0.0, motion.coeffs), motion.channels, motion.fps, motion.spec)
-    v = face.vertices(still, np.array([face.landmarks68[62], face.landmarks68[66]]))
-    return np.linalg.norm(v[:, 0] - v[:, 1], axis=1)
+    return None if face is None else np.maximum(inner_lip_gap(motion, face), 0.0)
 
 
 animator = ksdiff.load_model(a.checkpoint)

@@ -116,6 +116,28 @@ def test_schematic_face_follows_coefficients():
     assert np.degrees(np.arctan2(eyes[1], eyes[0])) == pytest.approx(np.degrees(0.3), abs=0.5)  # in-plane tilt
     img = SchematicRenderer(96).render(v[1])
     assert img.shape == (96, 96, 3) and img.dtype == np.uint8 and img.std() > 20
+    m.coeffs[1, ARKIT.channels.index("mouthClose")] = 0.6  # ARKit's closed lips on an open jaw
+    assert f.vertices(m)[1, LAYOUT["lip_in_up"], 1].min() - f.vertices(m)[1, LAYOUT["lip_in_lo"], 1].max() < 1.0
+
+
+def test_arkit_spec_clip_keeps_blendshapes_valid(ict):
+    """FaceSpec.clip: blendshapes into [0, 1] and mouthClose down to jawOpen, head untouched; on the ICT head
+    mouthClose above jawOpen pushes the upper lip below the lower, at most jawOpen it closes them."""
+    c = np.zeros((3, ARKIT.dim), np.float32)
+    jaw, close, tx = (ARKIT.channels.index(n) for n in ("jawOpen", "mouthClose", "headTx"))
+    c[:, jaw], c[:, close], c[:, tx] = [0.02, 0.3, 1.4], [0.3, 0.2, -0.5], 5.0
+    m = Motion(c.copy(), ARKIT.channels, 25.0, "arkit")
+    from ksdiff.metrics import inner_lip_gap
+
+    assert inner_lip_gap(m, ict)[0] < -5  # upper lip 5+ mm below the lower
+    out = ARKIT.clip(c)
+    assert out is c and np.allclose(c[:, jaw], [0.02, 0.3, 1.0]) and np.allclose(c[:, close], [0.02, 0.2, 0.0])
+    assert (c[:, tx] == 5.0).all()
+    gap = inner_lip_gap(Motion(c, ARKIT.channels, 25.0, "arkit"), ict)
+    assert abs(gap[0]) < 1.5 and gap[1] > 2  # closed, not crossed; the open jaw with a partial closure stays open
+    flame = get_spec("flame")
+    f = np.full((2, flame.dim), 3.0, np.float32)
+    assert (flame.clip(f) == 3.0).all()  # FLAME's coefficients are unbounded
 
 
 # --------------------------------------------------------------------------------------------- FLAME

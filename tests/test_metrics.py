@@ -135,15 +135,21 @@ def test_jitter_hand_example():
 def test_bilabial_closure_hand_example():
     fps = 10
     jaw = np.array([0.5, 0.02, 0.5, 0.08, 0.5, 0.3])
-    close = np.array([0, 0, 0, 0.5, 0, 0.9])
+    close = np.array([0, 0, 0, 0.5, 0, 0.2])
     press = np.zeros(6)
     phones = [("AA", 0.0, 0.1), ("M", 0.1, 0.2), ("B", 0.3, 0.4), ("P1", 0.5, 0.6), ("IY", 0.2, 0.3)]
     # phone centres → frames: M 0.15 s → 2 (jaw 0.5, open), B 0.35 s → 4 (jaw 0.5, open),
-    # P 0.55 s → 6, clamped to 5 (jaw 0.3, open): no bilabial is closed
+    # P 0.55 s → 6, clamped to 5 (jaw 0.3 less a closure of 0.2: 0.1 open): no bilabial is closed
     assert bilabial_closure(jaw, close, press, phones, fps) == pytest.approx(0.0)
     phones2 = [("m", 0.05, 0.15), ("B", 0.25, 0.35)]  # frames 1 (jaw 0.02 → closed), 3 (jaw .08 + close .5)
     assert bilabial_closure(jaw, close, press, phones2, fps) == pytest.approx(1.0)
     assert math.isnan(bilabial_closure(jaw, close, press, [("AA", 0, 0.1)], fps))
+    # ARKit closes the lips on an open jaw with mouthClose: jaw 0.3 − close 0.28 < 0.05 is closed, 0.3 − 0.2 is not
+    at = [("P", 0.45, 0.55)]  # frame 5
+    assert bilabial_closure(jaw, np.where(np.arange(6) == 5, 0.28, close), press, at, fps) == 1.0
+    # a nearly shut jaw (0.08) is open unless the lips press (mouthPress > 0.15)
+    assert bilabial_closure(jaw, np.zeros(6), press, [("B", 0.25, 0.35)], fps) == 0.0
+    assert bilabial_closure(jaw, np.zeros(6), np.full(6, 0.2), [("B", 0.25, 0.35)], fps) == 1.0
 
 
 def test_envelope_correlation_real_speech(speech_dir):

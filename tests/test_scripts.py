@@ -1,5 +1,6 @@
-"""The analysis scripts the results rest on (scripts/crossval_nested.py, scripts/compare_sync.py), on reports
-written here with known answers."""
+"""The analysis scripts the results rest on (scripts/crossval_nested.py, scripts/compare_sync.py,
+scripts/set_generation.py, scripts/lip_contact.py), on reports written here with known answers or on the shipped
+model."""
 
 from __future__ import annotations
 
@@ -81,3 +82,23 @@ def test_set_generation_changes_defaults_not_weights(tmp_path: Path) -> None:
                             str(tmp_path / "bad.safetensors"), bad], capture_output=True, text=True)
         assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_lip_contact_counts_crossed_lips(tmp_path: Path, speech_dir: Path, ict_path: Path) -> None:
+    """scripts/lip_contact.py on the shipped model and one real clip: with FaceSpec.clip no frame has mouthClose above
+    jawOpen and no lips cross by 3 mm; --raw reports the network's own output the same way."""
+    from ksdiff.generate import DEFAULT_CHECKPOINT
+
+    folder = tmp_path / "speech"
+    folder.mkdir()
+    (folder / "arctic_a0009.wav").symlink_to(speech_dir / "arctic_a0009.wav")
+    rows = {}
+    for extra in ([], ["--raw"]):
+        out = _run(str(SCRIPTS / "lip_contact.py"), "--checkpoint", str(DEFAULT_CHECKPOINT), "--speech", str(folder),
+                   *extra)
+        cells = [c.strip() for c in out.strip().splitlines()[-1].strip("|").split("|")]
+        rows[bool(extra)] = cells
+    frames, over, crossed1, crossed3, deepest = rows[False][1:]
+    assert int(frames) == int(rows[True][1]) > 50
+    assert over == "0.0%" and crossed3 == "0.0%" and float(deepest) > -3
+    assert "(raw)" in rows[True][0] and float(rows[True][5]) <= float(deepest)

@@ -162,6 +162,8 @@ def test_clip_motion_structure():
     assert m.coeffs.shape == (int(round(c.duration * 25)), 58) and m.spec == "arkit"
     # silent lead-in: lips at rest and closed
     assert m.channel("jawOpen")[0] < 0.05
+    # a valid ARKit face: a closure's mouthClose never exceeds jawOpen (the lips would pass through each other)
+    assert (m.channel("mouthClose") <= m.channel("jawOpen")).all() and m.channel("mouthClose").max() > 0.01
     # blinks are ~150 ms, both eyes
     assert np.array_equal(m.channel("eyeBlinkLeft"), m.channel("eyeBlinkRight"))
     gt = c.ground_truth()

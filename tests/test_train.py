@@ -833,7 +833,7 @@ def test_typical_faces_anchor_generation_with_and_without_a_reference(datasets, 
     assert np.allclose(typical, median[idx], atol=2e-3)
     free = a.animate(wave, text="x", steps=2, seed=0, style="speech", anchor=False).coeffs
     assert np.array_equal(a.animate(wave, text="x", steps=2, seed=0, style="speech").coeffs, free)
-    inside = (typical > 0.01) & (typical < 0.99)
+    inside = (typical > 0.01) & (typical < 0.99) & _unlimited(a.spec)
     # with a reference and its audio: w · median(ref − model(ref audio)) + (1 − w) · (typical − median(output))
     clip = open_dataset(datasets[0]).clip(sorted(open_dataset(datasets[0]).clip_ids())[0])
     ref, ref_wave = clip.motion(), clip.audio()
@@ -853,11 +853,13 @@ def test_typical_faces_anchor_generation_with_and_without_a_reference(datasets, 
         a.animate(wave, reference_audio=ref_wave[:800], **kw)
     moved = np.median(got[:, idx], 0) - np.median(raw[:, idx], 0)
     keep = inside & (np.median(got[:, idx], 0) > 0.01) & (np.median(got[:, idx], 0) < 0.99)
-    assert keep.sum() >= 2 and np.abs(moved - want)[keep].max() < 1e-4
+    assert keep.sum() >= 1 and np.abs(moved - want)[keep].max() < 1e-4
+    jaw, close = (a.spec.channels.index(n) for n in ("jawOpen", "mouthClose"))
+    assert (got[:, close] <= got[:, jaw]).all()  # the anchored face is still valid ARKit
     # weight 1 and no audio: the reference's own median (the face it shows)
     only = a.animate(wave, reference_weight=1.0, **kw).coeffs
     ref_med = np.median(ref.coeffs[:, idx], 0)
-    keep = (ref_med > 0.01) & (ref_med < 0.99)
+    keep = (ref_med > 0.01) & (ref_med < 0.99) & _unlimited(a.spec)
     assert np.abs(np.median(only[:, idx], 0) - ref_med)[keep].max() < 1e-4
     with pytest.raises(KsdiffError, match=r"reference_weight must lie in \[0, 1\]"):
         a.animate(wave, reference_weight=1.5, **kw)
@@ -879,6 +881,12 @@ def test_reference_audio_comes_from_a_video_or_a_given_file(shared, speech_dir, 
         load_reference_audio(csv, tmp_path / "missing.mov")
 
 
+def _unlimited(spec) -> np.ndarray:
+    """(E,) bool over the expression channels: True where FaceSpec.clip sets no limit (ARKit: all but mouthClose,
+    which is then lowered to jawOpen wherever a shift takes it above)."""
+    return ~np.isin(np.array(spec.expression), [a for a, _ in spec.at_most])
+
+
 def test_anchor_face_shifts_expression_medians_and_nothing_else():
     from ksdiff.generate import anchor_face
 
@@ -886,6 +894,7 @@ def test_anchor_face_shifts_expression_medians_and_nothing_else():
     rng = np.random.default_rng(0)
     x = rng.uniform(0.2, 0.4, size=(50, spec.dim)).astype(np.float32)
     e, h = np.asarray(spec.expression_idx), np.asarray(spec.head_idx)
+    e = e[_unlimited(spec)]  # the shifts below, checked where no channel limits them
     assert np.array_equal(anchor_face(x, spec), x)  # nothing to anchor to
     ref = rng.uniform(0.4, 0.6, size=(30, spec.dim)).astype(np.float32)
     typical = np.full(spec.dim, 0.3)

@@ -8,7 +8,8 @@ drives the jaw from ``jawRotX`` and the head from ``globalRot*``):
 eyes                            openness × (1 − eyeBlink) × (1 + 0.4·eyeWide) × (1 − 0.35·eyeSquint);
                                 pupils follow eyeLookIn/Out/Up/Down
 brows                           inner points up with browInnerUp, outer with browOuterUp, all down with browDown
-mouth opening                   22 mm·jawOpen·(1 − mouthClose) + 5 mm·mouthFunnel + 3 mm·mouthLowerDown/UpperUp
+mouth opening                   22 mm·max(jawOpen − mouthClose, 0) + 5 mm·mouthFunnel + 3 mm·mouthLowerDown/UpperUp
+                                (ARKit's mouthClose closes the lips against the jaw's opening)
 mouth width (per corner)        25 mm × (1 + 0.25·mouthStretch + 0.2·mouthSmile − 0.35·mouthPucker − 0.25·mouthFunnel)
 corners                         up 6 mm·mouthSmile, down 5 mm·mouthFrown; mouthLeft/Right shift the mouth 8 mm
 rounding                        mouthFunnel + mouthPucker turn the lens-shaped lips into an O
@@ -101,7 +102,7 @@ class SchematicFace(FaceModel):
         g = lambda n: w[n].astype(np.float64)  # noqa: E731
 
         jaw = np.clip(g("jawOpen"), 0, 1)
-        opening = np.clip(22.0 * jaw * (1.0 - np.clip(g("mouthClose"), 0, 1)) + 5.0 * g("mouthFunnel")
+        opening = np.clip(22.0 * np.clip(jaw - g("mouthClose"), 0, None) + 5.0 * g("mouthFunnel")
                           + 1.5 * (g("mouthLowerDownLeft") + g("mouthLowerDownRight"))
                           + 1.5 * (g("mouthUpperUpLeft") + g("mouthUpperUpRight")), 0.0, None)
         chin_drop = 12.0 * jaw

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ksdiff.errors import KsdiffError
 
 #: The 52 ARKit blendshapes in Live Link Face's column order (DESIGN.md section 6).
@@ -49,6 +51,13 @@ FLAME_CAM: tuple[str, ...] = ("camScale", "camTx", "camTy")
 #: Channels of the lower face that carry lip sync (used by metrics and baselines).
 ARKIT_MOUTH: tuple[str, ...] = tuple(n for n in ARKIT_NAMES if n.startswith(("jaw", "mouth", "tongue", "cheekPuff")))
 
+#: ARKit's mouthClose closes the lips against the jaw's opening (Apple: "closure of the lips independent of jaw
+#: position"; jawOpen 1 with mouthClose 1 is a closed mouth on an open jaw). Above jawOpen it pushes the lips
+#: through each other (on the ICT head mouthClose 0.3 alone puts the upper lip 11 mm below the lower), and real
+#: captures never go there: mouthClose − jawOpen ≤ 0.014 on all 26 559 frames of FACEGOOD's animator curves and
+#: the MediaPipe-tracked videos. docs/RESULTS.md, "Lips that pass through each other".
+ARKIT_AT_MOST: tuple[tuple[str, str], ...] = (("mouthClose", "jawOpen"),)
+
 
 @dataclass(frozen=True)
 class FaceSpec:
@@ -63,6 +72,7 @@ class FaceSpec:
             and the head one used for the geodesic keyframe angle).
         head_rotation: the axis-angle group of the head (first 3 names of the head path).
         bounded: channels constrained to [0, 1] (blendshape weights).
+        at_most: pairs ``(a, b)``: channel ``a`` never exceeds channel ``b`` (:data:`ARKIT_AT_MOST`).
         jaw_path: for ``flame``: ``"expression"`` (ksdiff default) or ``"head"`` (the paper).
     """
 
@@ -73,6 +83,7 @@ class FaceSpec:
     rotations: tuple[tuple[str, str, str], ...]
     head_rotation: tuple[str, str, str]
     bounded: tuple[str, ...] = field(default=())
+    at_most: tuple[tuple[str, str], ...] = field(default=())
     jaw_path: str = "expression"
 
     @property
@@ -96,6 +107,17 @@ class FaceSpec:
     def head_rotation_idx(self) -> list[int]:
         return self.index(self.head_rotation)
 
+    def clip(self, coeffs: np.ndarray) -> np.ndarray:
+        """``coeffs`` (T, C) made valid for the spec, in place, and returned: bounded channels clipped to [0, 1],
+        then each ``at_most`` channel lowered to its limit (ARKit: mouthClose to jawOpen)."""
+        if self.bounded:
+            b = self.index(self.bounded)
+            coeffs[:, b] = np.clip(coeffs[:, b], 0.0, 1.0)
+        for a, b in self.at_most:
+            i, j = self.channels.index(a), self.channels.index(b)
+            coeffs[:, i] = np.minimum(coeffs[:, i], coeffs[:, j])
+        return coeffs
+
     def to_dict(self) -> dict:
         return {"name": self.name, "jaw_path": self.jaw_path, "channels": list(self.channels)}
 
@@ -113,6 +135,7 @@ def get_spec(name: str, jaw_path: str = "expression") -> FaceSpec:
             rotations=(ARKIT_HEAD[:3],),
             head_rotation=ARKIT_HEAD[:3],  # type: ignore[arg-type]
             bounded=ARKIT_NAMES,
+            at_most=ARKIT_AT_MOST,
         )
     if name == "flame":
         channels = FLAME_EXP + FLAME_GLOBAL + FLAME_JAW + FLAME_CAM

@@ -10,6 +10,7 @@
 ``keyframe_prf``   keyframe precision / recall / F1 with a ±2-frame tolerance
 ``bilabial_closure`` fraction of /p b m/ phones with the mouth closed
 ``envelope_correlation`` Pearson r of mouth opening with the speech envelope
+``inner_lip_gap``  vertical gap (mm) between the inner lips on a head with 68 landmarks; < 0: lips crossed
 ``jitter``         mean jerk magnitude
 ``articulation``   per mouth channel std(pred)/std(truth) and r, their medians (under-articulation)
 ``capture_ratio``  median std(pred)/std(a real iPhone capture) over its quoted channels (no truth needed)
@@ -23,8 +24,8 @@ from ksdiff.metrics.fdd import fdd
 from ksdiff.metrics.jitter import jitter
 from ksdiff.metrics.keyframes import keyframe_prf
 from ksdiff.metrics.lip import lve, lve_squared
-from ksdiff.metrics.lipsync import bilabial_closure, envelope_correlation
+from ksdiff.metrics.lipsync import bilabial_closure, envelope_correlation, inner_lip_gap
 
 __all__ = ["articulation", "beat_align", "bilabial_closure", "capture_ratio", "envelope_correlation", "fdd",
-           "head_diversity", "jitter", "keyframe_prf", "lve", "lve_squared", "motion_beats", "sample_diversity",
-           "speech_beats"]
+           "head_diversity", "inner_lip_gap", "jitter", "keyframe_prf", "lve", "lve_squared", "motion_beats",
+           "sample_diversity", "speech_beats"]

@@ -4,7 +4,7 @@
 
 bilabial_closure
     share of /p b m/ phones whose centre frame shows a closed mouth, pooled over clips, as defined by
-    :func:`ksdiff.metrics.bilabial_closure` (jawOpen < 0.1 and mouthClose or mouthPress > 0.15, or jawOpen < 0.05).
+    :func:`ksdiff.metrics.bilabial_closure` (jawOpen − mouthClose < 0.05, or jawOpen < 0.1 with mouthPress > 0.15).
 jaw_envelope_r
     Pearson r of jawOpen with the speech envelope (:func:`ksdiff.audio.envelope.speech_envelope`, linear RMS)
     of all clips' frames concatenated (``jaw_envelope_r_mean``: the mean of per-clip r).

@@ -161,8 +161,7 @@ def clip_from_phones(rng: np.random.Generator, wave: np.ndarray, phones: list[tu
         valence, arousal = (float(x) for x in rng.uniform(-1.0, 1.0, 2))
         apply_emotion(coeffs, spec.channels, valence, arousal)
         tts = {**tts, "emotion": [round(valence, 4), round(arousal, 4)]}
-    b = spec.index(spec.bounded)
-    coeffs[:, b] = np.clip(coeffs[:, b], 0.0, 1.0)
+    spec.clip(coeffs)  # blendshapes in [0, 1], mouthClose at most jawOpen (a viseme's closure can ask for more)
     motion = Motion(coeffs.astype(np.float32), spec.channels, fps, "arkit")
     return SynthClip(id=clip_id, speaker=speaker, text=text, wave=wave, motion=motion,
                      phones=phones, words=words, segments=[(s.viseme, s.start, s.end) for s in segments],
