@@ -172,6 +172,26 @@ def test_clip_motion_structure():
     assert other.text != c.text
 
 
+def test_calibrated_mouth_close_is_a_share_of_the_jaw():
+    """With the calibrated table mouthClose is the class's share of its segment's jaw (ARKit closes the lips against
+    the jaw's opening): 0.85 at /p b m/, 0.137 elsewhere, however the speaker's and the syllable's gains move the jaw."""
+    from ksdiff.data.synth.mouth import build_segments
+    from ksdiff.data.synth.visemes import CLOSE_SHARE, CLOSE_SHARE_OTHER
+
+    wave = (0.1 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
+    phones = [("_", 0.0, 0.2), ("'0:", 0.2, 0.45), ("m", 0.45, 0.55), ("'u:", 0.55, 0.8), ("_", 0.8, 1.0)]
+    k = {n: i for i, n in enumerate(TARGET_KEYS)}
+    for table in ("calibrated", "hand"):
+        segs = build_segments(np.random.default_rng(0), phones, wave, 16000, DEFAULT_VOICES[0],
+                              SynthConfig(visemes=table))
+        if table == "calibrated":
+            for sg in segs:
+                share = CLOSE_SHARE.get(sg.viseme, CLOSE_SHARE_OTHER)
+                assert sg.target[k["close"]] == pytest.approx(share * sg.target[k["jaw"]])
+        else:  # the hand-set table keeps its own weights
+            assert any(sg.target[k["close"]] > sg.target[k["jaw"]] for sg in segs)
+
+
 def test_nod_and_brow_follow_the_accent():
     cfg = SynthConfig(drift_std=(0.0, 0.0, 0.0), trans_std=(0.0, 0.0, 0.0), brow_drift=0.0)
     fps = 25.0

@@ -130,6 +130,14 @@ CALIBRATED_TARGETS: dict[str, dict[str, float]] = {
         "shrugLower": 0.057},
     "UW": {"jaw": 0.123, "close": 0.127, "funnel": 0.312, "pucker": 0.304, "rollLower": 0.013, "rollUpper": 0.22},
 }
+#: mouthClose of the ``calibrated`` table as a share of the segment's jawOpen, after the speaker's and the syllable's
+#: gains: ARKit's mouthClose closes the lips *against* the jaw's opening, so it is a share of the jaw, never a weight
+#: of its own (the table's own per-viseme values, fitted key by key, closed open vowels: /AO/ 0.221 on a jaw of
+#: 0.375). The median mouthClose / jawOpen of the MediaPipe-tracked ``video_extra`` faces (frames with jawOpen >
+#: 0.1) at the centres of pocketsphinx-aligned phones: /p b m/ 0.85 (69 phones), vowels 0.137 (797); every class
+#: but PBM takes the vowels' share. docs/SYNTH.md, "mouthClose and the jaw".
+CLOSE_SHARE: dict[str, float] = {"PBM": 0.85}
+CLOSE_SHARE_OTHER = 0.137
 #: the target tables a corpus can use (SynthConfig.visemes)
 TARGET_TABLES: dict[str, dict[str, dict[str, float]]] = {"hand": TARGETS, "calibrated": CALIBRATED_TARGETS}
 VOWELS = frozenset({"AA", "AE", "AH", "EH", "IH", "IY", "ER", "AO", "OW", "UH", "UW"})
