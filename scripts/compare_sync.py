@@ -18,7 +18,12 @@ KEYS = ("env_r", "lip_env_r", "jaw_std", "mouth_std", "capture_ratio", "bilabial
 
 def _side(paths: str) -> dict[str, dict[str, float]]:
     """{clip: {metric: mean over the reports}} of comma-separated reports (clips in all of them)."""
-    reports = [json.loads(Path(p).read_text())["clips"] for p in paths.split(",")]
+    reports = []
+    for p in paths.split(","):
+        try:
+            reports.append(json.loads(Path(p).read_text())["clips"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"compare_sync: {p}: not a scripts/speech_sync.py report ({type(e).__name__}: {e})")
     clips = set.intersection(*(set(r) for r in reports))
     return {c: {k: float(np.mean([r[c].get(k, np.nan) for r in reports])) for k in KEYS} for c in clips}
 
@@ -39,4 +44,6 @@ def main(a_paths: str, b_paths: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__.strip().splitlines()[-1])
     main(sys.argv[1], sys.argv[2])

@@ -60,6 +60,10 @@ def test_compare_sync_pairs_clips_and_averages_seeds(tmp_path: Path) -> None:
     assert float(cells[2]) == pytest.approx((0.6 + 0.8 + 0.8) / 3, abs=1e-3)  # seeds averaged per clip first
     assert float(cells[3]) == pytest.approx((0.1 + 0.2 + 0.1) / 3, abs=1e-3)
     assert "bilabial_closure" not in out  # no clip has it
+    bad = subprocess.run([sys.executable, str(SCRIPTS / "compare_sync.py"), a, str(tmp_path / "a")],
+                         capture_output=True, text=True)  # a folder, not a report
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith(f"compare_sync: {tmp_path / 'a'}: not a scripts/speech_sync.py report")
 
 
 def test_set_generation_changes_defaults_not_weights(tmp_path: Path) -> None:
