@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ksdiff.data.synth.config import SynthConfig, VoiceStyle
-from ksdiff.data.synth.visemes import (CHANNEL_MAP, CLOSE_SHARE, CLOSE_SHARE_OTHER, DOMINANCE, TARGET_KEYS, VOWELS,
-                                       Segment, coarticulate, split_segments, target_vector)
+from ksdiff.data.synth.visemes import (CHANNEL_MAP, CLOSE_SHARE, CLOSE_SHARE_OTHER, CLOSE_SHARE_TABLES, DOMINANCE,
+                                       TARGET_KEYS, VOWELS, Segment, coarticulate, split_segments, target_vector)
 
 _K = {k: i for i, k in enumerate(TARGET_KEYS)}
 _JAW = [_K["jaw"], _K["lowerDown"]]
@@ -39,8 +39,8 @@ def vowel_gains(raw: list[tuple[str, float, float, int]], wave: np.ndarray, sr: 
 def build_segments(rng: np.random.Generator, phones: list[tuple[str, float, float]], wave: np.ndarray, sr: int,
                    voice: VoiceStyle, cfg: SynthConfig) -> list[Segment]:
     """Viseme segments with their final targets: class target (the ``cfg.visemes`` table) × speaker gains × vowel
-    energy gain (:func:`vowel_gains`, on jawOpen and mouthLowerDown) × jitter; with the ``calibrated`` table
-    mouthClose is then the class's share (:data:`CLOSE_SHARE`) of the segment's jawOpen."""
+    energy gain (:func:`vowel_gains`, on jawOpen and mouthLowerDown) × jitter; with a table of
+    :data:`CLOSE_SHARE_TABLES` mouthClose is then the class's share (:data:`CLOSE_SHARE`) of the segment's jawOpen."""
     raw = split_segments(phones, cfg.diphthong_split)
     out: list[Segment] = []
     for (v, s, e, _), gain in zip(raw, vowel_gains(raw, wave, sr, cfg)):
@@ -51,7 +51,7 @@ def build_segments(rng: np.random.Generator, phones: list[tuple[str, float, floa
         tgt[_JAW] *= gain
         if cfg.target_jitter > 0:
             tgt *= np.exp(cfg.target_jitter * rng.standard_normal(len(tgt)))
-        if cfg.visemes == "calibrated":
+        if cfg.visemes in CLOSE_SHARE_TABLES:
             tgt[_K["close"]] = CLOSE_SHARE.get(v, CLOSE_SHARE_OTHER) * tgt[_K["jaw"]]
         out.append(Segment(v, s, e, np.clip(tgt, 0.0, 1.0), DOMINANCE[v]))
     return out

@@ -138,6 +138,8 @@ CALIBRATED_TARGETS: dict[str, dict[str, float]] = {
 #: but PBM takes the vowels' share. docs/SYNTH.md, "mouthClose and the jaw".
 CLOSE_SHARE: dict[str, float] = {"PBM": 0.85}
 CLOSE_SHARE_OTHER = 0.137
+#: the target tables whose mouthClose is a share of the jaw (:data:`CLOSE_SHARE`); the others keep their own weights
+CLOSE_SHARE_TABLES = frozenset({"calibrated"})
 #: the target tables a corpus can use (SynthConfig.visemes)
 TARGET_TABLES: dict[str, dict[str, dict[str, float]]] = {"hand": TARGETS, "calibrated": CALIBRATED_TARGETS}
 VOWELS = frozenset({"AA", "AE", "AH", "EH", "IH", "IY", "ER", "AO", "OW", "UH", "UW"})
