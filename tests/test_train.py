@@ -603,6 +603,48 @@ def test_user_errors_are_one_line(datasets, tmp_path, capsys):
     assert err.count("\n") == 0 and "face spec 'arkit'" in err and "'flame'" in err
 
 
+def test_init_fine_tunes_a_trained_model(datasets, tmp_path, capsys):
+    """ksdiff train --init CK: CK's weights (raw and EMA), settings, style tokens, normalisation and typical faces,
+    a fresh optimizer at step 0; resumable like any run; a style the checkpoint lacks is said, not fatal."""
+    from ksdiff.train.checkpoint import load_checkpoint
+
+    speech, fg = datasets
+    common = ["train.warmup_steps=2", "train.val_every=0", "train.save_every=0"]
+    base = tmp_path / "base"
+    assert _train(base, [speech], "--steps", "60", "train.lr=3e-3", "data.style=dataset", *common) == 0
+    ck = base / "model.safetensors"
+    assert _train(tmp_path / "fresh", [speech], "--steps", "5", "data.style=dataset", *common) == 0
+    ft = tmp_path / "ft"
+    init = ["train", "--init", str(ck), "--out", str(ft), "--quiet", "--steps", "5", *common]
+    assert cli(init + ["--data", str(speech), "train.stop_after=3"]) == 0
+    assert cli(["train", "--out", str(ft), "--resume", "--quiet"]) == 0  # the fine-tune resumes, not restarts
+    fresh, tuned = _losses(tmp_path / "fresh"), _losses(ft)
+    assert len(tuned) == 5 and np.mean(tuned) < 0.9 * np.mean(fresh), (fresh, tuned)  # it starts trained
+    saved = load_yaml(ft / "config.yaml")
+    assert saved["train"]["init"] == str(ck.resolve()) and saved["train"]["steps"] == 5
+    assert saved["model"] == load_yaml(base / "config.yaml")["model"]
+    w0, c0, _ = load_checkpoint(ck)
+    w1, c1, m1 = load_checkpoint(ft / "model.safetensors")
+    assert int(m1["step"]) == 5 and c1["normalization"] == c0["normalization"]
+    assert c1["data"]["speakers"] == c0["data"]["speakers"] == ["speech"]
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0 if w0[k].dtype.is_floating_point)
+    # another dataset: its style has no token (noted), the checkpoint's typical faces are kept
+    capsys.readouterr()
+    assert cli(["train", "--init", str(ck), "--out", str(tmp_path / "fg"), "--quiet", "--steps", "1",
+                "--data", str(fg), *common]) == 0
+    assert "no style token for facegood" in capsys.readouterr().err
+    _, c2, _ = load_checkpoint(tmp_path / "fg" / "model.safetensors")
+    assert list(c2["typical_faces"]) == ["speech"] and c2["typical_faces"] == c0["typical_faces"]
+    # one-line errors
+    for extra, want in ((["--resume"], "goes without --resume"), (["--config", "default"], "without --config"),
+                        (["model.dim=64"], "model.* differs from the checkpoint")):
+        assert cli(init[:4] + [str(tmp_path / "bad"), *init[5:], "--data", str(speech), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and want in err, err
+    assert cli(["train", "--init", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "bad")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
 def test_out_that_is_not_this_runs_is_refused(datasets, tmp_path, capsys):
     """--out holding files that are not this run's (another model.safetensors, notes) or naming a file: one line,
     exit 2, nothing touched; --force trains there anyway (deleting a previous run's files, keeping the others)."""

@@ -1,5 +1,5 @@
 """ksdiff train --config C --data DATASET [--data DATASET2 ...] --out RUN [--steps N] [--resume | --force]
-[key=value ...]"""
+[key=value ...]; ksdiff train --init CHECKPOINT --data DATASET ... --out RUN --steps N (fine-tune a trained model)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ DESCRIPTION = (
     "Train KSDiff. The run folder gets config.yaml, model.safetensors (EMA weights, everything needed for "
     "inference), last.safetensors + train_state.* (to --resume at the exact step), metrics.jsonl and tb/ "
     "(TensorBoard). The state is saved every train.save_every steps, every train.save_every_minutes, and on "
-    "SIGTERM / Ctrl-C (after the current step). Several GPUs or CPU processes: "
+    "SIGTERM / Ctrl-C (after the current step). --init fine-tunes a trained model (the shipped default or any "
+    "checkpoint) on your data: its weights, settings, style tokens and normalisation, a fresh optimizer, step 0. "
+    "Several GPUs or CPU processes: "
     "torchrun --standalone --nproc_per_node N -m ksdiff train ...")
 ORDER = 40
 
@@ -26,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="total training steps (train.steps)")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN at its last checkpoint (with RUN/config.yaml; key=value may change train.*)")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune: start from this model's weights (a .safetensors, or 'default' for the shipped "
+                        "model) with its model, audio, data and generation settings and a fresh optimizer at step 0; "
+                        "key=value may change train.* and data.*, e.g. train.lr=1e-4")
     p.add_argument("--force", "--overwrite", action="store_true",
                    help="start a new run in RUN even if it holds one (its checkpoints, state and logs are deleted) "
                         "or other files (left alone)")
@@ -65,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.steps={args.steps}")
     if args.data:
         overrides.append("data.datasets=[" + ", ".join(_yaml_str(str(Path(d).resolve())) for d in args.data) + "]")
+    if args.init and (args.resume or args.config):
+        raise KsdiffError("--init starts a fine-tune from a checkpoint's own settings; it goes without "
+                          f"{'--resume' if args.resume else '--config'} (change train.* or data.* with key=value)")
     if args.resume:
         if args.force:
             raise KsdiffError("--resume continues the run in --out and --force starts it over; give one of them")
@@ -80,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
                 raise KsdiffError(f"--config sets {diff} differently from the run being resumed; resume without "
                                   "--config (key=value overrides of train.* are allowed)", args.out)
             cfg.train = fresh.train
+    elif args.init:
+        cfg = _init_config(args, overrides)
     else:
         cfg = load_run_config(args.config or ["default"], overrides)
     res = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.quiet, force=args.force)
@@ -96,6 +107,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained to step {res.step} ({last}); model: {Path(args.out) / 'model.safetensors'}")
     # Stopped by a signal: the state is saved, but the run is not finished (128 + signal, as shells report it).
     return 128 + res.signal if res.signal else 0
+
+
+def _init_config(args: argparse.Namespace, overrides: list[str]):  # -> RunConfig
+    """A fine-tune's config: the checkpoint's own, then ``key=value`` and ``--data``/``--steps``, with ``train.init``
+    naming the checkpoint (``default``: the shipped model)."""
+    from pathlib import Path
+
+    from ksdiff.train.checkpoint import load_checkpoint
+    from ksdiff.train.config import load_run_config
+
+    if args.init == "default":
+        from ksdiff.generate import DEFAULT_CHECKPOINT
+
+        path = DEFAULT_CHECKPOINT
+    else:
+        path = Path(args.init).resolve()
+    _, config, _ = load_checkpoint(path)
+    return load_run_config(None, overrides + ["train.init=" + _yaml_str(str(path))], base=config)
 
 
 def _yaml_str(s: str) -> str:

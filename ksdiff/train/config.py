@@ -111,6 +111,8 @@ class TrainConfig:
             the LR schedule still spans ``steps``).
         threads: torch CPU threads per process (None = torch's default).
         tensorboard: write TensorBoard logs to ``RUN/tb``.
+        init: the model checkpoint a fine-tune started from (``ksdiff train --init``): its weights start the run
+            (raw and EMA), with a fresh optimizer at step 0; recorded for provenance (a resume ignores it).
     """
 
     steps: int = 3000
@@ -137,6 +139,7 @@ class TrainConfig:
     stop_after: int | None = None
     threads: int | None = None
     tensorboard: bool = True
+    init: str | None = None
 
 
 @dataclass

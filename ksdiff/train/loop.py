@@ -157,6 +157,8 @@ def prepare(cfg: RunConfig, info: DistInfo | None = None, progress: bool = False
     stats = compute_stats(train_clips, spec)
     if resumed_config is not None:
         _take_resumed_settings(cfg, stats, resumed_config)
+        if info is None or info.is_main:
+            _note_new_styles(cfg, train_clips)
     else:
         _resolve_style(cfg, train_clips)
         _check_reference(cfg, train_clips)
@@ -213,6 +215,19 @@ def _take_resumed_settings(cfg: RunConfig, stats: DataStats, resumed: dict) -> N
     cfg.data.speakers = list(resumed.get("data", {}).get("speakers", []))
     cfg.model.denoiser.style_dim = int(resumed.get("model", {}).get("denoiser", {}).get("style_dim", 0))
     cfg.model.kel.pos_weight = float(resumed.get("model", {}).get("kel", {}).get("pos_weight", 0.0))
+
+
+def _note_new_styles(cfg: RunConfig, train_clips: list[ClipData]) -> None:
+    """Say which styles of a fine-tune's data (``train.init``) the checkpoint has no token for: their clips train
+    the style-free path (as a dropped style does), and generation cannot ask for them by name."""
+    if cfg.data.style not in ("speaker", "dataset"):
+        return
+    new = sorted({c.speaker for c in train_clips if c.speaker} - set(cfg.data.speakers))
+    if new:
+        import sys
+
+        print(f"note: the checkpoint has no style token for {', '.join(new)} (it has {', '.join(cfg.data.speakers)});"
+              " those clips train without a style token", file=sys.stderr, flush=True)
 
 
 def _resolve_style(cfg: RunConfig, train_clips: list[ClipData]) -> None:
@@ -514,7 +529,8 @@ class _Resumed:
     step: int
     config: dict
     weights: dict[str, Tensor]
-    state: dict
+    state: dict | None  # None: a fine-tune's start (train.init), step 0 with a fresh optimizer
+    path: Path  # the file the weights came from
 
 
 @dataclass
@@ -550,15 +566,16 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, info: DistI
     resumed = _open_run(cfg, run_dir, resume, force)
     p = prepare(cfg, info, progress=progress and info.is_main,
                 resumed_config=None if resumed is None else resumed.config)
-    ck_cfg = _record_config(p, run_dir, info, clear=force and not resume)
-    model, opt, ema = _build_training(p, info.device, resumed, run_dir)
+    ck_cfg = _record_config(p, run_dir, info, clear=force and not resume,
+                            inherited=None if resumed is None else resumed.config)
+    model, opt, ema = _build_training(p, info.device, resumed)
     net = wrap_model(model, info)
     start_step = resumed.step if resumed is not None else 0
     loader, val_set = _data(cfg, p, info, start_step)
     run = _Run(cfg, run_dir, info, model, net, opt, ema, ck_cfg, val_set,
                _Logger(run_dir, info.is_main, tc.tensorboard, start_step),
                TrainResult(run_dir, start_step, start_step, params=count_parameters(model)),
-               saved_step=start_step if resumed is not None else None)
+               saved_step=start_step if resume else None)
     if progress and info.is_main:
         from tqdm import tqdm
 
@@ -577,7 +594,7 @@ def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool) -> _Resu
     raw weights and check that ``cfg`` continues it (same model, same face spec; said before loading any data)."""
     check_out_dir(run_dir, resume, force)
     if not resume:
-        return None
+        return _open_init(cfg) if cfg.train.init else None
     state, step = ckpt.load_train_state(run_dir)
     weights, config, meta = ckpt.load_checkpoint(run_dir / ckpt.LAST_FILE)
     if int(meta.get("step", -1)) != step:
@@ -588,16 +605,35 @@ def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool) -> _Resu
                           "config (omit --config) or start a new run", run_dir)
     _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
     ckpt.check_spec(config, run_dir / ckpt.LAST_FILE, spec.name, spec.jaw_path)
-    return _Resumed(step, config, weights, state)
+    return _Resumed(step, config, weights, state, run_dir / ckpt.LAST_FILE)
 
 
-def _record_config(p: Prepared, run_dir: Path, info: DistInfo, clear: bool) -> dict:
+def _open_init(cfg: RunConfig) -> _Resumed:
+    """A fine-tune's start (``train.init``): the checkpoint's weights and config, checked to fit ``cfg``'s model
+    and the data's face spec before any data is loaded."""
+    path = Path(cfg.train.init)
+    weights, config, _ = ckpt.load_checkpoint(path)
+    if _stored_model_dict(config, path) != _model_dict_for_compare(cfg, config):
+        raise KsdiffError("model.* differs from the checkpoint to fine-tune; a fine-tune keeps the checkpoint's "
+                          "model (change train.* or data.* instead)", path)
+    _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
+    ckpt.check_spec(config, path, spec.name, spec.jaw_path)
+    return _Resumed(0, config, weights, None, path)
+
+
+def _record_config(p: Prepared, run_dir: Path, info: DistInfo, clear: bool, inherited: dict | None = None) -> dict:
     """Write ``config.yaml`` (rank 0; after deleting a previous run's files when ``clear``) and return the config
     that checkpoints store. ``train.stop_after`` belongs to this invocation, not to the run: it is not recorded,
-    so a resumed run goes on to ``train.steps``."""
+    so a resumed run goes on to ``train.steps``. ``inherited`` (the config of the checkpoint resumed or fine-tuned)
+    keeps the typical faces of style tokens this run's training clips lack; tokens the model has none for are
+    dropped."""
     recorded = copy.deepcopy(p.cfg)
     recorded.train.stop_after = None
     ck_cfg = checkpoint_config(dataclasses.replace(p, cfg=recorded))
+    if inherited is not None:
+        faces = {**(inherited.get("typical_faces") or {}), **ck_cfg["typical_faces"]}
+        tokens = recorded.data.speakers
+        ck_cfg["typical_faces"] = {k: v for k, v in faces.items() if not tokens or k in tokens}
     if info.is_main:
         if clear:
             clear_run(run_dir)
@@ -606,15 +642,17 @@ def _record_config(p: Prepared, run_dir: Path, info: DistInfo, clear: bool) -> d
     return ck_cfg
 
 
-def _build_training(p: Prepared, dev: torch.device, resumed: _Resumed | None,
-                    run_dir: Path) -> tuple[nn.Module, torch.optim.Optimizer, EMA]:
-    """The model, AdamW and the EMA; on resume loaded with the saved weights, optimizer, EMA and RNG states."""
+def _build_training(p: Prepared, dev: torch.device,
+                    resumed: _Resumed | None) -> tuple[nn.Module, torch.optim.Optimizer, EMA]:
+    """The model, AdamW and the EMA; on resume loaded with the saved weights, optimizer, EMA and RNG states; on a
+    fine-tune's start with the checkpoint's weights (the EMA starts from them too) and a fresh optimizer."""
     tc = p.cfg.train
     model = build_model(p, dev)
+    if resumed is not None:
+        ckpt.load_weights(model, resumed.weights, resumed.path)
     opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps)
     ema = EMA(model, tc.ema_decay)
-    if resumed is not None:
-        ckpt.load_weights(model, resumed.weights, run_dir / ckpt.LAST_FILE)
+    if resumed is not None and resumed.state is not None:
         opt.load_state_dict(resumed.state["optimizer"])
         ema.load_state_dict(resumed.state["ema"])
         ema.to(dev)
