@@ -18,5 +18,5 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 $K train --config v3 --data "$data/synth" --data "$data/pseudo" --data "$data/facegood" --data "$data/video" \
   --data "$data/video_extra" --out "$run"
 # 3. ship, with the generation defaults chosen for v2 on held-out data (docs/RESULTS.md, "v2's generation defaults")
-.venv/bin/python "$here/set_generation.py" "$run/model.safetensors" ksdiff/assets/default.safetensors \
+"${PYTHON:-.venv/bin/python}" "$here/set_generation.py" "$run/model.safetensors" ksdiff/assets/default.safetensors \
   generation.smooth=0.75 data.default_style=pseudo data.reference_style=facegood

@@ -114,7 +114,7 @@ def _init_config(args: argparse.Namespace, overrides: list[str]):  # -> RunConfi
     naming the checkpoint (``default``: the shipped model)."""
     from pathlib import Path
 
-    from ksdiff.train.checkpoint import load_checkpoint
+    from ksdiff.train.checkpoint import load_checkpoint_config
     from ksdiff.train.config import load_run_config
 
     if args.init == "default":
@@ -123,7 +123,7 @@ def _init_config(args: argparse.Namespace, overrides: list[str]):  # -> RunConfi
         path = DEFAULT_CHECKPOINT
     else:
         path = Path(args.init).resolve()
-    _, config, _ = load_checkpoint(path)
+    config, _ = load_checkpoint_config(path)  # the weights are read once, by the training (train.init)
     return load_run_config(None, overrides + ["train.init=" + _yaml_str(str(path))], base=config)
 
 

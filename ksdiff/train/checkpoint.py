@@ -188,6 +188,16 @@ def load_checkpoint(path: str | os.PathLike, expect_spec: str | None = None, exp
     """
     from safetensors.torch import load_file
 
+    config_dict, meta = load_checkpoint_config(path, expect_spec, expect_jaw_path)
+    state = load_file(str(path), device=str(map_location))
+    check_finite(state, path)
+    return state, config_dict, meta
+
+
+def load_checkpoint_config(path: str | os.PathLike, expect_spec: str | None = None,
+                           expect_jaw_path: str | None = None) -> tuple[dict, dict[str, str]]:
+    """(config_dict, meta) of a model checkpoint, validated as :func:`load_checkpoint` does, without reading its
+    tensors."""
     path = Path(path)
     meta = read_metadata(path)
     _check_version(meta, path, MODEL_KIND)
@@ -196,9 +206,7 @@ def load_checkpoint(path: str | os.PathLike, expect_spec: str | None = None, exp
     except (KeyError, json.JSONDecodeError):
         raise KsdiffError("checkpoint has no readable config", path) from None
     check_spec(config_dict, path, expect_spec, expect_jaw_path)
-    state = load_file(str(path), device=str(map_location))
-    check_finite(state, path)
-    return state, config_dict, meta
+    return config_dict, meta
 
 
 def check_finite(state: dict[str, Tensor], path: str | os.PathLike | None) -> None:

@@ -600,11 +600,8 @@ def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool) -> _Resu
     if int(meta.get("step", -1)) != step:
         raise KsdiffError(f"last.safetensors is at step {meta.get('step')} but the training state at step "
                           f"{step}; they do not belong together", run_dir)
-    if _stored_model_dict(config, run_dir) != _model_dict_for_compare(cfg, config):
-        raise KsdiffError("the model config differs from the run being resumed; resume with the run's own "
-                          "config (omit --config) or start a new run", run_dir)
-    _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
-    ckpt.check_spec(config, run_dir / ckpt.LAST_FILE, spec.name, spec.jaw_path)
+    _check_continues(cfg, config, run_dir / ckpt.LAST_FILE, "the model config differs from the run being resumed; "
+                     "resume with the run's own config (omit --config) or start a new run")
     return _Resumed(step, config, weights, state, run_dir / ckpt.LAST_FILE)
 
 
@@ -613,12 +610,18 @@ def _open_init(cfg: RunConfig) -> _Resumed:
     and the data's face spec before any data is loaded."""
     path = Path(cfg.train.init)
     weights, config, _ = ckpt.load_checkpoint(path)
+    _check_continues(cfg, config, path, "model.* differs from the checkpoint to fine-tune; a fine-tune keeps the "
+                     "checkpoint's model (change train.* or data.* instead)")
+    return _Resumed(0, config, weights, None, path)
+
+
+def _check_continues(cfg: RunConfig, config: dict, path: Path, model_differs: str) -> None:
+    """One line (``model_differs``) unless ``cfg``'s model is the one ``config`` (a checkpoint's) stores, another
+    unless ``cfg``'s datasets have the checkpoint's face spec."""
     if _stored_model_dict(config, path) != _model_dict_for_compare(cfg, config):
-        raise KsdiffError("model.* differs from the checkpoint to fine-tune; a fine-tune keeps the checkpoint's "
-                          "model (change train.* or data.* instead)", path)
+        raise KsdiffError(model_differs, path)
     _, spec = open_datasets(cfg.data.datasets, cfg.data.jaw_path)
     ckpt.check_spec(config, path, spec.name, spec.jaw_path)
-    return _Resumed(0, config, weights, None, path)
 
 
 def _record_config(p: Prepared, run_dir: Path, info: DistInfo, clear: bool, inherited: dict | None = None) -> dict:
