@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ksdiff.utils.stats import bootstrap_interval
+
 ORDER = ("static", "reference", "energy-jaw", "ksdiff", "ksdiff-ref-encoder", "ksdiff-ref-motion", "ksdiff-ref",
          "ksdiff-self")
 PAIRS = (("ksdiff-ref", "ksdiff"), ("ksdiff-ref", "reference"), ("ksdiff-ref", "ksdiff-ref-encoder"),
@@ -45,12 +47,6 @@ def _collect(out: Path, folds_jsons: list[Path]) -> tuple[dict, dict[str, str], 
                 res = json.loads((mdir / "metrics.json").read_text())["per_clip"]
                 per.setdefault(mdir.name, {}).update({prefix + c: v for c, v in res.items()})
     return per, groups, k
-
-
-def _interval(d: np.ndarray, rng_seed: int = 0) -> tuple[float, float]:
-    idx = np.random.default_rng(rng_seed).integers(0, len(d), size=(10000, len(d)))
-    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def main(out: Path, folds_jsons: list[Path]) -> None:
@@ -80,7 +76,7 @@ def main(out: Path, folds_jsons: list[Path]) -> None:
     pairs += [(m, base) for m, base in styled.items() if base in lve]
     for a, b in pairs:
         d = lve[a] - lve[b]
-        lo, hi = _interval(d)
+        lo, hi = bootstrap_interval(d)
         print(f"{a} − {b}: {d.mean():+.3f} mm per person, 95 % bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
     print("\nper clip (LVE mm):")
     print("| clip | person | " + " | ".join(methods) + " |")

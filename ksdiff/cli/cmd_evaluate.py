@@ -1,21 +1,39 @@
-"""ksdiff evaluate (--checkpoint C | --pred DIR | --baseline KIND) --data DATASET --split test --out REPORT"""
+"""ksdiff evaluate (--checkpoint C | --pred DIR | --baseline KIND) --data DATASET --split test --out REPORT
+ksdiff evaluate --checkpoint C [--vs C2] --speech DIR --out REPORT   (lip sync on audio alone, no face truth)"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from ksdiff.errors import KsdiffError
 
 NAME = "evaluate"
-HELP = "score a checkpoint, a baseline or another method's motion on a dataset split"
+HELP = "score a checkpoint, a baseline or another method's motion on a dataset split, or lip sync on any speech"
+DESCRIPTION = (HELP + ". With --data: against the dataset's face truth (LVE, FDD, articulation, ...). With --speech "
+               "DIR: on a folder of recordings without face truth (jaw and lip-opening envelope r, capture ratio, "
+               "/p b m/ closure on English; --vs compares a second checkpoint clip by clip).")
 ORDER = 60
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="trained model (.safetensors)")
+    src.add_argument("--checkpoint", help="trained model (.safetensors; 'default': the shipped model)")
     src.add_argument("--pred", help="folder of predictions: PRED/<clip>/motion.npz or PRED/<clip>.npz")
     src.add_argument("--baseline", choices=["static", "energy-jaw", "reference"],
                      help="fit a baseline on the train split (reference: the mean pose of each clip's --reference)")
-    p.add_argument("--data", required=True, help="dataset with ground truth")
+    truth = p.add_mutually_exclusive_group(required=True)
+    truth.add_argument("--data", help="dataset with ground truth")
+    truth.add_argument("--speech", metavar="DIR",
+                       help="a folder of speech recordings (any format; transcripts: same-stem .txt or "
+                            "transcripts.tsv, else Whisper's): lip sync on audio alone, checkpoint only")
+    p.add_argument("--vs", metavar="CHECKPOINT",
+                   help="with --speech: a second checkpoint ('default': the shipped model), scored on the same "
+                        "clips and seeds and compared clip by clip (B − A, 95 %% bootstrap interval)")
+    p.add_argument("--not-english", default="", metavar="A.wav,B.wav",
+                   help="with --speech: recordings in another language (no /p b m/ closure: the aligner is English)")
+    p.add_argument("--limit", type=int, default=0, help="with --speech: the first N recordings in name order")
     p.add_argument("--split", default="test", help="train, val, test, or all (default test)")
     p.add_argument("--out", required=True, help="report folder (metrics.json, report.md, plots/)")
     p.add_argument("--seeds", type=int, default=1, help="samples per clip (seeds 0..N-1) for sample diversity")
@@ -62,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from ksdiff.data.folds import read_groups
     from ksdiff.utils.io import check_writable_dir
 
+    if args.speech:
+        return _run_speech(args)
+    if args.vs or args.not_english or args.limit:
+        raise KsdiffError("--vs, --not-english and --limit go with --speech DIR (lip sync on audio alone)")
     check_writable_dir(args.out)  # before any compute
     protocol = E.ReferenceProtocol(args.reference, args.reference_seconds,
                                    None if args.people is None else read_groups(args.people))
@@ -86,3 +108,43 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/metrics.json and report.md")
     return 0
 
+
+
+def _checkpoint(name: str | None) -> str | None:
+    """``default`` -> None (the shipped model), else the path as given."""
+    return None if name == "default" else name
+
+
+def _run_speech(args: argparse.Namespace) -> int:
+    """Lip sync on audio alone over ``--speech DIR``: one checkpoint's report, or two side by side (``--vs``)."""
+    from ksdiff.evaluate_speech import comparison_markdown, compare_speech, evaluate_speech, report_markdown
+    from ksdiff.utils.io import check_writable_dir, write_text
+
+    if not args.checkpoint:
+        raise KsdiffError("--speech scores a model's own motion: give --checkpoint (a file, or 'default')")
+    unused = [o for o, v in (("--split", args.split != "test"), ("--steps", args.steps), ("--sampler", args.sampler),
+                             ("--window", args.window), ("--reference", args.reference != "none"),
+                             ("--align-lengths", args.align_lengths)) if v]
+    if unused:
+        raise KsdiffError(f"{', '.join(unused)} do not apply to --speech (the model's generation defaults are used)")
+    out = check_writable_dir(args.out)
+    names = [args.name or Path(args.checkpoint).stem] + ([Path(args.vs).stem] if args.vs else [])
+    if len(names) == 2 and names[0] == names[1]:
+        names = ["A", "B"]
+    kw = dict(seeds=range(max(1, args.seeds)), not_english=filter(None, args.not_english.split(",")),
+              phones_dir=out / "phones", limit=args.limit, style=args.style, guidance=args.guidance,
+              smooth=args.smooth)
+    reports = [evaluate_speech(_checkpoint(ck), args.speech, **kw, progress=lambda n, t=tag: print(f"{t}: {n}"))
+               for ck, tag in zip([args.checkpoint] + ([args.vs] if args.vs else []), names)]
+    text = "\n\n".join(f"## {n}: {r['checkpoint']}\n\n{report_markdown(r)}" for n, r in zip(names, reports))
+    doc: dict = {"speech": str(args.speech), "reports": dict(zip(names, reports))}
+    if args.vs:
+        doc["comparison"] = compare_speech(*reports)
+        table = comparison_markdown(doc["comparison"], *names)
+        text = f"## {names[1]} − {names[0]}, paired over clips\n\n{table}\n\n{text}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "metrics.json", json.dumps(doc, indent=1))
+    write_text(out / "report.md", f"# Lip sync on audio alone: {args.speech}\n\n{text}\n")
+    print(table if args.vs else report_markdown(reports[0]))
+    print(f"wrote {out}/metrics.json and report.md")
+    return 0

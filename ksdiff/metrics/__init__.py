@@ -11,6 +11,7 @@
 ``bilabial_closure`` fraction of /p b m/ phones with the mouth closed
 ``envelope_correlation`` Pearson r of mouth opening with the speech envelope
 ``inner_lip_gap``  vertical gap (mm) between the inner lips on a head with 68 landmarks; < 0: lips crossed
+``lip_envelope_correlation`` Pearson r of that gap (crossed = shut) with the speech envelope
 ``jitter``         mean jerk magnitude
 ``articulation``   per mouth channel std(pred)/std(truth) and r, their medians (under-articulation)
 ``capture_ratio``  median std(pred)/std(a real iPhone capture) over its quoted channels (no truth needed)
@@ -24,8 +25,8 @@ from ksdiff.metrics.fdd import fdd
 from ksdiff.metrics.jitter import jitter
 from ksdiff.metrics.keyframes import keyframe_prf
 from ksdiff.metrics.lip import lve, lve_squared
-from ksdiff.metrics.lipsync import bilabial_closure, envelope_correlation, inner_lip_gap
+from ksdiff.metrics.lipsync import bilabial_closure, envelope_correlation, inner_lip_gap, lip_envelope_correlation
 
 __all__ = ["articulation", "beat_align", "bilabial_closure", "capture_ratio", "envelope_correlation", "fdd",
-           "head_diversity", "inner_lip_gap", "jitter", "keyframe_prf", "lve", "lve_squared", "motion_beats",
-           "sample_diversity", "speech_beats"]
+           "head_diversity", "inner_lip_gap", "jitter", "keyframe_prf", "lip_envelope_correlation", "lve",
+           "lve_squared", "motion_beats", "sample_diversity", "speech_beats"]

@@ -50,3 +50,10 @@ def inner_lip_gap(motion, face) -> np.ndarray:
     still = Motion(np.where(head, 0.0, motion.coeffs).astype(np.float32), motion.channels, motion.fps, motion.spec)
     v = face.vertices(still, np.array([face.landmarks68[62], face.landmarks68[66]]))
     return (v[:, 0, 1] - v[:, 1, 1]).astype(np.float64)  # y is up (the head frame, ksdiff.face.specs)
+
+
+def lip_envelope_correlation(motion, wave: np.ndarray, face, sr: int = 16_000) -> float:
+    """Pearson r of the inner-lip opening (:func:`inner_lip_gap` on ``face``, clipped at 0: lips that meet or cross
+    are shut) with the speech envelope: the opening every mouth channel makes, where :func:`envelope_correlation`
+    on jawOpen reads the jaw alone. ``motion``: a Motion in ``face``'s spec; ``wave``: (N,) at ``sr``."""
+    return envelope_correlation(np.maximum(inner_lip_gap(motion, face), 0.0), wave, motion.fps, sr=sr)

@@ -1,0 +1,86 @@
+"""`ksdiff evaluate --speech DIR [--vs CHECKPOINT]`: lip sync on audio alone over real recordings, with the shipped
+model; and the paired comparison it prints (ksdiff.evaluate_speech)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, compare_speech
+from ksdiff.utils.stats import bootstrap_interval
+from tests.test_cli_errors import assert_one_line_error, ksdiff
+
+CLIPS = ("arctic_a0009.wav", "harvard_birch_canoe.wav")  # English, with /p b m/: "table"; "birch ... smooth planks"
+
+
+@pytest.fixture()
+def speech(speech_dir: Path, tmp_path: Path) -> Path:
+    """Two real English recordings of ../shared/data/speech, linked (not copied); one with its transcript beside
+    it, the other left to Whisper."""
+    d = tmp_path / "speech"
+    d.mkdir()
+    for name in CLIPS:
+        (d / name).symlink_to(speech_dir / name)
+    (d / "arctic_a0009.txt").write_text("He turned sharply, and faced Gregson across the table.\n")
+    return d
+
+
+@pytest.mark.slow
+def test_speech_report_and_a_model_against_itself(speech: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    r = ksdiff("evaluate", "--checkpoint", "default", "--vs", "default", "--speech", str(speech), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["reports"]) == ["A", "B"]  # both "default": named by side
+    for rep in doc["reports"].values():
+        assert sorted(rep["clips"]) == sorted(CLIPS) and rep["seeds"] == [0]
+        for clip in rep["clips"].values():
+            assert set(clip) == set(SYNC_METRICS)
+            assert -1 <= clip["env_r"] <= 1 and -1 <= clip["lip_env_r"] <= 1  # the ICT head is found beside
+            assert 0 <= clip["bilabial_closure"] <= 1  # both have /p b m/ and align
+            assert clip["jaw_p95"] > 0 and clip["capture_ratio"] > 0
+    # the same model with the same seeds: every paired difference is exactly 0, every shared metric compared
+    rows = doc["comparison"]
+    assert [row["metric"] for row in rows] == list(COMPARED)
+    assert all(row["clips"] == 2 and row["diff"] == 0 and row["lo"] == row["hi"] == 0 for row in rows)
+    assert sorted(p.name for p in (out / "phones").iterdir()) == sorted(f"{c}.json" for c in CLIPS)
+    assert "| env_r (2 clips) |" in r.stdout and "bilabial_closure" in (out / "report.md").read_text()
+
+
+def test_compare_speech_pairs_clips_and_skips_missing_values() -> None:
+    a = {"clips": {"x": {"env_r": 0.5, "bilabial_closure": float("nan")}, "y": {"env_r": 0.7}, "z": {"env_r": 0.1}}}
+    b = {"clips": {"x": {"env_r": 0.6, "bilabial_closure": 1.0}, "y": {"env_r": 0.9}}}  # z: only in A
+    rows = compare_speech(a, b)
+    assert [row["metric"] for row in rows] == ["env_r"]  # closure: no clip has it on both sides
+    (row,) = rows
+    assert row["clips"] == 2 and row["a"] == pytest.approx(0.6) and row["b"] == pytest.approx(0.75)
+    assert row["diff"] == pytest.approx(0.15) and row["lo"] == pytest.approx(0.1) and row["hi"] == pytest.approx(0.2)
+
+
+def test_bootstrap_interval_brackets_the_mean() -> None:
+    d = np.random.default_rng(1).normal(0.3, 0.1, 40)
+    lo, hi = bootstrap_interval(d)
+    assert lo < d.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * d.std() / np.sqrt(40), rel=0.25)
+    assert bootstrap_interval(d) == (lo, hi)  # seeded
+    assert all(np.isnan(bootstrap_interval(np.array([]))))
+
+
+def test_speech_bad_inputs_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    assert_one_line_error(ksdiff("evaluate", "--checkpoint", "default", "--speech", str(empty), "--out", str(out)),
+                          empty, "no audio files")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    assert_one_line_error(ksdiff("evaluate", "--checkpoint", "default", "--speech", str(bad), "--out", str(out)),
+                          bad / "broken.wav")
+    assert not out.exists()  # refused before anything was written
+    r = ksdiff("evaluate", "--baseline", "static", "--speech", str(bad), "--out", str(out))
+    assert r.returncode == 2 and "give --checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = ksdiff("evaluate", "--checkpoint", "default", "--vs", "default", "--data", str(bad), "--out", str(out))
+    assert r.returncode == 2 and "go with --speech" in r.stderr and len(r.stderr.strip().splitlines()) == 1
