@@ -44,14 +44,15 @@ COMPARED = ("env_r", "lip_env_r", "capture_ratio", "bilabial_closure", "jaw_std"
 
 
 def speech_clips(folder: str | os.PathLike) -> list[tuple[Path, str | None]]:
-    """(audio file, transcript or None) of every audio file directly in ``folder``, in name order (transcripts
-    as :func:`ksdiff.data.synth.pseudo.find_recordings` finds them); one line if there is none."""
+    """(audio file, transcript or None) of every audio file directly in ``folder`` (or of the one file ``folder``
+    names), in name order (transcripts as :func:`ksdiff.data.synth.pseudo.find_recordings` finds them: a same-stem
+    ``.txt`` or the folder's ``transcripts.tsv``); one line if there is none."""
     from ksdiff.data.synth.pseudo import find_recordings
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise KsdiffError("not a folder of speech recordings", folder)
-    clips = [(f, t) for f, t, _ in find_recordings([folder]) if f.parent == folder]
+    if not folder.exists():
+        raise KsdiffError("no such file or folder", folder)
+    clips = [(f, t) for f, t, _ in find_recordings([folder]) if folder.is_file() or f.parent == folder]
     if not clips:
         raise KsdiffError("no audio files in this folder (wav, flac, mp3, m4a, ...)", folder)
     return clips

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, compare_speech
+from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, compare_speech, speech_clips
 from ksdiff.utils.stats import bootstrap_interval
 from tests.test_cli_errors import assert_one_line_error, ksdiff
 
@@ -50,6 +50,14 @@ def test_speech_report_and_a_model_against_itself(speech: Path, tmp_path: Path) 
     assert "| env_r (2 clips) |" in r.stdout and "bilabial_closure" in (out / "report.md").read_text()
 
 
+def test_speech_clips_of_a_folder_or_one_file(speech: Path, speech_dir: Path) -> None:
+    clips = speech_clips(speech)
+    assert [f.name for f, _ in clips] == list(CLIPS)
+    assert clips[0][1] == "He turned sharply, and faced Gregson across the table." and clips[1][1] is None
+    ((f, text),) = speech_clips(speech_dir / "jfk.flac")  # one file; its transcript from the folder's table
+    assert f.name == "jfk.flac" and text.startswith("And so, my fellow Americans")
+
+
 def test_compare_speech_pairs_clips_and_skips_missing_values() -> None:
     a = {"clips": {"x": {"env_r": 0.5, "bilabial_closure": float("nan")}, "y": {"env_r": 0.7}, "z": {"env_r": 0.1}}}
     b = {"clips": {"x": {"env_r": 0.6, "bilabial_closure": 1.0}, "y": {"env_r": 0.9}}}  # z: only in A
@@ -72,6 +80,8 @@ def test_speech_bad_inputs_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
+    assert_one_line_error(ksdiff("evaluate", "--checkpoint", "default", "--speech", str(tmp_path / "nope"), "--out",
+                                 str(out)), tmp_path / "nope", "no such file or folder")
     assert_one_line_error(ksdiff("evaluate", "--checkpoint", "default", "--speech", str(empty), "--out", str(out)),
                           empty, "no audio files")
     bad = tmp_path / "bad"

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     truth = p.add_mutually_exclusive_group(required=True)
     truth.add_argument("--data", help="dataset with ground truth")
     truth.add_argument("--speech", metavar="DIR",
-                       help="a folder of speech recordings (any format; transcripts: same-stem .txt or "
+                       help="a speech recording or a folder of them (any format; transcripts: same-stem .txt or "
                             "transcripts.tsv, else Whisper's): lip sync on audio alone, checkpoint only")
     p.add_argument("--vs", metavar="CHECKPOINT",
                    help="with --speech: a second checkpoint ('default': the shipped model), scored on the same "
