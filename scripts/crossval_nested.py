@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crossval_table import _collect, _interval  # noqa: E402
+from crossval_table import _collect  # noqa: E402
+
+from ksdiff.utils.stats import bootstrap_interval  # noqa: E402
 
 
 def main(out: Path, methods: list[str], folds_jsons: list[Path]) -> None:
@@ -40,7 +42,7 @@ def main(out: Path, methods: list[str], folds_jsons: list[Path]) -> None:
     static = person_lve("static", set(range(k)))
     people = sorted(static)
     d = np.array([nested[p] - static[p] for p in people])
-    lo, hi = _interval(d)
+    lo, hi = bootstrap_interval(d)
     print(f"nested choice: {np.mean([nested[p] for p in people]):.3f} mm per person vs static "
           f"{np.mean([static[p] for p in people]):.3f}: {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}], better for "
           f"{int((d < 0).sum())} / {len(people)} people")
