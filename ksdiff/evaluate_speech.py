@@ -83,8 +83,9 @@ def clip_phones(path: Path, wave: np.ndarray, text: str | None, cache: Path | No
 def sync_scores(motion: Motion, wave: np.ndarray, phones: list | None, face=None) -> dict[str, float]:
     """The :data:`SYNC_METRICS` of one generated ``motion`` of ``wave`` (N,) float32 16 kHz. ``phones``: the clip's
     aligned phones, or None for a clip not scored on closure (another language); ``face``: a face model with the 68
-    landmarks for ``lip_env_r`` (None: NaN)."""
-    jaw = motion.channel("jawOpen")
+    landmarks for ``lip_env_r`` (None: NaN). A ``flame`` motion is read at ``jawRotX`` for the jaw; closure and the
+    capture ratio, defined on ARKit channels, are then NaN."""
+    jaw = motion.channel("jawOpen" if "jawOpen" in motion.channels else "jawRotX")  # arkit | flame
     mouth = motion.select(mouth_channels(motion.channels))
     nan = float("nan")
     out = {"env_r": float(envelope_correlation(jaw, wave, motion.fps)),
@@ -92,7 +93,7 @@ def sync_scores(motion: Motion, wave: np.ndarray, phones: list | None, face=None
            "jaw_std": float(jaw.std()), "jaw_p95": float(np.percentile(jaw, 95)),
            "mouth_std": float(np.median(mouth.std(axis=0))) if mouth.size else nan,
            "capture_ratio": float(capture_ratio(motion.coeffs, motion.channels)), "bilabial_closure": nan}
-    if phones:
+    if phones and "mouthClose" in motion.channels:  # closure is read from ARKit's lip channels
         lips = (motion.channel("mouthClose"), motion.channel("mouthPressLeft"))
         out["bilabial_closure"] = float(bilabial_closure(jaw, *lips, phones, motion.fps))
     return out

@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, compare_speech, speech_clips
+from ksdiff.audio.envelope import speech_envelope
+from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, compare_speech, speech_clips, sync_scores
+from ksdiff.face.motion import Motion
+from ksdiff.face.specs import get_spec
 from ksdiff.utils.stats import bootstrap_interval
-from tests.test_cli_errors import assert_one_line_error, ksdiff
+from tests.test_cli_errors import assert_one_line_error, ksdiff, speech_like
 
 CLIPS = ("arctic_a0009.wav", "harvard_birch_canoe.wav")  # English, with /p b m/: "table"; "birch ... smooth planks"
 
@@ -56,6 +59,27 @@ def test_speech_clips_of_a_folder_or_one_file(speech: Path, speech_dir: Path) ->
     assert clips[0][1] == "He turned sharply, and faced Gregson across the table." and clips[1][1] is None
     ((f, text),) = speech_clips(speech_dir / "jfk.flac")  # one file; its transcript from the folder's table
     assert f.name == "jfk.flac" and text.startswith("And so, my fellow Americans")
+
+
+@pytest.mark.parametrize("spec", ["arkit", "flame"])
+def test_sync_scores_of_a_jaw_that_is_the_envelope(spec: str) -> None:
+    """A jaw that is the speech envelope scores r = 1; a shut mouth at the one /b/ scores closure 1 (ARKit); FLAME
+    is read at jawRotX, with closure and the capture ratio (ARKit channels) NaN."""
+    sp, wave = get_spec(spec), speech_like(2.0)
+    coeffs = np.zeros((50, sp.dim), np.float32)
+    jaw = sp.channels.index("jawOpen" if spec == "arkit" else "jawRotX")
+    env = speech_envelope(wave, 25, num_frames=50)
+    coeffs[:, jaw] = env
+    coeffs[20, jaw] = 0.0  # the /b/ centre (0.8 s): jaw shut
+    out = sync_scores(Motion(coeffs, sp.channels, 25, spec), wave, [["B", 0.78, 0.82], ["AA", 0.82, 1.0]])
+    assert set(out) == set(SYNC_METRICS) and np.isnan(out["lip_env_r"])  # no face given
+    assert out["env_r"] == pytest.approx(np.corrcoef(coeffs[:, jaw], env)[0, 1]) and out["env_r"] > 0.9
+    assert out["jaw_std"] == pytest.approx(float(coeffs[:, jaw].std()))
+    if spec == "arkit":
+        assert out["bilabial_closure"] == 1.0
+        assert out["capture_ratio"] == 0.0  # of the capture's 7 channels only jawOpen moves: the median is 0
+    else:
+        assert np.isnan(out["bilabial_closure"]) and np.isnan(out["capture_ratio"])
 
 
 def test_compare_speech_pairs_clips_and_skips_missing_values() -> None:
