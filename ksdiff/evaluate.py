@@ -337,6 +337,14 @@ def markdown_table(results: dict[str, EvalResult], metrics: list[tuple[str, str]
     return "\n".join([head, sep] + rows) + "\n"
 
 
+def compare_results(a: EvalResult, b: EvalResult) -> list[dict]:
+    """Two methods scored on the same clips, paired clip by clip over :data:`TABLE_METRICS`
+    (:func:`ksdiff.utils.stats.paired_comparison`: B − A with a 95 % bootstrap interval over the clips)."""
+    from ksdiff.utils.stats import paired_comparison
+
+    return paired_comparison(a.per_clip, b.per_clip, [k for k, _ in TABLE_METRICS])
+
+
 def write_report(res: EvalResult, out: str | os.PathLike, examples: list | None = None) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -594,6 +602,6 @@ def load_result(path: str | os.PathLike) -> EvalResult:
     return EvalResult(d["per_clip"], d["mean"], d["info"])
 
 
-__all__ = ["EvalResult", "evaluate", "score_clip", "fit_prediction", "length_tolerance", "markdown_table",
-           "baseline_predictor", "pred_dataset_predictor", "checkpoint_predictor", "load_result",
+__all__ = ["EvalResult", "evaluate", "compare_results", "score_clip", "fit_prediction", "length_tolerance",
+           "markdown_table", "baseline_predictor", "pred_dataset_predictor", "checkpoint_predictor", "load_result",
            "ReferenceProtocol", "reference_mean_predictor"]

@@ -35,7 +35,7 @@ from ksdiff.face.motion import Motion
 from ksdiff.metrics import bilabial_closure, capture_ratio, envelope_correlation, lip_envelope_correlation
 from ksdiff.metrics.articulation import mouth_channels
 from ksdiff.utils.io import write_text
-from ksdiff.utils.stats import bootstrap_interval
+from ksdiff.utils.stats import paired_comparison
 
 #: the per-clip measures, in report order
 SYNC_METRICS = ("env_r", "lip_env_r", "jaw_std", "jaw_p95", "mouth_std", "capture_ratio", "bilabial_closure")
@@ -151,33 +151,14 @@ def _nanmean(values: list[float]) -> float:
 
 
 def compare_speech(a: dict, b: dict, metrics: Iterable[str] = COMPARED) -> list[dict]:
-    """Two reports (``"clips"`` of :func:`evaluate_speech`, or of ``scripts/speech_sync.py``) of the same clips,
-    paired: per metric, the clips both score (finite), each side's mean, the mean difference B − A and its 95 %
-    bootstrap interval over the clips (10 000 draws, seed 0). Metrics no clip has on both sides are left out.
+    """Two reports (of :func:`evaluate_speech`, or of ``scripts/speech_sync.py``) of the same clips, paired clip by
+    clip (:func:`ksdiff.utils.stats.paired_comparison` on their ``"clips"``): per metric, the clips both score, each
+    side's mean, the mean difference B − A and its 95 % bootstrap interval over the clips (10 000 draws, seed 0).
 
     Returns:
         [{"metric", "clips", "a", "b", "diff", "lo", "hi"}, ...]
     """
-    ca, cb = a["clips"], b["clips"]
-    shared = sorted(set(ca) & set(cb))
-    rows = []
-    for k in metrics:
-        both = [c for c in shared if np.isfinite(ca[c].get(k, np.nan)) and np.isfinite(cb[c].get(k, np.nan))]
-        if not both:
-            continue
-        x, y = (np.array([side[c][k] for c in both], np.float64) for side in (ca, cb))
-        lo, hi = bootstrap_interval(y - x)
-        rows.append({"metric": k, "clips": len(both), "a": float(x.mean()), "b": float(y.mean()),
-                     "diff": float((y - x).mean()), "lo": lo, "hi": hi})
-    return rows
-
-
-def comparison_markdown(rows: list[dict], a_name: str = "A", b_name: str = "B") -> str:
-    """:func:`compare_speech`'s rows as a markdown table."""
-    lines = [f"| metric | {a_name} | {b_name} | {b_name} − {a_name} | 95 % interval |", "|---|---:|---:|---:|---|"]
-    lines += [f"| {r['metric']} ({r['clips']} clips) | {r['a']:.3f} | {r['b']:.3f} | {r['diff']:+.3f} | "
-              f"[{r['lo']:+.3f}, {r['hi']:+.3f}] |" for r in rows]
-    return "\n".join(lines)
+    return paired_comparison(a["clips"], b["clips"], metrics)
 
 
 def report_markdown(report: dict) -> str:
@@ -194,4 +175,4 @@ def _cell(x: float) -> str:
 
 
 __all__ = ["SYNC_METRICS", "speech_clips", "clip_phones", "sync_scores", "evaluate_speech", "compare_speech",
-           "comparison_markdown", "report_markdown"]
+           "report_markdown"]

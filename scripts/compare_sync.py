@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ksdiff.evaluate_speech import SYNC_METRICS, compare_speech, comparison_markdown
+from ksdiff.evaluate_speech import SYNC_METRICS, compare_speech
+from ksdiff.utils.stats import comparison_markdown
 
 
 def _side(paths: str) -> dict:

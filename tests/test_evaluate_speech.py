@@ -1,5 +1,5 @@
 """`ksdiff evaluate --speech DIR [--vs CHECKPOINT]`: lip sync on audio alone over real recordings, with the shipped
-model; and the paired comparison it prints (ksdiff.evaluate_speech)."""
+model (ksdiff.evaluate_speech); `--vs` on a dataset with face truth; the paired comparison both print."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, compare_speech, speec
 from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 from ksdiff.utils.stats import bootstrap_interval
-from tests.test_cli_errors import assert_one_line_error, ksdiff, speech_like
+from tests.test_cli_errors import assert_one_line_error, ksdiff, speech_like, tiny_ds  # noqa: F401 (fixture)
 
 CLIPS = ("arctic_a0009.wav", "harvard_birch_canoe.wav")  # English, with /p b m/: "table"; "birch ... smooth planks"
 
@@ -116,5 +116,25 @@ def test_speech_bad_inputs_one_line(tmp_path: Path) -> None:
     assert not out.exists()  # refused before anything was written
     r = ksdiff("evaluate", "--baseline", "static", "--speech", str(bad), "--out", str(out))
     assert r.returncode == 2 and "give --checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = ksdiff("evaluate", "--checkpoint", "default", "--vs", "default", "--data", str(bad), "--out", str(out))
+    r = ksdiff("evaluate", "--checkpoint", "default", "--limit", "2", "--data", str(bad), "--out", str(out))
     assert r.returncode == 2 and "go with --speech" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_two_checkpoints_on_a_dataset_paired(tiny_ds: Path, tmp_path: Path) -> None:
+    """`--checkpoint A --vs B --data D`: a report per model and their clip-by-clip comparison; two copies of the same
+    model differ by exactly 0 on every metric both score."""
+    from tests.test_generate import make_checkpoint
+
+    a, b = make_checkpoint(tmp_path / "a.safetensors"), make_checkpoint(tmp_path / "b.safetensors")
+    out = tmp_path / "pair"
+    r = ksdiff("evaluate", "--checkpoint", str(a), "--vs", str(b), "--data", str(tiny_ds), "--split", "all",
+               "--out", str(out), "--no-plots")
+    assert r.returncode == 0, r.stderr
+    for name in ("a", "b"):
+        assert json.loads((out / name / "metrics.json").read_text())["info"]["clips"] == 2
+    rows = json.loads((out / "comparison.json").read_text())["comparison"]
+    assert {"lve_mm", "jaw_r", "env_r"} <= {row["metric"] for row in rows}
+    assert all(row["clips"] == 2 and row["diff"] == 0 and row["lo"] == row["hi"] == 0 for row in rows)
+    assert "| lve_mm ↓ (2 clips) |" in (out / "comparison.md").read_text() and "| b − a |" in r.stdout
+    r = ksdiff("evaluate", "--pred", str(tmp_path), "--vs", str(b), "--data", str(tiny_ds), "--out", str(out))
+    assert r.returncode == 2 and "give the first with --checkpoint" in r.stderr

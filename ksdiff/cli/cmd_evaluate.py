@@ -1,4 +1,4 @@
-"""ksdiff evaluate (--checkpoint C | --pred DIR | --baseline KIND) --data DATASET --split test --out REPORT
+"""ksdiff evaluate (--checkpoint C [--vs C2] | --pred DIR | --baseline KIND) --data DATASET --split test --out REPORT
 ksdiff evaluate --checkpoint C [--vs C2] --speech DIR --out REPORT   (lip sync on audio alone, no face truth)"""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ NAME = "evaluate"
 HELP = "score a checkpoint, a baseline or another method's motion on a dataset split, or lip sync on any speech"
 DESCRIPTION = (HELP + ". With --data: against the dataset's face truth (LVE, FDD, articulation, ...). With --speech "
                "DIR: on a folder of recordings without face truth (jaw and lip-opening envelope r, capture ratio, "
-               "/p b m/ closure on English; --vs compares a second checkpoint clip by clip).")
+               "/p b m/ closure on English). Either way --vs scores a second checkpoint on the same clips and "
+               "seeds and compares the two clip by clip.")
 ORDER = 60
 
 
@@ -29,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="a speech recording or a folder of them (any format; transcripts: same-stem .txt or "
                             "transcripts.tsv, else Whisper's): lip sync on audio alone, checkpoint only")
     p.add_argument("--vs", metavar="CHECKPOINT",
-                   help="with --speech: a second checkpoint ('default': the shipped model), scored on the same "
-                        "clips and seeds and compared clip by clip (B − A, 95 %% bootstrap interval)")
+                   help="a second checkpoint ('default': the shipped model), scored on the same clips, seeds and "
+                        "options as --checkpoint and compared clip by clip (B − A, 95 %% bootstrap interval); "
+                        "--out then holds a report per model and comparison.md")
     p.add_argument("--not-english", default="", metavar="A.wav,B.wav",
                    help="with --speech: recordings in another language (no /p b m/ closure: the aligner is English)")
     p.add_argument("--limit", type=int, default=0, help="with --speech: the first N recordings in name order")
@@ -82,20 +84,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.speech:
         return _run_speech(args)
-    if args.vs or args.not_english or args.limit:
-        raise KsdiffError("--vs, --not-english and --limit go with --speech DIR (lip sync on audio alone)")
-    check_writable_dir(args.out)  # before any compute
+    if args.not_english or args.limit:
+        raise KsdiffError("--not-english and --limit go with --speech DIR (lip sync on audio alone)")
+    if args.vs and not args.checkpoint:
+        raise KsdiffError("--vs compares two checkpoints: give the first with --checkpoint")
+    out = check_writable_dir(args.out)  # before any compute
     protocol = E.ReferenceProtocol(args.reference, args.reference_seconds,
                                    None if args.people is None else read_groups(args.people))
+    if args.vs:
+        return _run_pair(args, protocol, out)
     if args.checkpoint:
-        kw = {} if args.window is None else {"window_s": args.window}
-        if args.style is not None:
-            kw["style"] = args.style
-        kw.update({k: v for k, v in (("guidance", args.guidance), ("smooth", args.smooth)) if v is not None})
-        if args.reference != "none":
-            kw.update(protocol=protocol, use_reference=not args.no_reference_input, anchor=not args.no_anchor,
-                      use_reference_audio=not args.no_reference_audio, reference_weight=args.reference_weight)
-        pred, name = E.checkpoint_predictor(args.checkpoint, steps=args.steps, sampler=args.sampler, **kw), "ksdiff"
+        pred, name = _checkpoint_predictor(args, args.checkpoint, protocol), "ksdiff"
     elif args.pred:
         pred, name = protocol.attach(E.pred_dataset_predictor(args.pred)), "pred"
     elif args.baseline == "reference":
@@ -109,6 +108,50 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_predictor(args: argparse.Namespace, checkpoint: str, protocol):
+    """A checkpoint's predictor with the generation options of the command line."""
+    from ksdiff import evaluate as E
+
+    kw = {} if args.window is None else {"window_s": args.window}
+    if args.style is not None:
+        kw["style"] = args.style
+    kw.update({k: v for k, v in (("guidance", args.guidance), ("smooth", args.smooth)) if v is not None})
+    if args.reference != "none":
+        kw.update(protocol=protocol, use_reference=not args.no_reference_input, anchor=not args.no_anchor,
+                  use_reference_audio=not args.no_reference_audio, reference_weight=args.reference_weight)
+    return E.checkpoint_predictor(_checkpoint(checkpoint), steps=args.steps, sampler=args.sampler, **kw)
+
+
+def _side_names(args: argparse.Namespace) -> list[str]:
+    """The report names of --checkpoint and --vs: --name or the file stems ("A", "B" when they are the same)."""
+    names = [args.name or Path(args.checkpoint).stem, Path(args.vs).stem]
+    return ["A", "B"] if names[0] == names[1] else names
+
+
+def _run_pair(args: argparse.Namespace, protocol, out: Path) -> int:
+    """--checkpoint A --vs B --data D: both scored on the same clips, seeds and protocol (OUT/<name>/ each), then
+    paired clip by clip (OUT/comparison.json and .md: B − A with a 95 % bootstrap interval over the clips)."""
+    from ksdiff import evaluate as E
+    from ksdiff.utils.io import write_json, write_text
+    from ksdiff.utils.stats import comparison_markdown
+
+    names = _side_names(args)
+    results = [E.evaluate(args.data, _checkpoint_predictor(args, ck, protocol), split=args.split,
+                          seeds=tuple(range(max(1, args.seeds))), out=out / name, name=name,
+                          plots=not args.no_plots, align_lengths=args.align_lengths)
+               for ck, name in zip((args.checkpoint, args.vs), names)]
+    rows = E.compare_results(*results)
+    table = comparison_markdown(rows, *names, directions=dict(E.TABLE_METRICS))
+    write_json(out / "comparison.json", {"data": str(args.data), "split": args.split, "a": names[0],
+                                         "b": names[1], "comparison": rows})
+    note = "Per clip, the first seed's sample (further seeds only enter sample diversity)."
+    write_text(out / "comparison.md", f"# {names[1]} − {names[0]}: {args.data}, split {args.split}, paired over "
+                                      f"clips\n\n{note}\n\n{table}\n")
+    print(E.markdown_table(dict(zip(names, results))))
+    print(table)
+    print(f"wrote {out}/{names[0]}/, {out}/{names[1]}/ and {out}/comparison.md")
+    return 0
+
 
 def _checkpoint(name: str | None) -> str | None:
     """``default`` -> None (the shipped model), else the path as given."""
@@ -117,8 +160,9 @@ def _checkpoint(name: str | None) -> str | None:
 
 def _run_speech(args: argparse.Namespace) -> int:
     """Lip sync on audio alone over ``--speech DIR``: one checkpoint's report, or two side by side (``--vs``)."""
-    from ksdiff.evaluate_speech import comparison_markdown, compare_speech, evaluate_speech, report_markdown
+    from ksdiff.evaluate_speech import compare_speech, evaluate_speech, report_markdown
     from ksdiff.utils.io import check_writable_dir, write_text
+    from ksdiff.utils.stats import comparison_markdown
 
     if not args.checkpoint:
         raise KsdiffError("--speech scores a model's own motion: give --checkpoint (a file, or 'default')")
@@ -128,9 +172,7 @@ def _run_speech(args: argparse.Namespace) -> int:
     if unused:
         raise KsdiffError(f"{', '.join(unused)} do not apply to --speech (the model's generation defaults are used)")
     out = check_writable_dir(args.out)
-    names = [args.name or Path(args.checkpoint).stem] + ([Path(args.vs).stem] if args.vs else [])
-    if len(names) == 2 and names[0] == names[1]:
-        names = ["A", "B"]
+    names = _side_names(args) if args.vs else [args.name or Path(args.checkpoint).stem]
     kw = dict(seeds=range(max(1, args.seeds)), not_english=filter(None, args.not_english.split(",")),
               phones_dir=out / "phones", limit=args.limit, style=args.style, guidance=args.guidance,
               smooth=args.smooth)
