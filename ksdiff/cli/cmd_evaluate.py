@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="fit a baseline on the train split (reference: the mean pose of each clip's --reference)")
     truth = p.add_mutually_exclusive_group(required=True)
     truth.add_argument("--data", help="dataset with ground truth")
-    truth.add_argument("--speech", metavar="DIR",
+    truth.add_argument("--speech", metavar="PATH",
                        help="a speech recording or a folder of them (any format; transcripts: same-stem .txt or "
                             "transcripts.tsv, else Whisper's): lip sync on audio alone, checkpoint only")
     p.add_argument("--vs", metavar="CHECKPOINT",
