@@ -125,17 +125,19 @@ def evaluate_speech(checkpoint: str | os.PathLike | None, folder: str | os.PathL
     from ksdiff.generate import load_model
 
     clips = speech_clips(folder)[: limit or None]
-    waves = {f: load_speech(f) for f, _ in clips}  # every file decoded (and refused) before any generation
+    for f, _ in clips:  # every file decoded (and a bad one refused) before any generation; not kept: a folder
+        load_speech(f)  # of long recordings would not fit in memory at once
     animator = load_model(checkpoint)
     face = _lip_face(animator.spec.name)
     kw = {k: v for k, v in generate_kw.items() if v is not None}
     skip, seeds = set(not_english), [int(s) for s in seeds]
     per_seed: dict[int, dict[str, dict[str, float]]] = {s: {} for s in seeds}
     for f, text in clips:
-        phones = None if f.name in skip else clip_phones(f, waves[f], text, phones_dir)
+        wave = load_speech(f)
+        phones = None if f.name in skip else clip_phones(f, wave, text, phones_dir)
         for s in seeds:
-            motion = animator.animate(waves[f], seed=s, **kw)
-            per_seed[s][f.name] = sync_scores(motion, waves[f], phones, face)
+            motion = animator.animate(wave, seed=s, **kw)
+            per_seed[s][f.name] = sync_scores(motion, wave, phones, face)
         if progress is not None:
             progress(f.name)
     names = [f.name for f, _ in clips]
