@@ -34,7 +34,8 @@ def speech(speech_dir: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_speech_report_and_a_model_against_itself(speech: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    r = ksdiff("evaluate", "--checkpoint", "default", "--vs", "default", "--speech", str(speech), "--out", str(out))
+    r = ksdiff("evaluate", "--checkpoint", "default", "--vs", "default", "--speech", str(speech), "--out", str(out),
+               "--not-english", CLIPS[1])  # as if it were not English: no closure, on both sides
     assert r.returncode == 0, r.stderr
     doc = json.loads((out / "metrics.json").read_text())
     assert list(doc["reports"]) == ["A", "B"]  # both "default": named by side
@@ -43,13 +44,15 @@ def test_speech_report_and_a_model_against_itself(speech: Path, tmp_path: Path) 
         for clip in rep["clips"].values():
             assert set(clip) == set(SYNC_METRICS)
             assert -1 <= clip["env_r"] <= 1 and -1 <= clip["lip_env_r"] <= 1  # the ICT head is found beside
-            assert 0 <= clip["bilabial_closure"] <= 1  # both have /p b m/ and align
             assert clip["jaw_p95"] > 0 and clip["capture_ratio"] > 0
+        assert 0 <= rep["clips"][CLIPS[0]]["bilabial_closure"] <= 1  # has /p b m/ and aligns
+        assert np.isnan(rep["clips"][CLIPS[1]]["bilabial_closure"])
     # the same model with the same seeds: every paired difference is exactly 0, every shared metric compared
     rows = doc["comparison"]
     assert [row["metric"] for row in rows] == list(COMPARED)
-    assert all(row["clips"] == 2 and row["diff"] == 0 and row["lo"] == row["hi"] == 0 for row in rows)
-    assert sorted(p.name for p in (out / "phones").iterdir()) == sorted(f"{c}.json" for c in CLIPS)
+    assert all(row["clips"] == (1 if row["metric"] == "bilabial_closure" else 2) for row in rows)
+    assert all(row["diff"] == 0 and row["lo"] == row["hi"] == 0 for row in rows)
+    assert [p.name for p in (out / "phones").iterdir()] == [f"{CLIPS[0]}.json"]  # aligned once, for both
     assert "| env_r (2 clips) |" in r.stdout and "bilabial_closure" in (out / "report.md").read_text()
 
 

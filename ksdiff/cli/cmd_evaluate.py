@@ -173,7 +173,7 @@ def _run_speech(args: argparse.Namespace) -> int:
         raise KsdiffError(f"{', '.join(unused)} do not apply to --speech (the model's generation defaults are used)")
     out = check_writable_dir(args.out)
     names = _side_names(args) if args.vs else [args.name or Path(args.checkpoint).stem]
-    kw = dict(seeds=range(max(1, args.seeds)), not_english=filter(None, args.not_english.split(",")),
+    kw = dict(seeds=range(max(1, args.seeds)), not_english=tuple(filter(None, args.not_english.split(","))),
               phones_dir=out / "phones", limit=args.limit, style=args.style, guidance=args.guidance,
               smooth=args.smooth)
     reports = [evaluate_speech(_checkpoint(ck), args.speech, **kw, progress=lambda n, t=tag: print(f"{t}: {n}"))
