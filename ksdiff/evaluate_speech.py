@@ -23,6 +23,7 @@ clip by clip: the mean difference B − A with a 95 % bootstrap interval over th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -60,13 +61,19 @@ def speech_clips(folder: str | os.PathLike) -> list[tuple[Path, str | None]]:
 
 def clip_phones(path: Path, wave: np.ndarray, text: str | None, cache: Path | None = None) -> list[list]:
     """[[ARPAbet label, start s, end s], ...] of an English recording by forced alignment of ``text`` (None:
-    Whisper's); [] when it does not align (reported on stderr). Cached as ``cache/<file name>.json`` when given:
-    the phones are the same for every checkpoint scored on the clip."""
+    Whisper's); [] when it does not align (reported on stderr). Cached as ``cache/<file name>.json`` when given
+    (the phones are the same for every checkpoint scored on the clip), and reused only for the same file (path,
+    size, modification time) and transcript."""
     from ksdiff.audio.align import align_long
 
     where = None if cache is None else Path(cache) / f"{path.name}.json"
+    st = path.stat()
+    key = {"source": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime, "text": text}
     if where is not None and where.is_file():
-        return json.loads(where.read_text(encoding="utf-8"))
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            cached = json.loads(where.read_text(encoding="utf-8"))
+            if cached.get("key") == key:
+                return cached["phones"]
     try:
         phones = [[s.label, s.start, s.end] for s in align_long(wave, text).phones]
     except KsdiffError as e:
@@ -76,7 +83,7 @@ def clip_phones(path: Path, wave: np.ndarray, text: str | None, cache: Path | No
         phones = []
     if where is not None:
         where.parent.mkdir(parents=True, exist_ok=True)
-        write_text(where, json.dumps(phones))
+        write_text(where, json.dumps({"key": key, "phones": phones}))
     return phones
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ksdiff.audio.envelope import speech_envelope
-from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, compare_speech, speech_clips, sync_scores
+from ksdiff.evaluate_speech import COMPARED, SYNC_METRICS, clip_phones, compare_speech, speech_clips, sync_scores
 from ksdiff.face.motion import Motion
 from ksdiff.face.specs import get_spec
 from ksdiff.utils.stats import bootstrap_interval
@@ -83,6 +83,21 @@ def test_sync_scores_of_a_jaw_that_is_the_envelope(spec: str) -> None:
         assert out["capture_ratio"] == 0.0  # of the capture's 7 channels only jawOpen moves: the median is 0
     else:
         assert np.isnan(out["bilabial_closure"]) and np.isnan(out["capture_ratio"])
+
+
+def test_phones_cache_is_reused_only_for_the_same_file_and_text(speech_dir: Path, tmp_path: Path) -> None:
+    from ksdiff.audio.decode import load_audio
+
+    f = speech_dir / "harvard_birch_canoe.wav"
+    wave, text = load_audio(f), "The birch canoe slid on the smooth planks."
+    phones = clip_phones(f, wave, text, tmp_path)
+    assert [p[0] for p in phones if p[0] in ("B", "M", "P")] == ["B", "M", "P"]  # birch, smooth, planks
+    cache = tmp_path / f"{f.name}.json"
+    doc = json.loads(cache.read_text())
+    doc["phones"] = [["M", 0.0, 0.1]]  # a marker: read back only while the key matches
+    cache.write_text(json.dumps(doc))
+    assert clip_phones(f, wave, text, tmp_path) == [["M", 0.0, 0.1]]
+    assert clip_phones(f, wave, text.upper(), tmp_path) != [["M", 0.0, 0.1]]  # another transcript: aligned again
 
 
 def test_compare_speech_pairs_clips_and_skips_missing_values() -> None:
