@@ -223,6 +223,7 @@ class Animator:
         self.window_s, self.overlap_s = float(window_s), float(overlap_s)
         self.last_info: dict = {}
         self._last_reference: tuple[str | None, np.ndarray | None] = (None, None)  # see _reference_prediction
+        self._last_features: tuple[tuple, Any] | None = None  # (key, SpeechFeatures): see speech_features
 
     @property
     def device(self) -> torch.device:
@@ -234,9 +235,17 @@ class Animator:
         """The audio front-end with the checkpoint's settings: a :class:`ksdiff.audio.features.SpeechFeatures`.
 
         wave: (N,) float32 mono 16 kHz. Transcribes automatically when the model uses text and ``text`` is None.
+        The last call's result is kept, keyed by the wave's content and ``text``: animating the same speech again
+        (another seed, guidance or style) reuses it instead of running the encoder and Whisper again.
         """
+        import hashlib
+
         from ksdiff.audio.features import compute_features, resolve_encoder
 
+        key = (hashlib.blake2b(np.ascontiguousarray(wave, np.float32).tobytes(), digest_size=16).digest(), text)
+        last = self._last_features
+        if last is not None and last[0] == key:
+            return last[1]
         kind = self.tokens if self.uses_text else "none"
         sf = compute_features(wave, encoder=resolve_encoder(self.encoder, **self.encoder_options),
                               text=text if self.uses_text else None, tokens=kind,
@@ -244,6 +253,7 @@ class Animator:
         if sf.dim != self.feat_dim:
             raise KsdiffError(f"the speech encoder {self.encoder!r} gives {sf.dim}-d features but the model expects "
                               f"{self.feat_dim}-d")
+        self._last_features = (key, sf)
         return sf
 
     def _tokens_for(self, sf, start_s: float, stop_s: float, whole: bool) -> np.ndarray:

@@ -104,6 +104,27 @@ def test_same_seed_same_motion_other_seed_other_motion(animator, speech_dir):
     assert np.array_equal(x.coeffs, y.coeffs)
 
 
+def test_the_same_speech_animated_again_reuses_its_features(ckpt, speech_dir, monkeypatch):
+    """Another seed of the same wave (any copy of it) and text reuses the last features, with the same motion as a
+    fresh computation; other text or another wave computes them again."""
+    import ksdiff.audio.features as F
+
+    calls = []
+    real = F.compute_features
+    monkeypatch.setattr(F, "compute_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    wave = load_audio(speech_dir / "arctic_a0007.wav")[:2 * SAMPLE_RATE]
+    anim = load_model(ckpt)
+    first = anim.animate(wave, text="and you always", steps=4, seed=1)
+    again = anim.animate(wave.copy(), text="and you always", steps=4, seed=1)
+    assert len(calls) == 1 and np.array_equal(first.coeffs, again.coeffs)
+    fresh = load_model(ckpt).animate(wave, text="and you always", steps=4, seed=2).coeffs
+    assert np.array_equal(anim.animate(wave, text="and you always", steps=4, seed=2).coeffs, fresh)
+    assert len(calls) == 2  # the fresh animator's own
+    anim.animate(wave, text="and you", steps=4, seed=1)
+    anim.animate(wave[:SAMPLE_RATE], text="and you", steps=4, seed=1)
+    assert len(calls) == 4
+
+
 def test_automatic_transcript_when_none_is_given(animator, speech_dir):
     m = animator.animate(speech_dir / "harvard_birch_canoe.wav", steps=2)
     words = animator.last_info["transcript"].lower()
